@@ -110,6 +110,24 @@ def test_forward_matches_official(heads, head_dim, per_token):
             assert diff <= TOL
 
 
+@pytest.mark.parametrize("per_token", [False, True])
+def test_bf16_matches_official(per_token):
+    """Same precision map as the reference in bf16 (RoPE angles fp32, rotation and residual stream bf16)."""
+    official, ours = build_pair(small_config(2, 14))
+    official.to(torch.bfloat16)
+    ours.to(torch.bfloat16)
+    tokens, text, mask = make_inputs(2)
+    tokens, text = tokens.bfloat16(), text.bfloat16()
+    timestep = torch.rand(2, tokens.shape[1]) if per_token else torch.tensor([[0.93], [0.41]])
+    coords = video_coords(2, *LATENT, frame_rate=25, causal_fix=True)
+    ref = run_official(official, tokens, coords, text, mask, timestep).float()
+    out = run_ours(ours, tokens, coords, text, mask, timestep).float()
+    diff = max_diff(out, ref)
+    ulp = 2.0 ** (torch.log2(ref.abs().max()).floor().item() - 7)  # bf16 spacing at the largest output
+    print(f"bf16 per_token={per_token}: max|diff|={diff:.3e} (bf16 ulp at output max: {ulp:.3e})")
+    assert diff <= 2 * ulp
+
+
 def test_padding_mask_changes_output_and_single_coords_broadcast():
     """The masked text tokens are really excluded; (1, 3, N) coords equal (B, 3, N) coords."""
     _, ours = build_pair(small_config(4, 8))
