@@ -203,6 +203,18 @@ def test_patchify_roundtrip_matches_official():
     assert torch.equal(unpatchify(tokens, *LATENT), latents)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_video_coords_frame_offset_matches_official_keyframe_coords(causal):
+    """Keyframe tokens: the official pipeline adds the target pixel frame after latent_to_pixel (causal fix)."""
+    latents = torch.zeros(1, IN_CHANNELS, 2, 3, 4)
+    _, latent_coords = SymmetricPatchifier(patch_size=1).patchify(latents)
+    pixel = latent_to_pixel_coords_from_factors(latent_coords, (8, 32, 32), causal_fix=causal)
+    pixel[:, 0] += 40
+    ref = pixel.to(torch.float32)
+    ref[:, 0] = ref[:, 0] * (1.0 / 24)
+    assert torch.equal(video_coords(1, 2, 3, 4, frame_rate=24, causal_fix=causal, frame_offset=40), ref)
+
+
 def test_video_coords_causal_values():
     coords = video_coords(1, 4, 1, 2, frame_rate=1.0, causal_fix=True)
     assert coords[0, 0].tolist() == [0, 0, 1, 1, 9, 9, 17, 17]
