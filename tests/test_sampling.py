@@ -1,0 +1,244 @@
+"""Our sampling loop (model/sampling.py, model/conditioning.py) against the official LTXVideoPipeline.
+
+Both sides get the same tiny random DiT weights (ours: LTXVideoTransformer, official: Transformer3DModel), the same
+text embeddings and the same seed; the official pipeline returns latents (output_type="latent"), fp32 on CPU.
+Keyframe latents are handed to the official conditioning_items path by replacing its vae_encode with a lookup, so
+the comparison is about sampling and conditioning only. Run `pytest -s tests/test_sampling.py` to see the numbers.
+"""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from videodit.model.dit import LTXVideoTransformer, TransformerConfig
+from videodit.model.sampling import Guidance, Keyframe, TextCondition, sample
+from videodit.model.schedules import timesteps
+
+pipeline_module = pytest.importorskip("ltx_video.pipelines.pipeline_ltx_video")
+from ltx_video.models.autoencoders.causal_video_autoencoder import CausalVideoAutoencoder  # noqa: E402
+from ltx_video.models.transformers.symmetric_patchifier import SymmetricPatchifier  # noqa: E402
+from ltx_video.models.transformers.transformer3d import Transformer3DModel  # noqa: E402
+from ltx_video.schedulers.rf import RectifiedFlowScheduler  # noqa: E402
+from ltx_video.utils.skip_layer_strategy import SkipLayerStrategy  # noqa: E402
+
+TOL = 1e-4
+CHANNELS, CAPTION_CHANNELS, TEXT_LEN = 8, 24, 6
+LATENT = (4, 2, 3)  # latent frames, height, width: 25 x 64 x 96 pixels
+SEED = 1234
+
+# Tiny official VAE: only its scale factors (8, 32, 32) matter here (latents are compared, encode is stubbed).
+TINY_VAE = {
+    "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
+    "latent_channels": CHANNELS, "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform",
+    "use_quant_conv": False, "causal_decoder": False, "encoder_base_channels": 8, "decoder_base_channels": 8,
+    "blocks": [["compress_all", 1], ["compress_all", 1], ["compress_all", 1]],
+}
+
+
+def tiny_config(causal: bool) -> TransformerConfig:
+    return TransformerConfig(num_layers=2, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
+                             caption_channels=CAPTION_CHANNELS, in_channels=CHANNELS, out_channels=CHANNELS,
+                             causal_temporal_positioning=causal)
+
+
+def build_models(causal: bool):
+    torch.manual_seed(0)
+    config = tiny_config(causal)
+    official = Transformer3DModel.from_config(config.to_metadata()).eval()
+    state = {k: v + 0.1 * torch.randn_like(v) for k, v in official.state_dict().items()}
+    official.load_state_dict(state, strict=True)
+    ours = LTXVideoTransformer(config).eval()
+    ours.load_state_dict(state, strict=True)
+    return official, ours
+
+
+def official_pipeline(transformer, scheduler_config: dict):
+    return pipeline_module.LTXVideoPipeline(
+        tokenizer=None, text_encoder=None, vae=CausalVideoAutoencoder.from_config(dict(TINY_VAE)),
+        transformer=transformer, scheduler=RectifiedFlowScheduler(**scheduler_config),
+        patchifier=SymmetricPatchifier(patch_size=1), prompt_enhancer_image_caption_model=None,
+        prompt_enhancer_image_caption_processor=None, prompt_enhancer_llm_model=None,
+        prompt_enhancer_llm_tokenizer=None)
+
+
+def texts():
+    gen = torch.Generator().manual_seed(7)
+    pos = torch.randn(1, TEXT_LEN, CAPTION_CHANNELS, generator=gen)
+    neg = torch.randn(1, TEXT_LEN, CAPTION_CHANNELS, generator=gen)
+    pos_mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    neg_mask = torch.tensor([[1, 1, 0, 0, 0, 0]])
+    return TextCondition(pos, pos_mask), TextCondition(neg, neg_mask)
+
+
+def run_official(official, scheduler_config, steps, guidance: Guidance, positive, negative, **kwargs):
+    pipe = official_pipeline(official, scheduler_config)
+    f, h, w = LATENT
+    out = pipe(height=h * 32, width=w * 32, num_frames=(f - 1) * 8 + 1, frame_rate=25.0,
+               prompt=None, negative_prompt=None, num_inference_steps=steps,
+               prompt_embeds=positive.embeddings, prompt_attention_mask=positive.mask,
+               negative_prompt_embeds=negative.embeddings, negative_prompt_attention_mask=negative.mask,
+               guidance_scale=guidance.cfg, stg_scale=guidance.stg, rescaling_scale=guidance.rescale,
+               cfg_star_rescale=guidance.cfg_star, skip_layer_strategy=SkipLayerStrategy.AttentionValues,
+               skip_block_list=list(guidance.stg_blocks), generator=torch.Generator().manual_seed(SEED),
+               output_type="latent", is_video=True, vae_per_channel_normalize=True, **kwargs)
+    return out.images
+
+
+@pytest.mark.parametrize("scheduler_config,causal,guidance", [
+    ({"shifting": "SD3", "target_shift_terminal": 0.1}, False,
+     Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,), rescale=0.7)),  # 0.9.1-style
+    ({"sampler": "LinearQuadratic"}, True,
+     Guidance(cfg=4.0, stg=2.0, stg_blocks=(0,), rescale=0.5, cfg_star=True)),  # 0.9.5+/13B-style
+])
+def test_t2v_matches_official_pipeline(scheduler_config, causal, guidance):
+    official, ours = build_models(causal)
+    positive, negative = texts()
+    steps = 4
+    ref = run_official(official, scheduler_config, steps, guidance, positive, negative)
+    ts = timesteps("auto", steps, LATENT, scheduler_config)
+    got = sample(ours, torch.zeros(1, CHANNELS, *LATENT), positive, negative, ts, guidance, SEED)
+    diff = (got - ref).abs().max().item()
+    print(f"\nT2V {scheduler_config} {guidance}: max |ours - official| = {diff:.3e} (latent scale {ref.abs().max():.2f})")
+    assert got.shape == ref.shape
+    assert diff <= TOL
+
+
+def test_i2v_keyframes_match_official_conditioning_items(monkeypatch):
+    """Frame-0 image (in place), 17-frame clip at frame 8 (in place + 2 prepended prefix latents) and an image at
+    frame 13 (prepended tokens), soft strengths, image_cond_noise_scale: vs official conditioning_items."""
+    official, ours = build_models(causal=True)
+    positive, negative = texts()
+    f, h, w = LATENT
+    gen = torch.Generator().manual_seed(3)
+    first = torch.randn(1, CHANNELS, 1, h, w, generator=gen)
+    clip = torch.randn(1, CHANNELS, 3, h, w, generator=gen)
+    image = torch.randn(1, CHANNELS, 1, h, w, generator=gen)
+    keyframes = [Keyframe(first, 0, 1.0), Keyframe(clip, 8, 0.9), Keyframe(image, 13, 0.8)]
+
+    encoded = iter([first, clip, image])
+    monkeypatch.setattr(pipeline_module, "vae_encode", lambda media, vae, **kw: next(encoded))
+    items = [pipeline_module.ConditioningItem(torch.zeros(1, 3, (k.latent.shape[2] - 1) * 8 + 1, h * 32, w * 32),
+                                              k.pixel_frame, k.strength) for k in keyframes]
+    guidance = Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,), rescale=0.7)
+    scheduler_config = {"sampler": "LinearQuadratic"}
+    ref = run_official(official, scheduler_config, 5, guidance, positive, negative, conditioning_items=items,
+                       image_cond_noise_scale=0.15)
+    ts = timesteps("auto", 5, LATENT, scheduler_config)
+    got = sample(ours, torch.zeros(1, CHANNELS, *LATENT), positive, negative, ts, guidance, SEED,
+                 keyframes=keyframes, image_cond_noise_scale=0.15)
+    diff = (got - ref).abs().max().item()
+    print(f"\nI2V keyframes (0, clip@8, image@13): max |ours - official| = {diff:.3e}")
+    assert diff <= TOL
+    # the hard frame-0 keyframe survives (only the t^2-scaled conditioning noise of the last model call differs)
+    assert (got[:, :, 0] - first[:, :, 0]).abs().max() < 0.15 * 5 * ts[-1] ** 2
+
+
+def test_denoise_matches_official_skip_initial_steps():
+    """denoise < 1: start latent noised to the first kept timestep == official latents + skip_initial_inference_steps."""
+    official, ours = build_models(causal=True)
+    positive, negative = texts()
+    start = torch.randn(1, CHANNELS, *LATENT, generator=torch.Generator().manual_seed(5))
+    guidance = Guidance(cfg=3.0, stg=0.0)
+    ref = run_official(official, {"sampler": "LinearQuadratic"}, 8, guidance, positive, negative,
+                       latents=start.clone(), skip_initial_inference_steps=5)
+    ts = timesteps("linear_quadratic", 8, LATENT)
+    got = sample(ours, start, positive, negative, ts, guidance, SEED, denoise=ts[5])
+    diff = (got - ref).abs().max().item()
+    print(f"\ndenoise={ts[5]:.4f}: max |ours - official| = {diff:.3e}")
+    assert diff <= TOL
+
+
+class ZeroVelocity(torch.nn.Module):
+    """Predicts v = 0, so a sampling run returns its initial noise; records its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.config = SimpleNamespace(causal_temporal_positioning=True)
+        self.calls = []
+
+    def forward(self, tokens, coords, text, text_mask, timestep, skip=None):
+        self.calls.append(SimpleNamespace(tokens=tokens, timestep=timestep, text=text, skip=skip))
+        return torch.zeros_like(tokens)
+
+
+def test_seeded_noise_is_deterministic_and_in_token_layout():
+    positive, negative = texts()
+    model = ZeroVelocity()
+    shape = (2, CHANNELS, *LATENT)
+    a = sample(model, torch.zeros(shape), positive, negative, [1.0], Guidance(cfg=1.0), seed=42)
+    b = sample(model, torch.zeros(shape), positive, negative, [1.0], Guidance(cfg=1.0), seed=42)
+    c = sample(model, torch.zeros(shape), positive, negative, [1.0], Guidance(cfg=1.0), seed=43)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # documented layout: CPU fp32 generator, (B, F*H*W, C) tokens ordered (f h w)
+    n = LATENT[0] * LATENT[1] * LATENT[2]
+    expected = torch.randn(2, n, CHANNELS, generator=torch.Generator().manual_seed(42))
+    assert torch.equal(a, expected.transpose(1, 2).reshape(shape))
+
+
+def test_cfg_one_is_a_single_forward():
+    _, ours = build_models(causal=True)
+    positive, negative = texts()
+    calls = []
+    ours.register_forward_hook(lambda module, args, kwargs_out: calls.append(args[0].shape[0]))
+    x0 = torch.zeros(1, CHANNELS, *LATENT)
+    got = sample(ours, x0, positive, negative, [1.0], Guidance(cfg=1.0, stg=0.0), SEED)
+    assert calls == [1]  # one forward, batch 1 (no uncond / perturbed copies)
+    # expected: one Euler step from t=1 to 0 with the conditional velocity
+    n = LATENT[0] * LATENT[1] * LATENT[2]
+    noise = torch.randn(1, n, CHANNELS, generator=torch.Generator().manual_seed(SEED))
+    from videodit.model.conditioning import pixel_coords, to_seconds
+    coords = to_seconds(pixel_coords(1, *LATENT, causal_fix=True), 25.0)
+    v = ours(noise, coords, positive.embeddings, positive.mask, torch.ones(1, 1))
+    expected = (noise - v).transpose(1, 2).reshape(x0.shape)
+    assert (got - expected).abs().max().item() <= 1e-6
+    # cfg > 1 with negative == positive gives the same velocity
+    same = sample(ours, x0, positive, positive, [1.0], Guidance(cfg=5.0, stg=0.0), SEED)
+    assert (same - expected).abs().max().item() <= 1e-5
+
+
+def test_guidance_copies_are_batched_in_one_forward():
+    positive, negative = texts()
+    model = ZeroVelocity()
+    sample(model, torch.zeros(2, CHANNELS, *LATENT), positive, negative, [1.0, 0.5],
+           Guidance(cfg=3.0, stg=1.0, stg_blocks=(0,)), SEED)
+    assert len(model.calls) == 2
+    call = model.calls[0]
+    assert call.tokens.shape[0] == 6  # (uncond, cond, perturbed) x batch 2
+    assert call.skip.perturbed.tolist() == [False, False, False, False, True, True]
+    assert torch.equal(call.text[:2], negative.embeddings.expand(2, -1, -1))
+    assert torch.equal(call.text[2:4], positive.embeddings.expand(2, -1, -1))
+
+
+def test_callback_per_step_and_interrupt():
+    positive, negative = texts()
+    seen = []
+    sample(ZeroVelocity(), torch.zeros(1, CHANNELS, *LATENT), positive, None, [1.0, 0.6, 0.2], Guidance(cfg=1.0),
+           SEED, callback=lambda i, total, x0: seen.append((i, total, tuple(x0.shape))))
+    assert seen == [(i, 3, (1, CHANNELS, *LATENT)) for i in range(3)]
+
+    def stop(i, total, x0):
+        if i == 1:
+            raise InterruptedError("stop")
+    model = ZeroVelocity()
+    with pytest.raises(InterruptedError):
+        sample(model, torch.zeros(1, CHANNELS, *LATENT), positive, None, [1.0, 0.6, 0.2], Guidance(cfg=1.0),
+               SEED, callback=stop)
+    assert len(model.calls) == 2
+
+
+def test_bad_inputs_raise_clear_errors():
+    positive, _ = texts()
+    model = ZeroVelocity()
+    x = torch.zeros(1, CHANNELS, *LATENT)
+    with pytest.raises(ValueError, match="negative"):
+        sample(model, x, positive, None, [1.0], Guidance(cfg=3.0), SEED)
+    with pytest.raises(ValueError, match="multiple of 8, got pixel_frame 12; nearest valid: 8 or 16"):
+        clip = torch.zeros(1, CHANNELS, 2, LATENT[1], LATENT[2])
+        sample(model, x, positive, None, [1.0], Guidance(cfg=1.0), SEED, keyframes=[Keyframe(clip, 12)])
+    with pytest.raises(ValueError, match=r"\[0, 24\]"):
+        sample(model, x, positive, None, [1.0], Guidance(cfg=1.0), SEED,
+               keyframes=[Keyframe(torch.zeros(1, CHANNELS, 1, LATENT[1], LATENT[2]), 25)])
+    with pytest.raises(ValueError, match="2x3 latent"):
+        sample(model, x, positive, None, [1.0], Guidance(cfg=1.0), SEED,
+               keyframes=[Keyframe(torch.zeros(1, CHANNELS, 1, 4, 4), 0)])
