@@ -23,8 +23,9 @@ from typing import Sequence
 
 import torch
 
+from .rope import patchify, video_coords
+
 TEMPORAL_FACTOR = 8
-SPATIAL_FACTOR = 32
 CLIP_PREFIX_LATENT_FRAMES = 2
 
 
@@ -43,37 +44,6 @@ class ConditionedTokens:
     coords: torch.Tensor  # (B, 3, N_extra + F*H*W) float32 [seconds, px, px]
     mask: torch.Tensor | None  # (B, N_extra + F*H*W) float32 conditioning strength; None without keyframes
     num_extra: int  # extra tokens at the front, dropped after sampling
-
-
-def pixel_coords(batch: int, frames: int, height: int, width: int, causal_fix: bool,
-                 device=None) -> torch.Tensor:
-    """(B, 3, f*h*w) [t, y, x] pixel coordinates of the top-left-first corner of each latent, tokens ordered (f h w).
-    causal_fix: t = max(8*f + 1 - 8, 0), the first pixel frame each latent of a causal VAE covers."""
-    f, y, x = torch.meshgrid(torch.arange(frames, device=device), torch.arange(height, device=device),
-                             torch.arange(width, device=device), indexing="ij")
-    t = f * TEMPORAL_FACTOR
-    if causal_fix:
-        t = (t + 1 - TEMPORAL_FACTOR).clamp(min=0)
-    coords = torch.stack([t, y * SPATIAL_FACTOR, x * SPATIAL_FACTOR]).reshape(3, -1).float()
-    return coords[None].expand(batch, 3, -1).clone()
-
-
-def to_seconds(coords: torch.Tensor, frame_rate: float) -> torch.Tensor:
-    """Pixel-frame time axis -> seconds (what the DiT's coords input expects); y, x stay in pixels."""
-    coords = coords.clone()
-    coords[:, 0] = coords[:, 0] * (1.0 / frame_rate)
-    return coords
-
-
-def to_tokens(latents: torch.Tensor) -> torch.Tensor:
-    """(B, C, F, H, W) -> (B, F*H*W, C), tokens ordered (f h w)."""
-    return latents.flatten(2).transpose(1, 2)
-
-
-def from_tokens(tokens: torch.Tensor, frames: int, height: int, width: int) -> torch.Tensor:
-    """(B, F*H*W, C) -> (B, C, F, H, W)."""
-    b, _, c = tokens.shape
-    return tokens.transpose(1, 2).reshape(b, c, frames, height, width)
 
 
 def validate_keyframe(kf: Keyframe, latent_shape: Sequence[int]) -> None:
@@ -127,14 +97,13 @@ def apply_keyframes(latents: torch.Tensor, keyframes: Sequence[Keyframe], genera
             cond = cond[:, :, :CLIP_PREFIX_LATENT_FRAMES]
         noise = torch.randn(cond.shape, generator=generator, dtype=torch.float32).to(device)
         cond = torch.lerp(noise, cond, s).expand(b, -1, -1, -1, -1)
-        coords = pixel_coords(b, cond.shape[2], h, w, causal_fix, device)
-        coords[:, 0] += kf.pixel_frame
-        extra_tokens.append(to_tokens(cond))
-        extra_coords.append(coords)
+        extra_tokens.append(patchify(cond))
+        extra_coords.append(video_coords(b, cond.shape[2], h, w, frame_rate, causal_fix, device=device,
+                                         frame_offset=kf.pixel_frame))
         extra_mask.append(torch.full(extra_tokens[-1].shape[:2], s, device=device))
 
-    tokens = torch.cat([*extra_tokens, to_tokens(latents)], dim=1)
-    coords = torch.cat([*extra_coords, pixel_coords(b, frames, h, w, causal_fix, device)], dim=2)
+    tokens = torch.cat([*extra_tokens, patchify(latents)], dim=1)
+    coords = torch.cat([*extra_coords, video_coords(b, frames, h, w, frame_rate, causal_fix, device=device)], dim=2)
     full_mask = torch.cat([*extra_mask, mask.flatten(1)], dim=1) if keyframes else None
     num_extra = tokens.shape[1] - frames * h * w
-    return ConditionedTokens(tokens, to_seconds(coords, frame_rate), full_mask, num_extra)
+    return ConditionedTokens(tokens, coords, full_mask, num_extra)

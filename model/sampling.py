@@ -26,7 +26,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from .conditioning import Keyframe, apply_keyframes, from_tokens
+from .conditioning import Keyframe, apply_keyframes
+from .dit import SkipLayers
+from .rope import unpatchify
 
 T_EPS = 1e-6
 STG_MODES = ("attention_values", "attention_skip", "transformer_block")
@@ -144,8 +146,6 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
     if use_uncond and negative is None:
         raise ValueError(f"guidance.cfg = {guidance.cfg} > 1 needs a negative TextCondition, got None")
 
-    from .dit import SkipLayers  # imported here so this module loads while dit.py is being written
-
     b, c, frames, h, w = latents.shape
     device = latents.device
     model_dtype = next(transformer.parameters()).dtype
@@ -154,7 +154,7 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
     schedule_t = torch.tensor(schedule, dtype=torch.float32, device=device)
 
     noise = _randn((b, frames * h * w, c), generator, device)  # token layout (f h w), like the official pipeline
-    noise = from_tokens(noise, frames, h, w)
+    noise = unpatchify(noise, frames, h, w)
     t0 = schedule_t[0]
     x = noise if denoise >= 1.0 else t0 * noise + (1.0 - t0) * latents.to(device, torch.float32)
 
@@ -196,6 +196,6 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
             tokens = torch.where(update, stepped, tokens)
 
         if callback is not None:
-            callback(i, len(schedule), from_tokens(x0[:, cond.num_extra:], frames, h, w))
+            callback(i, len(schedule), unpatchify(x0[:, cond.num_extra:], frames, h, w))
 
-    return from_tokens(tokens[:, cond.num_extra:], frames, h, w)
+    return unpatchify(tokens[:, cond.num_extra:], frames, h, w)

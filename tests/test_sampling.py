@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from videodit.model.dit import LTXVideoTransformer, TransformerConfig
+from videodit.model.rope import video_coords
 from videodit.model.sampling import Guidance, Keyframe, TextCondition, sample
 from videodit.model.schedules import timesteps
 
@@ -187,8 +188,7 @@ def test_cfg_one_is_a_single_forward():
     # expected: one Euler step from t=1 to 0 with the conditional velocity
     n = LATENT[0] * LATENT[1] * LATENT[2]
     noise = torch.randn(1, n, CHANNELS, generator=torch.Generator().manual_seed(SEED))
-    from videodit.model.conditioning import pixel_coords, to_seconds
-    coords = to_seconds(pixel_coords(1, *LATENT, causal_fix=True), 25.0)
+    coords = video_coords(1, *LATENT, frame_rate=25.0, causal_fix=True)
     v = ours(noise, coords, positive.embeddings, positive.mask, torch.ones(1, 1))
     expected = (noise - v).transpose(1, 2).reshape(x0.shape)
     assert (got - expected).abs().max().item() <= 1e-6
