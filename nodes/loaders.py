@@ -1,0 +1,231 @@
+"""Loader nodes: the video model (DiT + VAE from one checkpoint) and the T5 text encoder; text encoding."""
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from . import host
+from .common import (CATEGORY, CONDITIONING_TYPE, MODEL_TYPE, TEXT_ENCODER_TYPE, VAE_TYPE, check_inputs)
+
+BUILTIN_MODEL = "videodit-tiny (built-in)"
+BUILTIN_TEXT_ENCODER = "t5-tiny (built-in)"
+BUILTIN_FILES = {
+    BUILTIN_MODEL: os.path.join(host.WEIGHTS_DIR, "videodit-tiny.safetensors"),
+    BUILTIN_TEXT_ENCODER: os.path.join(host.WEIGHTS_DIR, "t5-tiny.safetensors"),
+}
+DTYPES = ["auto", "bf16", "fp16", "fp32"]
+TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+PLACEMENTS = ["gpu", "offload to cpu between runs"]
+
+
+def speed_module():
+    """model/speed.py (performance options) if this install has it, else None."""
+    try:
+        from ..model import speed
+    except ImportError:
+        return None
+    return speed
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """"auto": bf16 on a GPU that supports it, fp16 on older GPUs, fp32 on CPU."""
+    if name != "auto":
+        return TORCH_DTYPES[name]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+@dataclass
+class VideoVAE:
+    """VIDEODIT_VAE: the causal video VAE and where it runs."""
+    vae: torch.nn.Module
+    device: torch.device
+    dtype: torch.dtype
+    offload: bool
+    path: str
+
+    def acquire(self) -> torch.nn.Module:
+        """The VAE on its compute device (moved there if it was offloaded)."""
+        host.free_memory_for(host.module_bytes(self.vae), self.device)
+        return self.vae.to(self.device)
+
+    def release(self):
+        if self.offload:
+            self.vae.to(host.offload_device())
+
+
+@dataclass
+class VideoModel:
+    """VIDEODIT_MODEL: the DiT plus everything sampling needs from its checkpoint."""
+    transformer: torch.nn.Module
+    scheduler_config: dict
+    allowed_inference_steps: list | None
+    version: str
+    path: str
+    device: torch.device
+    dtype: torch.dtype
+    offload: bool
+    vae: VideoVAE  # the checkpoint's VAE (latent previews are fitted to it)
+    preview_factors: tuple | None = field(default=None, repr=False)  # (128x3 matrix, bias), fitted on first use
+
+    def acquire(self) -> torch.nn.Module:
+        host.free_memory_for(host.module_bytes(self.transformer), self.device)
+        return self.transformer.to(self.device)
+
+    def release(self):
+        if self.offload:
+            self.transformer.to(host.offload_device())
+
+
+# One cached model per loader kind: a new choice replaces the old one (two 2B models rarely fit together).
+_CACHE: dict[str, tuple] = {}
+
+
+def cached(kind: str, key: tuple, load):
+    entry = _CACHE.get(kind)
+    if entry is not None and entry[0] == key:
+        return entry[1]
+    _CACHE.pop(kind, None)
+    value = load()
+    _CACHE[kind] = (key, value)
+    return value
+
+
+def checkpoint_choices() -> list[str]:
+    return [BUILTIN_MODEL] + host.list_models("checkpoints")
+
+
+def text_encoder_choices() -> list[str]:
+    return [BUILTIN_TEXT_ENCODER] + host.list_models("text_encoders")
+
+
+def resolve_file(folder_key: str, name: str) -> str:
+    if name in BUILTIN_FILES:
+        path = BUILTIN_FILES[name]
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"the built-in model '{name}' is missing: {path} does not exist "
+                                    f"(reinstall the pack or check the weights/ folder)")
+        return path
+    return host.model_path(folder_key, name)
+
+
+class VideoDiTModelLoader:
+    DESCRIPTION = ("Loads an LTX-Video checkpoint (official single file: DiT + VAE; config from its metadata) or "
+                   "the built-in tiny model. Models stay cached between runs.")
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (MODEL_TYPE, VAE_TYPE)
+    RETURN_NAMES = ("model", "vae")
+    OUTPUT_TOOLTIPS = ("The video diffusion transformer with its scheduler settings and version.",
+                       "The causal video VAE of the same checkpoint (encode images, decode latents).")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        required = {
+            "checkpoint": (checkpoint_choices(), {
+                "default": BUILTIN_MODEL,
+                "tooltip": "LTX-Video checkpoint from models/checkpoints or models/diffusion_models "
+                           "(e.g. ltx-video-2b-v0.9.5.safetensors), or the tiny built-in model."}),
+            "dtype": (DTYPES, {"default": "auto",
+                               "tooltip": "Weight and compute precision. auto: bf16 on GPUs that support it, "
+                                          "fp16 on older GPUs, fp32 on CPU."}),
+            "placement": (PLACEMENTS, {"default": "gpu",
+                                       "tooltip": "gpu: keep the weights on the GPU between runs (fastest). "
+                                                  "offload: move them to CPU RAM after each run to free VRAM."}),
+        }
+        if speed_module() is not None:
+            required["attention"] = (list(speed_module().ATTENTION_CHOICES), {
+                "default": "auto", "tooltip": "Attention kernel: auto = cuDNN attention on Hopper and newer GPUs, "
+                                              "PyTorch's choice elsewhere; the others prefer that SDPA kernel."})
+            required["compile"] = ("BOOLEAN", {
+                "default": False, "tooltip": "torch.compile the transformer (slow first run, faster afterwards)."})
+            required["fp8"] = ("BOOLEAN", {
+                "default": False, "tooltip": "Store the large linear layers in fp8 (halves their memory; needs a "
+                                             "GPU with fp8 support, else they stay in the chosen dtype)."})
+        return {"required": required}
+
+    def load(self, checkpoint, dtype, placement, attention="auto", compile=False, fp8=False):
+        check_inputs(type(self), dict(checkpoint=checkpoint, dtype=dtype, placement=placement))
+        from ..model.checkpoint import load_checkpoint
+
+        path = resolve_file("checkpoints", checkpoint)
+        device = host.torch_device()
+        torch_dtype = resolve_dtype(dtype, device)
+        offload = placement != "gpu"
+        key = (os.path.realpath(path), os.path.getmtime(path), str(torch_dtype), str(device), offload,
+               attention, bool(compile), bool(fp8))
+
+        def load():
+            loaded = load_checkpoint(path, dtype=torch_dtype, device="cpu")
+            transformer = loaded.transformer.eval().requires_grad_(False)
+            vae_module = loaded.vae.eval().requires_grad_(False)
+            speed = speed_module()
+            if speed is not None:
+                options = speed.SpeedOptions(attention=attention, compile=bool(compile), fp8=bool(fp8))
+                transformer = speed.apply_speed_options(transformer, options)
+            vae = VideoVAE(vae_module, device, torch_dtype, offload, path)
+            model = VideoModel(transformer, loaded.scheduler_config, loaded.allowed_inference_steps, loaded.version,
+                               path, device, torch_dtype, offload, vae)
+            if not offload:
+                model.acquire()
+                vae.acquire()
+            return model, vae
+
+        return cached("checkpoint", key, load)
+
+
+class VideoDiTTextEncoderLoader:
+    DESCRIPTION = "Loads the T5 text encoder (ComfyUI's t5xxl single-file layout) or the tiny built-in one."
+    CATEGORY = CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (TEXT_ENCODER_TYPE,)
+    RETURN_NAMES = ("text_encoder",)
+    OUTPUT_TOOLTIPS = ("The T5 encoder and its tokenizer; connect it to VideoDiT Text Encode.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "text_encoder": (text_encoder_choices(), {
+                "default": BUILTIN_TEXT_ENCODER,
+                "tooltip": "T5 file from models/text_encoders (or the legacy models/clip), e.g. "
+                           "t5xxl_fp16.safetensors, or the tiny built-in encoder."}),
+            "dtype": (DTYPES, {"default": "auto", "tooltip": "Precision of the T5 weights (auto: bf16 on GPU, "
+                                                             "fp32 on CPU)."}),
+            "device": (["default", "cpu"], {"default": "default",
+                                            "tooltip": "default: the GPU ComfyUI uses. cpu: keep T5 (about 9 GB "
+                                                       "in bf16 for T5-XXL) in system RAM; slower, saves VRAM."}),
+        }}
+
+    def load(self, text_encoder, dtype, device):
+        check_inputs(type(self), dict(text_encoder=text_encoder, dtype=dtype, device=device))
+        from ..model.text_encoder import load_text_encoder
+
+        path = resolve_file("text_encoders", text_encoder)
+        torch_device = host.torch_device() if device == "default" else torch.device("cpu")
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        key = (os.path.realpath(path), os.path.getmtime(path), str(torch_dtype), str(torch_device))
+        return (cached("text_encoder", key, lambda: load_text_encoder(path, dtype=torch_dtype, device=torch_device)),)
+
+
+class VideoDiTTextEncode:
+    DESCRIPTION = "Encodes a prompt with T5. Use it twice: once for the positive and once for the negative prompt."
+    CATEGORY = CATEGORY
+    FUNCTION = "encode"
+    RETURN_TYPES = (CONDITIONING_TYPE,)
+    RETURN_NAMES = ("conditioning",)
+    OUTPUT_TOOLTIPS = ("T5 embeddings and attention mask of the prompt.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "text_encoder": (TEXT_ENCODER_TYPE, {"tooltip": "From VideoDiT Text Encoder Loader."}),
+            "text": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "",
+                                "tooltip": "The prompt. LTX-Video likes long, literal descriptions of the scene, "
+                                           "the motion and the camera."}),
+        }}
+
+    def encode(self, text_encoder, text):
+        with torch.inference_mode():
+            cond = text_encoder.encode([text])
+        return (type(cond)(embeddings=cond.embeddings.detach().cpu(), mask=cond.mask.detach().cpu()),)

@@ -1,0 +1,145 @@
+"""Writing videos (and the one-frame H.264 round trip of I2V preprocessing) with imageio-ffmpeg's bundled ffmpeg.
+
+Metadata keys follow ComfyUI's own savers so that dropping the file on the ComfyUI page restores the graph:
+MP4 — QuickTime `mdta` keys `prompt` / `workflow` (movflags use_metadata_tags, +faststart so the frontend finds
+`moov` near the start); WebM — Matroska tags PROMPT / WORKFLOW (ffmpeg upper-cases them); animated WebP — EXIF
+tags 0x0110 "prompt:<json>" and 0x010F "workflow:<json>"; GIF — a comment with both (no ComfyUI reader).
+Values are passed through an ffmetadata file, not the command line (a workflow can exceed the argument limit).
+"""
+import json
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+FORMATS = {
+    # name: (extension, ffmpeg muxer or None for Pillow)
+    "mp4 (h264)": (".mp4", "mp4"),
+    "webm (vp9)": (".webm", "webm"),
+    "gif": (".gif", None),
+    "webp (animated)": (".webp", None),
+}
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _ffmetadata_escape(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in "=;#\\\n":
+            out.append("\\")
+        out.append(ch)
+    return "".join(out)
+
+
+def _run_ffmpeg(args: list[str], stdin_bytes: bytes | None, what: str):
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args],
+                          input=stdin_bytes, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ffmpeg failed while {what}: {proc.stderr.decode(errors='replace').strip()[-2000:]}")
+    return proc.stdout
+
+
+def write_video(frames: np.ndarray, path: str, fps: float, fmt: str, crf: int, metadata: dict[str, str]):
+    """frames: uint8 (F, H, W, 3). Writes exactly `path` (the muxer is named explicitly, so any file name works).
+    metadata: key -> JSON string."""
+    extension, muxer = FORMATS[fmt]
+    if muxer is None:
+        _write_pillow(frames, path, fps, fmt, crf, metadata)
+        return
+    num_frames, height, width, _ = frames.shape
+    if muxer == "mp4":
+        # yuv420p needs even sizes: drop the last row/column of odd ones.
+        even_h, even_w = height - height % 2, width - width % 2
+        frames = np.ascontiguousarray(frames[:, :even_h, :even_w])
+        height, width = even_h, even_w
+        codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "medium",
+                 "-movflags", "+faststart+use_metadata_tags"]
+    else:
+        codec = ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-crf", str(crf), "-b:v", "0"]
+    with tempfile.TemporaryDirectory() as tmp:
+        meta_file = os.path.join(tmp, "meta.txt")
+        with open(meta_file, "w", encoding="utf-8") as f:
+            f.write(";FFMETADATA1\n")
+            for key, value in metadata.items():
+                f.write(f"{_ffmetadata_escape(key)}={_ffmetadata_escape(value)}\n")
+        args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:.6g}", "-i", "-",
+                "-f", "ffmetadata", "-i", meta_file, "-map", "0:v", "-map_metadata", "1",
+                *codec, "-frames:v", str(num_frames), "-f", muxer, path]
+        _run_ffmpeg(args, frames.tobytes(), f"writing {path}")
+
+
+def _write_pillow(frames, path, fps, fmt, crf, metadata):
+    images = [Image.fromarray(frame) for frame in frames]
+    duration_ms = max(int(round(1000.0 / fps)), 1)
+    if fmt == "gif":
+        comment = json.dumps({k: json.loads(v) for k, v in metadata.items()}) if metadata else ""
+        images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0,
+                       comment=comment.encode("utf-8"))
+        return
+    exif = Image.Exif()
+    tag = 0x0110  # Model: "prompt:..."; then Make (0x010F) and downwards for the other keys, as ComfyUI does
+    for key in sorted(metadata, key=lambda k: k != "prompt"):
+        exif[tag] = f"{key}:{metadata[key]}"
+        tag -= 1
+    quality = max(0, min(100, 100 - int(crf)))  # crf 0 = best, like the video codecs
+    images[0].save(path, format="WEBP", save_all=True, append_images=images[1:], duration=duration_ms, loop=0,
+                   quality=quality, lossless=crf == 0, exif=exif)
+
+
+def read_video(path: str) -> tuple[np.ndarray, float]:
+    """Decode a video file back to uint8 (F, H, W, 3) and its frame rate (used by the tests and the CLI report)."""
+    import imageio_ffmpeg
+    reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+    meta = next(reader)
+    width, height = meta["size"]
+    frames = [np.frombuffer(buf, np.uint8).reshape(height, width, 3) for buf in reader]
+    return np.stack(frames), float(meta["fps"])
+
+
+def read_metadata(path: str) -> dict[str, str]:
+    """The container-level metadata tags (lower-cased keys) ffmpeg reads from a video file."""
+    text = _run_ffmpeg(["-i", path, "-f", "ffmetadata", "-"], None, f"reading metadata of {path}").decode("utf-8")
+    entries, current, i = [], [], 0
+    while i < len(text):  # entries end at an unescaped newline; a backslash escapes the next character
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            current.append(("escaped", text[i + 1]))
+            i += 2
+            continue
+        if ch == "\n":
+            entries.append(current)
+            current = []
+        else:
+            current.append(("plain", ch))
+        i += 1
+    entries.append(current)
+    tags = {}
+    for entry in entries[1:]:  # the first line is the ";FFMETADATA1" header
+        if not entry or entry[0] == ("plain", ";") or entry[0] == ("plain", "["):
+            continue
+        split = next((n for n, item in enumerate(entry) if item == ("plain", "=")), None)
+        if split is None:
+            continue
+        key = "".join(ch for _, ch in entry[:split]).lower()
+        tags[key] = "".join(ch for _, ch in entry[split + 1:])
+    return tags
+
+
+def h264_round_trip(image: np.ndarray, crf: int) -> np.ndarray:
+    """One frame through libx264 (yuv420p, crf, preset veryfast) and back: the compression artefacts LTX-Video
+    saw on its conditioning images in training. image: uint8 (H, W, 3) with even H and W."""
+    height, width, _ = image.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = os.path.join(tmp, "frame.mp4")
+        _run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-i", "-",
+                     "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "veryfast",
+                     "-frames:v", "1", "-f", "mp4", clip], np.ascontiguousarray(image).tobytes(), "compressing an image")
+        raw = _run_ffmpeg(["-i", clip, "-f", "rawvideo", "-pix_fmt", "rgb24", "-frames:v", "1", "-"], None,
+                          "decompressing an image")
+    return np.frombuffer(raw, np.uint8).reshape(height, width, 3).copy()
