@@ -242,3 +242,108 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="2x3 latent"):
         sample(model, x, positive, None, [1.0], Guidance(cfg=1.0), SEED,
                keyframes=[Keyframe(torch.zeros(1, CHANNELS, 1, 4, 4), 0)])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pipeline: prompt -> sample -> decode, against the official pipeline's pixels
+
+def build_vaes():
+    """Tiny official VAE (no timestep conditioning, so the official decode draws no noise) and ours, same weights."""
+    from videodit.model.vae import CausalVideoVAE, VAEConfig
+    torch.manual_seed(1)
+    official = CausalVideoAutoencoder.from_config(dict(TINY_VAE))
+    state = {k: v + 0.05 * torch.randn_like(v) for k, v in official.state_dict().items()}
+    stats = {"channel": torch.arange(CHANNELS).float(), "mean-of-means": 0.1 * torch.randn(CHANNELS),
+             "std-of-means": 0.5 + torch.rand(CHANNELS), "mean-of-stds": torch.rand(CHANNELS),
+             "mean-of-stds_over_std-of-means": torch.rand(CHANNELS)}
+    state.update({f"per_channel_statistics.{k}": v for k, v in stats.items()})
+    official.load_state_dict(state)
+    ours = CausalVideoVAE(VAEConfig.from_metadata(dict(TINY_VAE)))
+    ours.load_state_dict(state, strict=True)
+    return official, ours
+
+
+class StubTextEncoder:
+    """Stands in for TextEncoder: fixed embeddings per prompt."""
+
+    def __init__(self, table: dict):
+        self.table = table
+
+    def encode(self, prompts):
+        return self.table[prompts[0]]
+
+
+@pytest.mark.parametrize("with_image", [False, True])
+def test_generate_matches_official_pipeline_pixels(monkeypatch, with_image):
+    """VideoPipeline.generate (T2V, and I2V with a frame-0 image) == official LTXVideoPipeline(output_type="pt").
+    The official encoder samples its posterior with the global RNG; we encode the mean, so the official
+    posterior sample is patched to its mean for the I2V case."""
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+    from videodit.model.pipeline import ImageKeyframe, VideoPipeline
+
+    monkeypatch.setattr(DiagonalGaussianDistribution, "sample", lambda self, generator=None: self.mean)
+    official, ours = build_models(causal=True)
+    official_vae, ours_vae = build_vaes()
+    positive, negative = texts()
+    f, h, w = LATENT
+    guidance = Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,), rescale=0.7)
+    image = torch.rand(h * 32, w * 32, 3, generator=torch.Generator().manual_seed(11))
+    kwargs = {}
+    if with_image:
+        media = (image * 2 - 1).permute(2, 0, 1)[None, :, None]  # (1, 3, 1, H, W) in [-1, 1]
+        kwargs = {"conditioning_items": [pipeline_module.ConditioningItem(media, 0, 1.0)],
+                  "image_cond_noise_scale": 0.15}
+
+    pipe = official_pipeline(official, {"sampler": "LinearQuadratic"})
+    pipe.vae = official_vae
+    ref = pipe(height=h * 32, width=w * 32, num_frames=(f - 1) * 8 + 1, frame_rate=25.0, prompt=None,
+               negative_prompt=None, num_inference_steps=3, prompt_embeds=positive.embeddings,
+               prompt_attention_mask=positive.mask, negative_prompt_embeds=negative.embeddings,
+               negative_prompt_attention_mask=negative.mask, guidance_scale=guidance.cfg, stg_scale=guidance.stg,
+               rescaling_scale=guidance.rescale, skip_layer_strategy=SkipLayerStrategy.AttentionValues,
+               skip_block_list=[1], generator=torch.Generator().manual_seed(SEED), output_type="pt",
+               is_video=True, vae_per_channel_normalize=True, **kwargs).images
+    ref = ref[0].permute(1, 2, 3, 0)  # (F, H, W, 3) in [0, 1]
+
+    video = VideoPipeline(ours, ours_vae, StubTextEncoder({"a cat": positive, "": negative}),
+                          {"sampler": "LinearQuadratic"})
+    keyframes = [ImageKeyframe(image, 0, 1.0)] if with_image else []
+    frames = video.generate("a cat", "", width=w * 32, height=h * 32, num_frames=(f - 1) * 8 + 1, steps=3,
+                            guidance=guidance, seed=SEED, keyframes=keyframes, image_cond_noise_scale=0.15)
+    diff = (frames - ref).abs().max().item()
+    unsaturated = ((ref > 0) & (ref < 1)).float().mean().item()
+    print(f"\ngenerate {'I2V' if with_image else 'T2V'}: frames {tuple(frames.shape)}, max |ours - official| = "
+          f"{diff:.3e} ({unsaturated:.0%} of official pixels unclipped)")
+    assert frames.shape == ref.shape
+    assert diff <= TOL
+
+
+def test_bad_sizes_name_nearest_valid_values():
+    from videodit.model.pipeline import VideoPipeline, check_video_size
+    with pytest.raises(ValueError, match="width 700 .*multiple of 32; nearest valid: 672 or 704"):
+        check_video_size(700, 512, 121)
+    with pytest.raises(ValueError, match="height 500 .*nearest valid: 480 or 512"):
+        check_video_size(768, 500, 121)
+    with pytest.raises(ValueError, match="height 16 .*nearest valid: 32"):
+        check_video_size(768, 16, 121)
+    with pytest.raises(ValueError, match=r"num_frames 120 must be 8k\+1.*nearest valid: 113 or 121"):
+        check_video_size(768, 512, 120)
+    check_video_size(768, 512, 121)
+    check_video_size(32, 32, 1)
+    video = VideoPipeline(ZeroVelocity(), None, None, {"sampler": "LinearQuadratic"})
+    with pytest.raises(ValueError, match="nearest valid: 17 or 25"):
+        video.generate("x", width=64, height=64, num_frames=20)
+
+
+def test_preprocess_center_crops_to_target_aspect():
+    from videodit.model.pipeline import preprocess_images
+    image = torch.zeros(40, 120, 3)
+    image[:, :20] = 1.0  # left and right bands outside a centered 40x80 (2:1) crop
+    image[:, 100:] = 1.0
+    image[:, 20:100, 1] = 0.5
+    out = preprocess_images(image, width=64, height=32)  # target 2:1
+    assert out.shape == (1, 3, 1, 32, 64)
+    assert torch.allclose(out[0, 0], torch.full((1, 32, 64), -1.0))  # red bands cropped away
+    assert torch.allclose(out[0, 1], torch.zeros(1, 32, 64))  # green 0.5 -> 0 in [-1, 1]
+    tall = preprocess_images(torch.rand(5, 90, 30, 3), width=32, height=64)
+    assert tall.shape == (1, 3, 5, 64, 32)
