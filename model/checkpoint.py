@@ -127,9 +127,10 @@ def refuse_pickle(path: str) -> None:
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: file not found")
     with open(path, "rb") as f:
-        magic = f.read(4)
-    is_zip_or_pickle = magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"
-    if path.lower().endswith(PICKLE_SUFFIXES) or is_zip_or_pickle:
+        head = f.read(9)
+    looks_like_safetensors = head[8:9] == b"{"  # u64 header length, then the JSON header
+    looks_like_pickle = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05")
+    if path.lower().endswith(PICKLE_SUFFIXES) or (looks_like_pickle and not looks_like_safetensors):
         raise CheckpointError(f"{path}: this is a pickle/PyTorch file (.ckpt/.pt/.bin), not safetensors; it is "
                               "refused because unpickling can run arbitrary code. Use the .safetensors release of "
                               "the model (or convert it with a tool you trust).")
@@ -295,20 +296,34 @@ def _block_indices(shapes: dict[str, tuple], prefix: str) -> list[int]:
     return sorted(found)
 
 
-def infer_transformer_config(shapes: dict[str, tuple]) -> dict:
+def official_transformer_metadata(num_layers: int, num_attention_heads: int, attention_head_dim: int,
+                                  cross_attention_dim: int, caption_channels: int, in_channels: int,
+                                  out_channels: int, causal_temporal_positioning: bool,
+                                  norm_eps: float = 1e-6) -> dict:
+    """A complete official "transformer" metadata dict; the fixed fields are those of every released model."""
+    return {
+        "num_layers": num_layers, "num_attention_heads": num_attention_heads,
+        "attention_head_dim": attention_head_dim, "cross_attention_dim": cross_attention_dim,
+        "caption_channels": caption_channels, "in_channels": in_channels, "out_channels": out_channels,
+        "norm_eps": norm_eps, "activation_fn": "gelu-approximate", "attention_bias": True, "qk_norm": "rms_norm",
+        "standardization_norm": "rms_norm", "norm_elementwise_affine": False, "adaptive_norm": "single_scale_shift",
+        "positional_embedding_type": "rope", "positional_embedding_theta": 10000.0,
+        "positional_embedding_max_pos": [20, 2048, 2048], "timestep_scale_multiplier": 1000,
+        "causal_temporal_positioning": causal_temporal_positioning,
+    }
+
+
+def infer_transformer_config(shapes: dict[str, tuple], causal_temporal_positioning: bool) -> dict:
     """The "transformer" metadata dict from DiT key shapes (keys without prefix). Heads are assumed to be 32, as in
-    every official LTX-Video model (the shapes cannot tell heads from head width)."""
+    every official LTX-Video model (shapes cannot tell heads from head width, ComfyUI assumes the same)."""
     heads = 32
     to_k = shapes["transformer_blocks.0.attn2.to_k.weight"]
-    return {
-        "num_layers": len(_block_indices(shapes, "transformer_blocks.")),
-        "num_attention_heads": heads,
-        "attention_head_dim": to_k[0] // heads,
-        "cross_attention_dim": to_k[1],
-        "caption_channels": shapes["caption_projection.linear_1.weight"][1],
-        "in_channels": shapes["patchify_proj.weight"][1],
-        "out_channels": shapes["proj_out.weight"][0],
-    }
+    return official_transformer_metadata(
+        num_layers=len(_block_indices(shapes, "transformer_blocks.")), num_attention_heads=heads,
+        attention_head_dim=to_k[0] // heads, cross_attention_dim=to_k[1],
+        caption_channels=shapes["caption_projection.linear_1.weight"][1],
+        in_channels=shapes["patchify_proj.weight"][1], out_channels=shapes["proj_out.weight"][0],
+        causal_temporal_positioning=causal_temporal_positioning)
 
 
 def infer_vae_config(shapes: dict[str, tuple]) -> dict:
@@ -441,16 +456,15 @@ def _load_official_file(file: SafetensorsFile, dtype, device) -> LoadedCheckpoin
     try:
         generation = vae_generation(vae_shapes)
         if config is None:
-            config = {"transformer": infer_transformer_config(dit_shapes), "vae": infer_vae_config(vae_shapes)}
-            config["transformer"]["causal_temporal_positioning"] = generation >= 2
+            config = {"transformer": infer_transformer_config(dit_shapes, causal_temporal_positioning=generation >= 2),
+                      "vae": infer_vae_config(vae_shapes)}
     except (KeyError, ValueError) as e:
         if isinstance(e, CheckpointError):
             raise
         raise CheckpointError(f"{file.path}: no metadata config and the layout cannot be inferred (missing or "
                               f"unusual key {e}); " + describe_keys(file.keys())) from None
     config.setdefault("scheduler", default_scheduler_config(generation))
-    transformer_config = TransformerConfig.from_metadata(config["transformer"])
-    vae_config = VAEConfig.from_metadata(config["vae"])
+    transformer_config, vae_config = _configs(config, file.path)
     transformer = _build(LTXVideoTransformer, transformer_config)
     fill_module(transformer, dit_index, dtype, device, "transformer (model.diffusion_model.*)")
     vae = _build(CausalVideoVAE, vae_config)
@@ -461,6 +475,13 @@ def _load_official_file(file: SafetensorsFile, dtype, device) -> LoadedCheckpoin
         scheduler_config=config["scheduler"] or default_scheduler_config(generation),
         allowed_inference_steps=config.get("allowed_inference_steps"),
         version=version_string(generation, transformer_config.num_layers), path=file.path, metadata=config)
+
+
+def _configs(config: dict, where: str) -> tuple[TransformerConfig, VAEConfig]:
+    try:
+        return TransformerConfig.from_metadata(config["transformer"]), VAEConfig.from_metadata(config["vae"])
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{where}: unusable model config: {e}") from None
 
 
 def _build(cls, config) -> nn.Module:
@@ -530,18 +551,13 @@ def transformer_metadata_from_diffusers(cfg: dict, causal_temporal_positioning: 
     if cfg.get("patch_size", 1) != 1 or cfg.get("patch_size_t", 1) != 1:
         raise CheckpointError(f"{where}: transformer patch size {cfg.get('patch_size')}x{cfg.get('patch_size_t')} "
                               "is not supported (LTX-Video 0.9.x uses 1)")
-    return {
-        "num_layers": cfg["num_layers"], "num_attention_heads": cfg["num_attention_heads"],
-        "attention_head_dim": cfg["attention_head_dim"], "cross_attention_dim": cfg["cross_attention_dim"],
-        "caption_channels": cfg["caption_channels"], "in_channels": cfg["in_channels"],
-        "out_channels": cfg["out_channels"], "norm_eps": cfg.get("norm_eps", 1e-6),
-        "activation_fn": cfg.get("activation_fn", "gelu-approximate"), "attention_bias": cfg.get("attention_bias", True),
-        "qk_norm": "rms_norm", "standardization_norm": "rms_norm",
-        "norm_elementwise_affine": cfg.get("norm_elementwise_affine", False),
-        "positional_embedding_type": "rope", "positional_embedding_theta": 10000.0,
-        "positional_embedding_max_pos": [20, 2048, 2048], "timestep_scale_multiplier": 1000,
-        "causal_temporal_positioning": causal_temporal_positioning,
-    }
+    if cfg.get("qk_norm", "rms_norm_across_heads") != "rms_norm_across_heads":
+        raise CheckpointError(f"{where}: transformer qk_norm {cfg['qk_norm']!r} is not supported")
+    return official_transformer_metadata(
+        num_layers=cfg["num_layers"], num_attention_heads=cfg["num_attention_heads"],
+        attention_head_dim=cfg["attention_head_dim"], cross_attention_dim=cfg["cross_attention_dim"],
+        caption_channels=cfg["caption_channels"], in_channels=cfg["in_channels"], out_channels=cfg["out_channels"],
+        causal_temporal_positioning=causal_temporal_positioning, norm_eps=cfg.get("norm_eps", 1e-6))
 
 
 def vae_metadata_from_diffusers(cfg: dict, where: str) -> dict:
@@ -669,8 +685,7 @@ def _load_diffusers(where: str, dit_cfg: dict, vae_cfg: dict, sched_cfg: dict | 
         "vae": vae_metadata_from_diffusers(vae_cfg, where),
         "scheduler": scheduler_metadata_from_diffusers(sched_cfg, generation),
     }
-    transformer_config = TransformerConfig.from_metadata(config["transformer"])
-    vae_config = VAEConfig.from_metadata(config["vae"])
+    transformer_config, vae_config = _configs(config, where)
     transformer = _build(LTXVideoTransformer, transformer_config)
     ours = {k: dit_index[diffusers_dit_key(k)] for k in transformer.state_dict() if diffusers_dit_key(k) in dit_index}
     _check_no_leftovers(dit_index, {diffusers_dit_key(k) for k in transformer.state_dict()}, "transformer", where)
@@ -721,7 +736,11 @@ def load_latent_upsampler(path, dtype: torch.dtype = torch.bfloat16, device="cpu
                               + describe_keys(keys))
     index = build_index(file, "")
     config = file.config() or infer_upsampler_config({k: v.shape for k, v in index.items()})
-    upsampler = _build(LatentUpsampler, UpsamplerConfig.from_metadata(config))
+    try:
+        upsampler_config = UpsamplerConfig.from_metadata(config)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{file.path}: unusable latent upsampler config: {e}") from None
+    upsampler = _build(LatentUpsampler, upsampler_config)
     fill_module(upsampler, index, dtype, device, "latent upsampler")
     file.close()
     return upsampler
