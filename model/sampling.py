@@ -51,7 +51,21 @@ class Guidance:
     cfg_star: bool = False  # CFG* projection of the uncond prediction
 
 
-__all__ = ["TextCondition", "Guidance", "Keyframe", "sample"]
+__all__ = ["TextCondition", "Guidance", "Keyframe", "sample", "guidance_per_step"]
+
+
+def guidance_per_step(timesteps: Sequence[float], thresholds: Sequence[float],
+                      guidances: Sequence[Guidance]) -> list[Guidance]:
+    """Expand a guidance table (official `guidance_timesteps`, ComfyUI-LTXVideo STG preset `sigmas`) to one Guidance
+    per timestep: step t uses guidances[j] for the first j with thresholds[j] <= t, else the last entry."""
+    if len(thresholds) != len(guidances) or not guidances:
+        raise ValueError(f"guidance table: {len(thresholds)} thresholds for {len(guidances)} Guidance values; "
+                         f"need the same non-zero number")
+    out = []
+    for t in timesteps:
+        j = next((j for j, threshold in enumerate(thresholds) if threshold <= t), len(guidances) - 1)
+        out.append(guidances[j])
+    return out
 
 
 def _pad_text(text: TextCondition, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,6 +117,24 @@ def _combine(pred: torch.Tensor, guidance: Guidance, use_uncond: bool, use_pertu
     return v
 
 
+def _guided_velocity(transformer, tokens: torch.Tensor, coords: torch.Tensor, tau: torch.Tensor,
+                     positive: TextCondition, negative: TextCondition | None, guidance: Guidance,
+                     model_dtype: torch.dtype) -> torch.Tensor:
+    """One batched forward over the guidance copies (uncond?, cond, perturbed?) -> guided velocity (B, N, C) fp32."""
+    b = tokens.shape[0]
+    use_uncond, use_perturbed = guidance.cfg > 1.0, guidance.stg > 0.0
+    num_copies = 1 + int(use_uncond) + int(use_perturbed)
+    text, text_mask = _text_batch(positive, negative, use_uncond, use_perturbed, b, tokens.device, model_dtype)
+    skip = None
+    if use_perturbed:
+        perturbed = torch.zeros(num_copies * b, dtype=torch.bool, device=tokens.device)
+        perturbed[-b:] = True
+        skip = SkipLayers(blocks=tuple(guidance.stg_blocks), mode=guidance.stg_mode, perturbed=perturbed)
+    pred = transformer(tokens.repeat(num_copies, 1, 1).to(model_dtype), coords.repeat(num_copies, 1, 1), text,
+                       text_mask, tau.repeat(num_copies, 1), skip=skip)
+    return _combine(pred.float(), guidance, use_uncond, use_perturbed, b)
+
+
 def _next_timesteps(tau: torch.Tensor, schedule: torch.Tensor) -> torch.Tensor:
     """For each entry of tau (any shape), the largest scheduled value (0 appended) below tau - 1e-6."""
     padded = torch.cat([schedule, schedule.new_zeros(1)]).view(-1, *([1] * tau.ndim))
@@ -116,7 +148,7 @@ def _randn(shape, generator: torch.Generator, device) -> torch.Tensor:
 
 @torch.no_grad()
 def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative: TextCondition | None,
-           timesteps: Sequence[float], guidance: Guidance, seed: int, keyframes: Sequence[Keyframe] = (),
+           timesteps: Sequence[float], guidance: Guidance | Sequence[Guidance], seed: int, keyframes: Sequence[Keyframe] = (),
            frame_rate: float = 25.0, denoise: float = 1.0, image_cond_noise_scale: float = 0.0,
            stochastic: bool = False, callback: Callable[[int, int, torch.Tensor], None] | None = None
            ) -> torch.Tensor:
@@ -127,24 +159,31 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
         denoise < 1 it is the start latent, noised to the first kept timestep t0: t0 eps + (1 - t0) latents.
     timesteps: descending schedule without the final 0 (schedules.timesteps). With denoise < 1 only the scheduled
         values <= denoise (+1e-6) are run (the official skip_initial_inference_steps behaviour).
+    guidance: one Guidance for all steps, or one per timestep (e.g. the 13B dev recipe that changes cfg/stg/blocks
+        along the schedule); the copies of each step run as one batched forward.
     keyframes: conditioning latents (conditioning.py). image_cond_noise_scale: before each model call, hard-
         conditioned tokens (strength 1) are reset to keyframe + scale * eps * t^2.
     stochastic: after each step re-noise the x0 estimate to the next timestep with fresh noise (distilled models).
     callback(step_index, total_steps, x0_estimate): called after each step with the current x0 estimate of the video
         tokens as (B, C, F, H, W) normalized latents; it may raise to interrupt sampling.
     """
-    if guidance.stg_mode not in STG_MODES:
-        raise ValueError(f"guidance.stg_mode {guidance.stg_mode!r} is not one of {STG_MODES}")
     if not 0.0 < denoise <= 1.0:
         raise ValueError(f"denoise must be in (0, 1], got {denoise}")
-    schedule = [float(t) for t in timesteps if denoise >= 1.0 or float(t) <= denoise + T_EPS]
-    if not schedule:
+    per_step = [guidance] * len(timesteps) if isinstance(guidance, Guidance) else list(guidance)
+    if len(per_step) != len(timesteps):
+        raise ValueError(f"guidance: got a list of {len(per_step)} Guidance values for {len(timesteps)} timesteps; "
+                         f"pass one Guidance or one per timestep")
+    kept = [i for i, t in enumerate(timesteps) if denoise >= 1.0 or float(t) <= denoise + T_EPS]
+    if not kept:
         raise ValueError(f"no timestep of the schedule {list(timesteps)} is <= denoise {denoise}; "
                          f"use a larger denoise or more steps")
-    use_uncond = guidance.cfg > 1.0
-    use_perturbed = guidance.stg > 0.0
-    if use_uncond and negative is None:
-        raise ValueError(f"guidance.cfg = {guidance.cfg} > 1 needs a negative TextCondition, got None")
+    schedule = [float(timesteps[i]) for i in kept]
+    per_step = [per_step[i] for i in kept]
+    for g in per_step:
+        if g.stg_mode not in STG_MODES:
+            raise ValueError(f"guidance.stg_mode {g.stg_mode!r} is not one of {STG_MODES}")
+        if g.cfg > 1.0 and negative is None:
+            raise ValueError(f"guidance.cfg = {g.cfg} > 1 needs a negative TextCondition, got None")
 
     b, c, frames, h, w = latents.shape
     device = latents.device
@@ -162,15 +201,6 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
     tokens, mask = cond.tokens, cond.mask
     init_tokens = tokens.clone()
 
-    num_copies = 1 + int(use_uncond) + int(use_perturbed)
-    text, text_mask = _text_batch(positive, negative, use_uncond, use_perturbed, b, device, model_dtype)
-    coords = cond.coords.repeat(num_copies, 1, 1)
-    skip = None
-    if use_perturbed:
-        perturbed = torch.zeros(num_copies * b, dtype=torch.bool, device=device)
-        perturbed[-b:] = True
-        skip = SkipLayers(blocks=tuple(guidance.stg_blocks), mode=guidance.stg_mode, perturbed=perturbed)
-
     for i, t in enumerate(schedule_t):
         if mask is not None and image_cond_noise_scale > 0.0:
             eps = _randn(tokens.shape, generator, device)
@@ -179,9 +209,7 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
 
         # per-token timestep: conditioning tokens sit at noise level 1 - strength until t drops below it
         tau = t.expand(b, 1) if mask is None else torch.minimum(t, 1.0 - mask)  # (B, 1) or (B, N)
-        model_in = tokens.repeat(num_copies, 1, 1).to(model_dtype)
-        pred = transformer(model_in, coords, text, text_mask, tau.repeat(num_copies, 1), skip=skip)
-        v = _combine(pred.float(), guidance, use_uncond, use_perturbed, b)
+        v = _guided_velocity(transformer, tokens, cond.coords, tau, positive, negative, per_step[i], model_dtype)
 
         tau_next = _next_timesteps(tau, schedule_t)[..., None]  # (B, 1 or N, 1)
         x0 = tokens - tau[..., None] * v

@@ -347,3 +347,45 @@ def test_preprocess_center_crops_to_target_aspect():
     assert torch.allclose(out[0, 1], torch.zeros(1, 32, 64))  # green 0.5 -> 0 in [-1, 1]
     tall = preprocess_images(torch.rand(5, 90, 30, 3), width=32, height=64)
     assert tall.shape == (1, 3, 5, 64, 32)
+
+
+def test_per_step_guidance_table_matches_official_guidance_timesteps():
+    """13B-dev-style table: cfg / stg / rescale / STG blocks change along the schedule, CFG* on."""
+    from videodit.model.sampling import guidance_per_step
+    official, ours = build_models(causal=True)
+    positive, negative = texts()
+    thresholds = [1.0, 0.99, 0.95, 0.8]
+    cfg, stg, rescale, blocks = [1.0, 4.0, 3.0, 1.0], [0.0, 1.0, 2.0, 1.0], [1.0, 0.5, 1.0, 0.7], [[0], [1], [0, 1], [1]]
+    table = [Guidance(cfg=c, stg=s, rescale=r, stg_blocks=tuple(bl), cfg_star=True)
+             for c, s, r, bl in zip(cfg, stg, rescale, blocks)]
+    scheduler_config = {"sampler": "LinearQuadratic"}
+    pipe = official_pipeline(official, scheduler_config)
+    f, h, w = LATENT
+    ref = pipe(height=h * 32, width=w * 32, num_frames=(f - 1) * 8 + 1, frame_rate=25.0, prompt=None,
+               negative_prompt=None, num_inference_steps=8, prompt_embeds=positive.embeddings,
+               prompt_attention_mask=positive.mask, negative_prompt_embeds=negative.embeddings,
+               negative_prompt_attention_mask=negative.mask, guidance_timesteps=thresholds, guidance_scale=cfg,
+               stg_scale=stg, rescaling_scale=rescale, skip_block_list=blocks, cfg_star_rescale=True,
+               skip_layer_strategy=SkipLayerStrategy.AttentionValues, generator=torch.Generator().manual_seed(SEED),
+               output_type="latent", is_video=True, vae_per_channel_normalize=True).images
+    ts = timesteps("auto", 8, LATENT, scheduler_config)
+    per_step = guidance_per_step(ts, thresholds, table)
+    assert [g.cfg for g in per_step] == [1.0, 4.0, 3.0, 3.0, 3.0, 1.0, 1.0, 1.0]
+    got = sample(ours, torch.zeros(1, CHANNELS, *LATENT), positive, negative, ts, per_step, SEED)
+    diff = (got - ref).abs().max().item()
+    print(f"\nper-step guidance table: max |ours - official| = {diff:.3e}")
+    assert diff <= TOL
+
+
+def test_stochastic_sampling_is_seeded_and_ends_on_x0():
+    positive, _ = texts()
+    x = torch.zeros(1, CHANNELS, *LATENT)
+    a = sample(ZeroVelocity(), x, positive, None, [1.0, 0.5], Guidance(cfg=1.0), SEED, stochastic=True)
+    b = sample(ZeroVelocity(), x, positive, None, [1.0, 0.5], Guidance(cfg=1.0), SEED, stochastic=True)
+    assert torch.equal(a, b)
+    # v = 0: x0 = x_t each step; the last step goes to t' = 0, so the result is the x0 after re-noising at t = 0.5
+    gen = torch.Generator().manual_seed(SEED)
+    n = LATENT[0] * LATENT[1] * LATENT[2]
+    x1 = torch.randn(1, n, CHANNELS, generator=gen)
+    x_half = torch.lerp(x1, torch.randn(1, n, CHANNELS, generator=gen), 0.5)
+    assert torch.allclose(a, x_half.transpose(1, 2).reshape(x.shape))
