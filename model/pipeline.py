@@ -138,15 +138,21 @@ class VideoPipeline:
     @torch.no_grad()
     def generate(self, prompt: str, negative_prompt: str = "", width: int = 768, height: int = 512,
                  num_frames: int = 121, frame_rate: float = 25.0, steps: int = 40,
-                 guidance: Guidance | None = None, seed: int = 0, keyframes: Sequence[ImageKeyframe] = (),
+                 guidance: Guidance | Sequence[Guidance] | None = None, seed: int = 0, keyframes: Sequence[ImageKeyframe] = (),
                  schedule: str = "auto", image_cond_noise_scale: float = 0.15, stochastic: bool = False,
                  decode_timestep: float | None = None, decode_noise_scale: float | None = None,
                  callback: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
-        """Generate one video -> frames (num_frames, height, width, 3) float32 in [0, 1]."""
+        """Generate one video -> frames (num_frames, height, width, 3) float32 in [0, 1].
+
+        guidance: one Guidance, or one per step (sampling.guidance_per_step); default Guidance() (cfg 3, no STG).
+        schedule: a schedules.timesteps kind ("auto" = the checkpoint's scheduler). The negative prompt is encoded
+        only when some step uses cfg > 1."""
         check_video_size(width, height, num_frames)
         guidance = Guidance() if guidance is None else guidance
         ts = self.schedule(steps, width, height, num_frames, schedule)
-        positive, negative = self.encode_prompt(prompt, negative_prompt if guidance.cfg > 1.0 else None)
+        per_step = [guidance] if isinstance(guidance, Guidance) else list(guidance)
+        use_negative = any(g.cfg > 1.0 for g in per_step)
+        positive, negative = self.encode_prompt(prompt, negative_prompt if use_negative else None)
         latent_keyframes = [self.encode_keyframe(k, width, height, num_frames) for k in keyframes]
         channels = self.transformer.config.in_channels
         start = torch.zeros(1, channels, *latent_shape(width, height, num_frames), device=self.device)
