@@ -146,7 +146,7 @@ class VideoDiTModelLoader:
         return {"required": required}
 
     def load(self, checkpoint, dtype, placement, attention="auto", compile=False, fp8=False):
-        check_inputs(type(self), dict(checkpoint=checkpoint, dtype=dtype, placement=placement))
+        check_inputs(type(self), dict(dtype=dtype, placement=placement))  # a missing file: FileNotFoundError below
         from ..model.checkpoint import load_checkpoint
 
         path = resolve_file("checkpoints", checkpoint)
@@ -198,7 +198,7 @@ class VideoDiTTextEncoderLoader:
         }}
 
     def load(self, text_encoder, dtype, device):
-        check_inputs(type(self), dict(text_encoder=text_encoder, dtype=dtype, device=device))
+        check_inputs(type(self), dict(dtype=dtype, device=device))
         from ..model.text_encoder import load_text_encoder
 
         path = resolve_file("text_encoders", text_encoder)

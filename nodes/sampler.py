@@ -1,6 +1,4 @@
 """The sampler node: rectified-flow denoising with CFG + STG, keyframes, progress, previews and interrupt."""
-import math
-
 import torch
 from PIL import Image
 
@@ -125,7 +123,7 @@ class VideoDiTSampler:
         from ..model.sampling import Guidance, TextCondition, sample
 
         num_layers = getattr(model.transformer.config, "num_layers", None)
-        blocks = parse_blocks(stg_blocks, num_layers)
+        blocks = parse_blocks(stg_blocks, num_layers if stg > 0 else None)
         if stg > 0 and not blocks:
             raise InputError("stg_blocks is empty but stg > 0: name at least one block (e.g. '19') or set stg to 0")
         _, _, _, latent_rate = latent_geometry(latent)
@@ -172,8 +170,3 @@ class VideoDiTSampler:
 def _keyframe_to(keyframe, device):
     return type(keyframe)(latent=keyframe.latent.to(device), pixel_frame=keyframe.pixel_frame,
                           strength=keyframe.strength)
-
-
-def _finite(name, value):
-    if not math.isfinite(float(value)):
-        raise InputError(f"{name} must be a finite number: got {value}")
