@@ -206,20 +206,22 @@ def _convert(tensor: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtyp
 
 
 def fill_module(module: nn.Module, index: dict[str, TensorInfo], dtype: torch.dtype, device, what: str,
-                defaults: dict[str, torch.Tensor] | None = None) -> nn.Module:
+                defaults: dict[str, torch.Tensor] | None = None, dtype_for=None, skip=()) -> nn.Module:
     """Strictly check `index` (module key -> where the tensor is) against the module's state dict, then read,
-    convert and assign each tensor. `defaults` supplies tensors a layout legitimately lacks."""
-    defaults = defaults or {}
+    convert and assign each tensor. `defaults` supplies tensors a layout legitimately lacks; `skip` names keys
+    left alone (e.g. tied duplicates); `dtype_for(key)` overrides the dtype per key."""
+    defaults = dict(defaults or {})
     device = torch.device(device)
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items() if k not in skip}
     check_keys(expected, index, what, defaults)
     for key in expected:
+        key_dtype = dtype_for(key) if dtype_for else dtype
         if key in index:
             info = index[key]
             scale = info.file.get(info.scale_key) if info.scale_key else None
-            tensor = _convert(info.file.get(info.key), scale, dtype)
+            tensor = _convert(info.file.get(info.key), scale, key_dtype)
         else:
-            tensor = defaults[key].to(dtype)
+            tensor = defaults[key].to(key_dtype)
         _assign(module, key, tensor.to(device))
     for name, buf in module.named_buffers():  # non-persistent buffers computed in __init__
         if buf.device != device:
