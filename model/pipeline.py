@@ -164,12 +164,14 @@ class VideoPipeline:
 
 def load_pipeline(checkpoint_path, text_encoder_path, dtype: torch.dtype = torch.bfloat16, device="cpu",
                   tokenizer_dir=None) -> VideoPipeline:
-    """Official single-file (or diffusers-folder) checkpoint + T5 file -> VideoPipeline."""
+    """Official single-file (or diffusers-folder) checkpoint + T5 file -> VideoPipeline. The prompt length follows
+    the checkpoint version (128 tokens for 0.9.0/0.9.1, 256 later), the schedule its "scheduler" metadata."""
     from .checkpoint import load_checkpoint
-    from .text_encoder import load_text_encoder
+    from .text_encoder import load_text_encoder, max_tokens_for_version
 
     ckpt = load_checkpoint(checkpoint_path, dtype=dtype, device=device)
-    text_encoder = load_text_encoder(text_encoder_path, dtype=dtype, device=device, tokenizer_dir=tokenizer_dir)
+    text_encoder = load_text_encoder(text_encoder_path, dtype=dtype, device=device, tokenizer_dir=tokenizer_dir,
+                                     max_tokens=max_tokens_for_version(ckpt.version))
     return VideoPipeline(ckpt.transformer, ckpt.vae, text_encoder, ckpt.scheduler_config,
                          ckpt.allowed_inference_steps, version=ckpt.version)
 

@@ -389,3 +389,39 @@ def test_stochastic_sampling_is_seeded_and_ends_on_x0():
     x1 = torch.randn(1, n, CHANNELS, generator=gen)
     x_half = torch.lerp(x1, torch.randn(1, n, CHANNELS, generator=gen), 0.5)
     assert torch.allclose(a, x_half.transpose(1, 2).reshape(x.shape))
+
+
+def test_load_pipeline_end_to_end(tmp_path):
+    """Official single-file layout + byte-level T5 file written to disk -> load_pipeline -> generate: a seeded video."""
+    from transformers import T5Config, T5EncoderModel
+    from videodit.model.checkpoint import save_checkpoint
+    from videodit.model.pipeline import ImageKeyframe, load_pipeline
+    from videodit.model.text_encoder import save_text_encoder
+
+    _, dit = build_models(causal=True)
+    _, vae = build_vaes()
+    config = {"transformer": dit.config.to_metadata(), "vae": dict(TINY_VAE),
+              "scheduler": {"sampler": "LinearQuadratic", "shifting": None}}
+    save_checkpoint(tmp_path / "tiny.safetensors", dit, vae, config)
+    torch.manual_seed(2)
+    t5 = T5EncoderModel(T5Config(vocab_size=384, d_model=CAPTION_CHANNELS, d_kv=8, d_ff=32, num_layers=1,
+                                 num_heads=2, feed_forward_proj="gated-gelu"))
+    save_text_encoder(tmp_path / "t5.safetensors", t5, {"tokenizer": "byte"})
+
+    pipe = load_pipeline(tmp_path / "tiny.safetensors", tmp_path / "t5.safetensors", dtype=torch.float32)
+    # the tiny VAE has the 0.9.0 layout, so the checkpoint reads as 0.9.0: 128 prompt tokens (official then)
+    assert pipe.version == "0.9.0" and pipe.text_encoder.max_tokens == 128
+    assert pipe.scheduler_config.sampler == "LinearQuadratic"  # from the file's metadata
+    f, h, w = LATENT
+    args = dict(width=w * 32, height=h * 32, num_frames=(f - 1) * 8 + 1, steps=3, seed=5,
+                guidance=Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,)))
+    a = pipe.generate("a red ball bouncing", "blurry", **args)
+    b = pipe.generate("a red ball bouncing", "blurry", **args)
+    c = pipe.generate("a red ball bouncing", "blurry", **{**args, "seed": 6})
+    assert a.shape == ((f - 1) * 8 + 1, h * 32, w * 32, 3) and a.dtype == torch.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    image = torch.rand(50, 70, 3, generator=torch.Generator().manual_seed(1))
+    i2v = pipe.generate("a red ball bouncing", "blurry", keyframes=[ImageKeyframe(image, 0), ImageKeyframe(image, 16, 0.7)],
+                        **args)
+    assert i2v.shape == a.shape and not torch.equal(i2v, a)
