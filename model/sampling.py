@@ -70,7 +70,7 @@ def guidance_per_step(timesteps: Sequence[float], thresholds: Sequence[float],
 
 def _pad_text(text: TextCondition, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad to `length` tokens with mask 0 (masked keys get bias -10000: no contribution)."""
-    emb, mask = text.embeddings, text.mask
+    emb, mask = text.embeddings, text.mask.float()
     pad = length - emb.shape[1]
     if pad > 0:
         emb = torch.nn.functional.pad(emb, (0, 0, 0, pad))
@@ -169,6 +169,10 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
     """
     if not 0.0 < denoise <= 1.0:
         raise ValueError(f"denoise must be in (0, 1], got {denoise}")
+    ts = [float(t) for t in timesteps]
+    if not ts or not all(0.0 < t <= 1.0 for t in ts) or any(a <= b for a, b in zip(ts, ts[1:])):
+        raise ValueError(f"timesteps must be a non-empty, strictly descending list in (0, 1] without the final 0, "
+                         f"got {ts}")
     per_step = [guidance] * len(timesteps) if isinstance(guidance, Guidance) else list(guidance)
     if len(per_step) != len(timesteps):
         raise ValueError(f"guidance: got a list of {len(per_step)} Guidance values for {len(timesteps)} timesteps; "

@@ -233,6 +233,13 @@ def test_bad_inputs_raise_clear_errors():
     x = torch.zeros(1, CHANNELS, *LATENT)
     with pytest.raises(ValueError, match="negative"):
         sample(model, x, positive, None, [1.0], Guidance(cfg=3.0), SEED)
+    for bad in ([], [1.0, 0.5, 0.0], [0.5, 0.9], [1.5, 0.5]):
+        with pytest.raises(ValueError, match="strictly descending"):
+            sample(model, x, positive, None, bad, Guidance(cfg=1.0), SEED)
+    with pytest.raises(ValueError, match="2 Guidance values for 3 timesteps"):
+        sample(model, x, positive, None, [1.0, 0.5, 0.2], [Guidance(cfg=1.0)] * 2, SEED)
+    with pytest.raises(ValueError, match="<= denoise 0.3"):
+        sample(model, x, positive, None, [1.0, 0.5], Guidance(cfg=1.0), SEED, denoise=0.3)
     with pytest.raises(ValueError, match="multiple of 8, got pixel_frame 12; nearest valid: 8 or 16"):
         clip = torch.zeros(1, CHANNELS, 2, LATENT[1], LATENT[2])
         sample(model, x, positive, None, [1.0], Guidance(cfg=1.0), SEED, keyframes=[Keyframe(clip, 12)])
