@@ -5,7 +5,7 @@ Layouts read by `load_checkpoint`:
     entry in the safetensors metadata ({"transformer": ..., "vae": ..., "scheduler": ..., "allowed_inference_steps"?}).
     Without that metadata the configs are inferred from the tensor shapes.
   * a diffusers folder (transformer/ and vae/ with config.json and diffusion_pytorch_model*.safetensors, sharded or
-    not; scheduler/scheduler_config.json optional), or one diffusers-named file; keys are renamed to ours.
+    not; scheduler/scheduler_config.json optional); keys are renamed to ours.
 `load_latent_upsampler` reads the separate 0.9.7+ spatial upsampler file (unprefixed keys, flat metadata config).
 
 Modules are built with their parameters on the meta device and filled tensor by tensor, each converted to the
@@ -16,6 +16,7 @@ before anything is read, and errors name the file and say what the file looks li
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -30,6 +31,8 @@ from torch import nn
 from .dit import LTXVideoTransformer, TransformerConfig
 from .upsampler import LatentUpsampler, UpsamplerConfig
 from .vae import CausalVideoVAE, VAEConfig
+
+logger = logging.getLogger(__name__)
 
 DIT_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "vae."
@@ -79,6 +82,9 @@ class SafetensorsFile:
         size = os.path.getsize(self.path)
         with open(self.path, "rb") as f:
             head = f.read(8)
+            if head[:4] == b"GGUF":
+                raise CheckpointError(f"{self.path}: this is a GGUF (llama.cpp-style quantized) file; only "
+                                      "safetensors files are supported")
             if len(head) < 8:
                 raise CheckpointError(f"{self.path}: file is {size} bytes, too short for a safetensors file; "
                                       "it is truncated or corrupt, re-download it")
@@ -262,8 +268,8 @@ def check_keys(expected: dict[str, tuple], index: dict[str, TensorInfo], what: s
     raise CheckpointError("\n".join(lines))
 
 
-def build_index(file: SafetensorsFile, prefix: str, rename=None) -> dict[str, TensorInfo]:
-    """Module key -> TensorInfo for the keys of `file` under `prefix` (prefix stripped, then `rename`d).
+def build_index(file: SafetensorsFile, prefix: str) -> dict[str, TensorInfo]:
+    """Module key -> TensorInfo for the keys of `file` under `prefix` (prefix stripped).
     Scaled-fp8 files (ComfyUI): `<w>.scale_weight` scales `<w>.weight`; `scale_input` and the `scaled_fp8`
     marker are dropped."""
     index: dict[str, TensorInfo] = {}
@@ -277,10 +283,7 @@ def build_index(file: SafetensorsFile, prefix: str, rename=None) -> dict[str, Te
         scale = None
         if local.endswith(".weight") and name[: -len("weight")] + "scale_weight" in present:
             scale = name[: -len("weight")] + "scale_weight"
-        key = rename(local) if rename else local
-        if key is None:
-            continue
-        index[key] = TensorInfo(file, name, shape, dtype, scale)
+        index[local] = TensorInfo(file, name, shape, dtype, scale)
     return index
 
 
@@ -449,6 +452,10 @@ def load_checkpoint(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> 
 def _load_official_file(file: SafetensorsFile, dtype, device) -> LoadedCheckpoint:
     dit_index = build_index(file, DIT_PREFIX)
     vae_index = build_index(file, VAE_PREFIX)
+    other = [k for k in file.keys() if not k.startswith((DIT_PREFIX, VAE_PREFIX) + IGNORED_PREFIXES)]
+    if other:
+        logger.warning("%s: ignoring %d tensors outside model.diffusion_model./vae., e.g. %s", file.path,
+                       len(other), ", ".join(other[:MAX_LISTED]))
     dit_shapes = {k: v.shape for k, v in dit_index.items()}
     vae_shapes = {k: v.shape for k, v in vae_index.items()}
     config = file.config()

@@ -377,6 +377,13 @@ def test_partial_and_foreign_files(tmp_path, official_file):
         assert str(path) in str(err.value) and words in str(err.value), (name, str(err.value))
 
 
+def test_gguf_is_named(tmp_path):
+    path = tmp_path / "ltxv-Q8.gguf"
+    path.write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(CheckpointError, match="ltxv-Q8.gguf: this is a GGUF"):
+        load_checkpoint(path)
+
+
 class Boom:
     def __reduce__(self):
         return (os.system, ("touch UNPICKLED",))
