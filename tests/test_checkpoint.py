@@ -188,14 +188,15 @@ def test_fp16_and_fp8_files_load(tmp_path):
     relative = (dit_out(ckpt.transformer, inputs) - reference).abs().max() / reference.abs().max()
     assert relative < 0.05  # bf16 compute
 
-    fp8 = {k: (v.to(torch.float8_e4m3fn) if v.ndim >= 2 else v) for k, v in state.items()}
-    save_safetensors(tmp_path / "fp8.safetensors", fp8, meta)
-    ckpt = load_checkpoint(tmp_path / "fp8.safetensors", dtype=torch.float32)
-    for key, value in transformer.state_dict().items():
-        expected = fp8["model.diffusion_model." + key].to(torch.float32)
-        assert torch.equal(ckpt.transformer.state_dict()[key], expected), key
-    relative = (dit_out(ckpt.transformer, inputs) - reference).abs().max() / reference.abs().max()
-    assert relative < 0.2  # e4m3 keeps 3 mantissa bits
+    for fp8_dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        fp8 = {k: (v.to(fp8_dtype) if v.ndim >= 2 else v) for k, v in state.items()}
+        save_safetensors(tmp_path / "fp8.safetensors", fp8, meta)
+        ckpt = load_checkpoint(tmp_path / "fp8.safetensors", dtype=torch.float32)
+        for key, value in transformer.state_dict().items():
+            expected = fp8["model.diffusion_model." + key].to(torch.float32)
+            assert torch.equal(ckpt.transformer.state_dict()[key], expected), key
+        relative = (dit_out(ckpt.transformer, inputs) - reference).abs().max() / reference.abs().max()
+        assert relative < 0.3  # e4m3 keeps 3 mantissa bits, e5m2 2
 
     # ComfyUI scaled fp8: weight stored as w / s in fp8, scale_weight s, a scaled_fp8 marker, scale_input ignored
     scaled = dict(state)
