@@ -272,14 +272,12 @@ def load_text_encoder(path, dtype: torch.dtype = torch.bfloat16, device="cpu", t
         weights = os.path.join(path, "text_encoder") if os.path.isdir(os.path.join(path, "text_encoder")) else path
         model = load_t5_folder(weights, dtype, device)
         metadata: dict = {}
-        tokenizer_home = path if weights != path else weights
     else:
         model, metadata = load_t5_file(path, dtype, device)
-        tokenizer_home = path
     if is_byte_level(metadata, model.config.vocab_size):
         tokenizer = ByT5Tokenizer()
     else:
-        tokenizer = load_tokenizer(tokenizer_home, tokenizer_dir, allow_download)
+        tokenizer = load_tokenizer(path, tokenizer_dir, allow_download)
     if len(tokenizer) > model.config.vocab_size:
         raise CheckpointError(f"{path}: the tokenizer has {len(tokenizer)} tokens but the T5 embedding only "
                               f"{model.config.vocab_size}; wrong tokenizer for these weights")
