@@ -161,7 +161,6 @@ def load_t5_file(path: str, dtype, device) -> tuple[T5EncoderModel, dict]:
     fields = config_json if config_json else infer_t5_config({k: v.shape for k, v in index.items()})
     model = _fill_t5(index, _t5_config(fields), dtype, device, path)
     file.close()
-    metadata["vocab_size"] = model.config.vocab_size
     return model, metadata
 
 
