@@ -153,7 +153,8 @@ def check_prompt(prompt: dict, classes: dict) -> list[str]:
                 if result is not True:
                     raise WorkflowError(str(result))
         except (ValueError, WorkflowError) as e:
-            raise WorkflowError(f"node {nid} ({class_type}): {e}") from e
+            where = f"node {nid}" if str(e).startswith(class_type) else f"node {nid} ({class_type})"
+            raise WorkflowError(f"{where}: {e}") from e
     outputs = [nid for nid, node in prompt.items() if getattr(classes[node["class_type"]], "OUTPUT_NODE", False)]
     if not outputs:
         raise WorkflowError("the workflow has no output node (e.g. VideoDiTSaveVideo); nothing would be saved")
