@@ -9,6 +9,8 @@ Guidance per step (batch of copies, in this order, run as one forward):
   CFG:     v = v_u + cfg (v_c - v_u)            (else v = v_c)
   STG:     v = v + stg (v_c - v_p)
   rescale: only with STG and rescale != 1: v <- v (rescale std(v_c)/std(v) + 1 - rescale), std per sample.
+The perturbed copy of every sample is marked for STG (SkipLayers.perturbed); the official skip mask indexing is
+right for batch 1 only, so batch > 1 with STG differs from the official pipeline (ours is the intended behaviour).
 Guidance arithmetic and the latents are float32 (the official pipeline does the guidance on bf16 model outputs);
 the model input is cast to the transformer's dtype.
 
