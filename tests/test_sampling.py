@@ -432,3 +432,17 @@ def test_load_pipeline_end_to_end(tmp_path):
     i2v = pipe.generate("a red ball bouncing", "blurry", keyframes=[ImageKeyframe(image, 0), ImageKeyframe(image, 16, 0.7)],
                         **args)
     assert i2v.shape == a.shape and not torch.equal(i2v, a)
+
+
+def test_batch_is_per_sample():
+    """Sample 0 of a batch-2 run starts from the same noise as a batch-1 run (first values of the stream) and must
+    end the same: guidance (CFG*, STG, rescale std) and the STG perturbed flags work per sample."""
+    _, ours = build_models(causal=True)
+    positive, negative = texts()
+    guidance = Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,), rescale=0.7, cfg_star=True)
+    ts = timesteps("linear_quadratic", 4, LATENT)
+    keyframes = [Keyframe(torch.randn(1, CHANNELS, 1, LATENT[1], LATENT[2], generator=torch.Generator().manual_seed(4)), 0)]
+    one = sample(ours, torch.zeros(1, CHANNELS, *LATENT), positive, negative, ts, guidance, SEED, keyframes=keyframes)
+    two = sample(ours, torch.zeros(2, CHANNELS, *LATENT), positive, negative, ts, guidance, SEED, keyframes=keyframes)
+    assert (two[:1] - one).abs().max().item() <= 1e-5
+    assert (two[1] - two[0]).abs().max().item() > 0.1
