@@ -320,7 +320,8 @@ def test_save_rejects_prefix_escaping_output(headless):
         VideoDiTSaveVideo().save(frames_tensor(), 25.0, "gif", 19, "../../escape")
 
 
-def test_headless_progress_bar(capsys):
+def test_headless_progress_bar(capsys, monkeypatch):
+    monkeypatch.setattr(host.HEADLESS, "show_progress", True)
     progress = host.Progress(2, "test")
     progress.update(1)
     progress.update(2)
