@@ -276,6 +276,42 @@ def test_diffusers_folder(tmp_path, sharded):
     assert vae_diff <= 1e-6, vae_diff  # fp32; diffusers PixelNorm uses rsqrt (design doc 2.4)
 
 
+# diffusers configs of the released VAEs (diffusers' conversion script), full size: checked on meta, shapes only
+DIFFUSERS_RELEASED_VAES = {
+    0: ({}, VAEConfig.v0_9_0),
+    1: ({"decoder_block_out_channels": (256, 512, 1024), "decoder_layers_per_block": (5, 6, 7, 8),
+         "decoder_spatio_temporal_scaling": (True, True, True), "decoder_inject_noise": (True, True, True, False),
+         "upsample_residual": (True, True, True), "upsample_factor": (2, 2, 2), "timestep_conditioning": True},
+        VAEConfig.v0_9_1),
+    2: ({"block_out_channels": (128, 256, 512, 1024, 2048), "down_block_types": ("LTXVideo095DownBlock3D",) * 4,
+         "layers_per_block": (4, 6, 6, 2, 2), "spatio_temporal_scaling": (True,) * 4,
+         "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+         "decoder_block_out_channels": (256, 512, 1024), "decoder_layers_per_block": (5, 5, 5, 5),
+         "decoder_spatio_temporal_scaling": (True,) * 3, "decoder_inject_noise": (False,) * 4,
+         "upsample_residual": (True,) * 3, "upsample_factor": (2, 2, 2), "timestep_conditioning": True},
+        VAEConfig.v0_9_5),
+}
+
+
+@pytest.mark.parametrize("generation", [0, 1, 2])
+def test_diffusers_vae_mapping_full_size(generation):
+    """Released VAE generations: diffusers config -> our config equals the preset, and every one of our keys maps
+    onto exactly the diffusers key of the same shape (latents_mean/std being the two used statistics)."""
+    diffusers = pytest.importorskip("diffusers")
+    from videodit.model.checkpoint import vae_metadata_from_diffusers
+    overrides, preset = DIFFUSERS_RELEASED_VAES[generation]
+    with torch.device("meta"):
+        theirs = {k: v.shape for k, v in diffusers.AutoencoderKLLTXVideo(**overrides).state_dict().items()}
+        config = VAEConfig.from_metadata(vae_metadata_from_diffusers(dict(
+            diffusers.AutoencoderKLLTXVideo(**overrides).config), "test"))
+        ours = {k: v.shape for k, v in CausalVideoVAE(config).state_dict().items()}
+    assert same_structure(config, preset())
+    dropped = {"per_channel_statistics.channel", "per_channel_statistics.mean-of-stds",
+               "per_channel_statistics.mean-of-stds_over_std-of-means"}
+    mapped = {diffusers_vae_key(k, generation): shape for k, shape in ours.items() if k not in dropped}
+    assert mapped == theirs
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Latent upsampler
 
