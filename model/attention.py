@@ -1,8 +1,63 @@
-"""Scaled dot-product attention used by the DiT. One entry point, so faster backends can be swapped in."""
+"""Scaled dot-product attention used by the DiT. One entry point, so faster backends can be swapped in.
+
+The backend is a preference, not a requirement: each name lists PyTorch SDPA kernels in the order to try, and
+PyTorch falls through to the next one when a kernel cannot take the inputs (a CPU tensor, an attention bias,
+an unsupported head size). So every backend computes the same function and none of them can fail on a device
+that lacks it.
+"""
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+_ALL = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
+
+# name -> kernels in priority order (None: PyTorch's own choice, i.e. plain F.scaled_dot_product_attention)
+BACKENDS: dict[str, list[SDPBackend] | None] = {
+    "sdpa": None,
+    "cudnn": [SDPBackend.CUDNN_ATTENTION] + [b for b in _ALL if b != SDPBackend.CUDNN_ATTENTION],
+    "flash": [SDPBackend.FLASH_ATTENTION] + [b for b in _ALL if b != SDPBackend.FLASH_ATTENTION],
+    "efficient": [SDPBackend.EFFICIENT_ATTENTION] + [b for b in _ALL if b != SDPBackend.EFFICIENT_ATTENTION],
+    "math": [SDPBackend.MATH],
+}
+
+_current = "sdpa"  # the backend attention() uses; set with attention_backend()
+
+
+def resolve_backend(name: str, device: torch.device | str | None = None) -> str:
+    """Turn a requested backend name ("auto" or one of BACKENDS) into a BACKENDS key for `device`.
+
+    "auto" prefers cuDNN attention on Hopper and newer GPUs (fastest SDPA kernel there for head sizes 64 and 128 in
+    benchmarks/bench.py) and PyTorch's default choice everywhere else.
+    """
+    if name == "auto":
+        device = torch.device(device) if device is not None else None
+        if device is not None and device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9:
+            return "cudnn"
+        return "sdpa"
+    if name not in BACKENDS:
+        raise ValueError(f"attention backend {name!r} is unknown; valid: 'auto', " + ", ".join(repr(b) for b in BACKENDS))
+    return name
+
+
+@contextmanager
+def attention_backend(name: str):
+    """Within the block, attention() uses backend `name` (a BACKENDS key; use resolve_backend for "auto")."""
+    global _current
+    if name not in BACKENDS:
+        raise ValueError(f"attention backend {name!r} is unknown; valid: " + ", ".join(repr(b) for b in BACKENDS))
+    previous, _current = _current, name
+    try:
+        yield
+    finally:
+        _current = previous
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """q: (B, H, Nq, d), k/v: (B, H, Nk, d), bias: additive, broadcastable to (B, H, Nq, Nk) -> (B, H, Nq, d)."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    kernels = BACKENDS[_current]
+    if kernels is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    with sdpa_kernel(kernels, set_priority=True):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)

@@ -1,0 +1,103 @@
+"""Speed options for the DiT: attention backend, torch.compile of the blocks, FP8 linear layers.
+
+Every option degrades to the plain path where the machine cannot do it (CPU, GPUs without FP8 tensor cores, no
+Triton): it then warns once and the model still runs. Device-dependent choices are made at each forward from
+the device the weights are on, so a model prepared on the CPU and moved to a GPU later (as ComfyUI does) gets
+the fast path there.
+
+    transformer = apply_speed_options(transformer, SpeedOptions(attention="auto", compile=True, fp8=False))
+"""
+import warnings
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .attention import BACKENDS, attention_backend, resolve_backend
+from .fp8 import FP8Linear, convert_linears_to_fp8, fp8_matmul_supported, scaled_mm_mode
+
+ATTENTION_CHOICES = ("auto",) + tuple(BACKENDS)
+
+
+@dataclass
+class SpeedOptions:
+    """attention: "auto" (cuDNN attention on Hopper+, PyTorch's choice elsewhere), "sdpa" (PyTorch's choice),
+    "cudnn", "flash", "efficient" or "math" (preferred SDPA kernel; PyTorch falls back when it cannot be used).
+    compile: torch.compile each transformer block (CUDA with Triton only; the first forward of a new shape
+    compiles for tens of seconds). fp8: float8 weights (half the memory); FP8 matmuls on GPUs of compute
+    capability >= 8.9, dequantised bf16 matmuls elsewhere. FP8 is inference only: the model cannot be saved
+    back to a bf16 checkpoint afterwards."""
+    attention: str = "auto"
+    compile: bool = False
+    fp8: bool = False
+
+    def __post_init__(self):
+        if self.attention not in ATTENTION_CHOICES:
+            raise ValueError(f"SpeedOptions.attention must be one of {ATTENTION_CHOICES}, got {self.attention!r}")
+
+
+def compile_supported() -> tuple[bool, str]:
+    """(True, "") when torch.compile can build GPU kernels here, else (False, reason)."""
+    if not torch.cuda.is_available():
+        return False, "no CUDA GPU"
+    from torch.utils._triton import has_triton
+    if not has_triton():
+        return False, "Triton is not installed or does not support this GPU"
+    return True, ""
+
+
+def apply_speed_options(transformer: nn.Module, options: SpeedOptions) -> nn.Module:
+    """Apply `options` to an LTXVideoTransformer in place and return it. State-dict keys do not change.
+
+    Call it after the model has its final dtype; calling it again replaces the previous attention/compile
+    settings (FP8 conversion cannot be undone).
+    """
+    for handle in getattr(transformer, "_speed_hooks", ()):
+        handle.remove()
+    blocks = transformer.transformer_blocks
+
+    fp8_matmuls = False
+    if options.fp8:
+        convert_linears_to_fp8(blocks)
+        fp8_matmuls = torch.cuda.is_available() and fp8_matmul_supported("cuda")
+        if not fp8_matmuls:
+            warnings.warn("SpeedOptions(fp8=True): no GPU with FP8 matmuls (CUDA compute capability >= 8.9) found; "
+                          "weights are stored in FP8 but the matmuls run dequantised in the activation dtype "
+                          "(memory saving only)", stacklevel=2)
+
+    compiled = False
+    if options.compile:
+        compiled, reason = compile_supported()
+        if compiled:
+            for block in blocks:
+                block.compile(dynamic=False)
+        else:
+            warnings.warn(f"SpeedOptions(compile=True): {reason}; running the blocks uncompiled", stacklevel=2)
+    if not compiled:
+        for block in blocks:
+            block._compiled_call_impl = None  # undo an earlier apply_speed_options(compile=True)
+
+    stacks: list[ExitStack] = []
+
+    def enter(module, args):
+        device = module.proj_out.weight.device
+        stack = ExitStack()
+        stack.enter_context(attention_backend(resolve_backend(options.attention, device)))
+        if options.fp8:
+            stack.enter_context(scaled_mm_mode(device.type == "cuda" and fp8_matmul_supported(device)))
+        if compiled and device.type != "cuda":
+            stack.enter_context(torch.compiler.set_stance("force_eager"))
+        stacks.append(stack)
+
+    def leave(module, args, output):
+        stacks.pop().close()
+
+    transformer._speed_hooks = (
+        transformer.register_forward_pre_hook(enter),
+        transformer.register_forward_hook(leave, always_call=True),
+    )
+    transformer.speed_options = options
+    transformer.speed_state = {"fp8_matmuls": fp8_matmuls, "compiled": compiled,
+                               "fp8_layers": sum(isinstance(m, FP8Linear) for m in blocks.modules())}
+    return transformer
