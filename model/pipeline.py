@@ -89,6 +89,7 @@ class VideoPipeline:
     decode_timestep: float = 0.05
     decode_noise_scale: float = 0.025
     version: str | None = None
+    tiled_decode: bool = False  # decode in overlapping pieces (vae_tiling.decode_tiled) to bound VAE memory
 
     def __post_init__(self):
         if isinstance(self.scheduler_config, dict):
@@ -131,8 +132,13 @@ class VideoPipeline:
         if self.vae.config.timestep_conditioning:
             eps = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z.device)
             z = z * (1.0 - s) + eps * s
-        video = self.vae.decode(self.vae.denormalize(z), timestep=t if self.vae.config.timestep_conditioning
-                                else None, generator=generator)
+        raw = self.vae.denormalize(z)
+        t = t if self.vae.config.timestep_conditioning else None
+        if self.tiled_decode:
+            from .vae_tiling import decode_tiled
+            video = decode_tiled(self.vae, raw, timestep=t, generator=generator)
+        else:
+            video = self.vae.decode(raw, timestep=t, generator=generator)
         return ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1)
 
     @torch.no_grad()
