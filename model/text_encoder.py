@@ -156,8 +156,8 @@ def load_t5_file(path: str, dtype, device) -> tuple[T5EncoderModel, dict]:
         raise CheckpointError(f"{path}: not a T5 text encoder file (no {T5_ANCHOR}); " + describe_keys(keys))
     index = build_index(file, prefix)
     index.pop("spiece_model", None)  # some ComfyUI files embed the sentencepiece model bytes
-    metadata = dict(file.metadata)
     config_json = file.config()
+    metadata = {**(config_json or {}), **file.metadata}  # tokenizer / max_tokens may sit in either
     fields = config_json if config_json else infer_t5_config({k: v.shape for k, v in index.items()})
     model = _fill_t5(index, _t5_config(fields), dtype, device, path)
     file.close()
@@ -249,7 +249,7 @@ def load_tokenizer(path: str, tokenizer_dir: str | None = None, allow_download: 
 
 
 def is_byte_level(metadata: dict, vocab_size: int) -> bool:
-    return metadata.get("tokenizer") == "byte" or vocab_size == BYTE_VOCAB_SIZE
+    return metadata.get("tokenizer") in ("byte", "byt5") or vocab_size == BYTE_VOCAB_SIZE
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -257,12 +257,13 @@ def is_byte_level(metadata: dict, vocab_size: int) -> bool:
 
 
 def load_text_encoder(path, dtype: torch.dtype = torch.bfloat16, device="cpu", tokenizer_dir=None,
-                      max_tokens: int = DEFAULT_MAX_TOKENS, allow_download: bool = False) -> TextEncoder:
+                      max_tokens: int | None = None, allow_download: bool = False) -> TextEncoder:
     """T5 encoder weights (single file or folder) + tokenizer -> TextEncoder.
 
-    max_tokens: prompt length in tokens (padding and truncation); 256 is the official value for 0.9.5+,
-    128 for 0.9.0/0.9.1 (see max_tokens_for_version). Byte-level models (metadata "tokenizer": "byte" or a 384
-    vocabulary) use ByT5Tokenizer, which needs no files.
+    max_tokens: prompt length in tokens (padding and truncation); when None, the file's metadata "max_tokens"
+    if any, else DEFAULT_MAX_TOKENS = 256, the official value for 0.9.5+ (128 for 0.9.0/0.9.1: see
+    max_tokens_for_version). Byte-level models (metadata "tokenizer": "byte"/"byt5" or a 384 vocabulary) use
+    ByT5Tokenizer, which needs no files. allow_download: try the hub for google/t5-v1_1-xxl's tokenizer last.
     """
     if dtype not in COMPUTE_DTYPES:
         raise CheckpointError(f"{path}: compute dtype {dtype} is not supported; use one of {COMPUTE_DTYPES}")
@@ -280,6 +281,8 @@ def load_text_encoder(path, dtype: torch.dtype = torch.bfloat16, device="cpu", t
     if len(tokenizer) > model.config.vocab_size:
         raise CheckpointError(f"{path}: the tokenizer has {len(tokenizer)} tokens but the T5 embedding only "
                               f"{model.config.vocab_size}; wrong tokenizer for these weights")
+    if max_tokens is None:
+        max_tokens = int(metadata.get("max_tokens", DEFAULT_MAX_TOKENS))
     return TextEncoder(model, tokenizer, max_tokens=max_tokens, path=path)
 
 

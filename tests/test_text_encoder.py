@@ -102,7 +102,10 @@ def test_byte_level_mask_length_and_truncation(tmp_path):
     # padding tokens change nothing in the real tokens' embeddings (the mask goes into T5 self-attention)
     short = TextEncoder(encoder.model, encoder.tokenizer, max_tokens=8).encode(["  hi  "])
     assert torch.allclose(short.embeddings[0, :3], cond.embeddings[0, :3], atol=1e-5)
-    assert DEFAULT_MAX_TOKENS == 256 and max_tokens_for_version("0.9.1") == 128
+    assert load_text_encoder(tmp_path / "t5-tiny.safetensors").max_tokens == DEFAULT_MAX_TOKENS == 256
+    save_text_encoder(tmp_path / "t5-128.safetensors", tiny_t5(vocab_size=384), {"max_tokens": 128})
+    assert load_text_encoder(tmp_path / "t5-128.safetensors").max_tokens == 128  # the file's own length
+    assert max_tokens_for_version("0.9.1") == 128
     assert max_tokens_for_version("0.9.5") == 256
 
 
