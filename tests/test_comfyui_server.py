@@ -84,7 +84,8 @@ def start_server(comfy, tmp, models_dir):
     for name in os.listdir(WORKFLOWS):
         if name.endswith(".png"):
             shutil.copy(os.path.join(WORKFLOWS, name), input_dir / name)
-    (input_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really an image")
+    (input_dir / "broken.png").write_bytes(b"this is not an image at all\n" * 20)
+    (input_dir / "truncated.png").write_bytes(open(os.path.join(WORKFLOWS, "red_circle_start.png"), "rb").read()[:200])
     port = free_port()
     log_path = tmp / "comfyui.log"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
@@ -211,7 +212,10 @@ def test_tiny_workflow_runs_to_a_video(server, tiny_models, name):
     frames, fps = read_video(path)
     assert frames.shape == (25, 128, 128, 3) and fps == 25.0
     tags = read_metadata(path)
-    assert json.loads(tags["prompt"]) == prompt and json.loads(tags["workflow"]) == workflow
+    stored = json.loads(tags["prompt"])
+    for node in stored.values():
+        node.pop("is_changed", None)  # ComfyUI adds LoadImage's file hash to the prompt it executes
+    assert stored == prompt and json.loads(tags["workflow"]) == workflow
     view = f"{server.url}/view?filename={item['filename']}&subfolder={item['subfolder']}&type=output"
     with urllib.request.urlopen(view, timeout=30) as r:
         assert r.status == 200 and len(r.read()) == os.path.getsize(path)
@@ -244,16 +248,21 @@ def test_bad_inputs_are_rejected_at_prompt_time(server, tiny_models, node_id, fi
     assert server.alive()
 
 
-@pytest.mark.parametrize("change,expected", [
-    (lambda p: p["1"]["inputs"].update(checkpoint="truncated.safetensors"), "truncated.safetensors"),
-    (lambda p: p["10"]["inputs"].update(image="broken.png"), "broken.png"),
+@pytest.mark.parametrize("node_id,field,value,expected", [
+    ("1", "checkpoint", "truncated.safetensors", "truncated.safetensors"),
+    ("10", "image", "broken.png", "cannot identify image file"),
+    ("10", "image", "truncated.png", "Truncated File Read"),  # core LoadImage's own message
 ])
-def test_execution_errors_name_the_file_and_the_server_lives(server, tiny_models, change, expected):
+def test_execution_errors_name_the_file_and_the_server_lives(server, tiny_models, node_id, field, value, expected):
     prompt = tiny_prompt("tiny_i2v", tiny_models)
-    change(prompt)
+    prompt[node_id]["inputs"][field] = value
     prompt_id, messages, _ = run(server, prompt)
     errors = [m["data"] for m in messages if m["type"] == "execution_error"]
     assert errors and expected in errors[0]["exception_message"], errors
+    # the error dialog shows the failing node and its inputs: the file name is there
+    assert errors[0]["node_id"] == node_id and errors[0]["current_inputs"][field] == [value]
+    if field == "checkpoint" or value == "broken.png":
+        assert value in errors[0]["exception_message"]
     assert history(server, prompt_id)["status"]["status_str"] == "error"
     assert server.alive()
     assert not [f for _, _, files in os.walk(server.output_dir) for f in files if f.endswith(".partial")]
