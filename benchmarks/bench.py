@@ -149,6 +149,11 @@ def bench_attention(res: Results, args):
 
 # ------------------------------------------------------------------------------------------------------------- DiT
 
+def plain_options():
+    from videodit.model.speed import SpeedOptions
+    return SpeedOptions(attention="sdpa", cache_text_kv=False, fused_kernels=False)
+
+
 def build_ours(model: str):
     from videodit.model.dit import LTXVideoTransformer, ltxv_13b, ltxv_2b
     config = ltxv_2b() if model == "2b" else ltxv_13b()
@@ -207,6 +212,7 @@ def dit_inputs(config, shape_name: str):
 
 def bench_dit(res: Results, args):
     from videodit.model.speed import SpeedOptions, apply_speed_options
+    PLAIN = plain_options()
     for model in args.models:
         ours = build_ours(model)
         cfg = ours.config
@@ -220,7 +226,7 @@ def bench_dit(res: Results, args):
             flops = dit_flops(cfg.num_layers, cfg.inner_dim, n)
             common = dict(section="dit", model=model, shape=shape_name)
             with torch.inference_mode():
-                apply_speed_options(ours, SpeedOptions(attention="sdpa"))
+                apply_speed_options(ours, PLAIN)
                 plain = ours(**inp).float()
                 plain_out[shape_name] = plain.cpu()
 
@@ -234,10 +240,11 @@ def bench_dit(res: Results, args):
                 res.add(**common, impl="diffusers", variant="eager sdpa", tflops=flops / t["ms"] / 1e9,
                         cos_plain=cosine(dout, plain), **t)
                 del dout
-                for variant, opts in (("plain", SpeedOptions(attention="sdpa")),
-                                      ("cudnn", SpeedOptions(attention="cudnn")),
-                                      ("flash", SpeedOptions(attention="flash")),
-                                      ("efficient", SpeedOptions(attention="efficient"))):
+                for variant, opts in (("plain", PLAIN),
+                                      ("flash", dataclasses.replace(PLAIN, attention="flash")),
+                                      ("efficient", dataclasses.replace(PLAIN, attention="efficient")),
+                                      ("cudnn", dataclasses.replace(PLAIN, attention="cudnn")),
+                                      ("auto", SpeedOptions())):
                     if variant not in args.variants or (model == "13b" and variant in ("flash", "efficient")):
                         continue
                     apply_speed_options(ours, opts)
@@ -261,6 +268,22 @@ def bench_dit(res: Results, args):
                             ratio=t["ms"] / dif_ms[shape_name], cos_plain=cosine(out, plain_out[shape_name]),
                             note=f"first call {compile_s:.0f} s", **t)
                     del out
+                    free()
+            if "max-autotune" in args.variants:  # Triton GEMM templates with fused epilogues (slow to compile)
+                with torch.inference_mode():
+                    torch._dynamo.reset()
+                    apply_speed_options(ours, SpeedOptions())
+                    for block in ours.transformer_blocks:
+                        block.compile(mode="max-autotune-no-cudagraphs")
+                    t0 = time.perf_counter()
+                    out = ours(**inp).float()
+                    compile_s = time.perf_counter() - t0
+                    t = time_cuda(lambda: ours(**inp), 2, reps)
+                    res.add(**common, impl="ours", variant="auto+compile max-autotune", tflops=flops / t["ms"] / 1e9,
+                            ratio=t["ms"] / dif_ms[shape_name], cos_plain=cosine(out, plain_out[shape_name]),
+                            note=f"first call {compile_s:.0f} s", **t)
+                    del out
+                    apply_speed_options(ours, PLAIN)
                     free()
             del inp
             free()
@@ -297,6 +320,39 @@ def bench_dit(res: Results, args):
         del ours
         torch._dynamo.reset()
         free()
+
+
+# --------------------------------------------------------------------------------------------------------- profile
+
+def bench_profile(res: Results, args):
+    """Top CUDA kernels of one forward of the compiled 2B (bf16 and fp8) at 768x512x121, written to profile.txt."""
+    from torch.profiler import ProfilerActivity, profile
+    from videodit.model.speed import SpeedOptions, apply_speed_options
+    shape_name = "768x512x121"
+    report = []
+    for model in args.models:
+        ours = build_ours(model)
+        inp, n = dit_inputs(ours.config, shape_name)
+        for variant, opts in (("auto+compile", SpeedOptions(compile=True)),
+                              ("fp8+compile", SpeedOptions(compile=True, fp8=True))):
+            torch._dynamo.reset()
+            apply_speed_options(ours, opts)
+            with torch.inference_mode():
+                for _ in range(3):
+                    ours(**inp)
+                activity, sort = ((ProfilerActivity.CUDA, "cuda_time_total") if DEVICE == "cuda"
+                                  else (ProfilerActivity.CPU, "cpu_time_total"))
+                with profile(activities=[activity]) as prof:
+                    ours(**inp)
+                    if DEVICE == "cuda":
+                        torch.cuda.synchronize()
+            table = prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=90)
+            report.append(f"=== {model} {shape_name} {variant}\n{table}")
+            print(report[-1], flush=True)
+        del ours, inp
+        torch._dynamo.reset()
+        free()
+    (res.out / "profile.txt").write_text("\n".join(report))
 
 
 # ------------------------------------------------------------------------------------------------------------- VAE
@@ -386,7 +442,7 @@ def bench_vae(res: Results, args):
 
 # -------------------------------------------------------------------------------------------------------- main
 
-SECTIONS = {"attn": bench_attention, "dit": bench_dit, "vae": bench_vae}
+SECTIONS = {"attn": bench_attention, "dit": bench_dit, "vae": bench_vae, "profile": bench_profile}
 
 
 def main():

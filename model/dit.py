@@ -276,20 +276,23 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(dim, QK_NORM_EPS)
         self.k_norm = RMSNorm(dim, QK_NORM_EPS)
 
+    def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """context (B, M, C) -> normed keys, values, each (B, M, D)."""
+        return self.k_norm(self.to_k(context)), self.to_v(context)
+
     def forward(
         self,
         x: torch.Tensor,
-        context: torch.Tensor,
+        context: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
         bias: torch.Tensor | None = None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         skip_mode: str | None = None,
         perturbed: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, N, D), context (B, M, C) -> (B, N, D). skip_mode/perturbed: STG replacement of the attention
-        output (before to_out) for the perturbed samples."""
+        """x (B, N, D), context (B, M, C) or its project_context() output -> (B, N, D). skip_mode/perturbed: STG
+        replacement of the attention output (before to_out) for the perturbed samples."""
         q = self.q_norm(self.to_q(x))
-        k = self.k_norm(self.to_k(context))
-        v = self.to_v(context)
+        k, v = context if isinstance(context, tuple) else self.project_context(context)
         if rope is not None:
             q = apply_rope(q, *rope)
             k = apply_rope(k, *rope)
@@ -308,8 +311,12 @@ class GELUProjection(nn.Module):
     def __init__(self, in_dim: int, out_dim: int):
         super().__init__()
         self.proj = nn.Linear(in_dim, out_dim)
+        self.fused_gelu = False  # speed option: bias + GELU(tanh) in the cuBLASLt matmul epilogue (CUDA only)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_gelu and x.is_cuda and type(self.proj) is nn.Linear:
+            out = torch._addmm_activation(self.proj.bias, x.flatten(0, -2), self.proj.weight.t(), use_gelu=True)
+            return out.unflatten(0, x.shape[:-1])
         return F.gelu(self.proj(x), approximate="tanh")
 
 
@@ -347,7 +354,8 @@ class TransformerBlock(nn.Module):
         skip_mode: str | None = None,
         perturbed: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (B, N, D), text (B, L, D), text_bias (B, 1, 1, L), modulation (B, T, 6D) -> (B, N, D)."""
+        """x (B, N, D), text (B, L, D) or attn2.project_context(text), text_bias (B, 1, 1, L), modulation
+        (B, T, 6D) -> (B, N, D)."""
         ada = self.scale_shift_table + modulation.unflatten(-1, (6, -1))  # (B, T, 6, D)
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = ada.unbind(2)  # each (B, T, D)
 
@@ -376,6 +384,9 @@ class LTXVideoTransformer(nn.Module):
         )
         self.scale_shift_table = nn.Parameter(torch.randn(2, dim) / dim**0.5)  # final-layer shift, scale
         self.proj_out = nn.Linear(dim, config.out_channels)
+        # speed option (model/speed.py TextKVCache): get(transformer, text) -> per block the attn2 keys/values,
+        # computed once per distinct text instead of at every forward
+        self.text_kv_cache = None
 
     def forward(
         self,
@@ -407,13 +418,17 @@ class LTXVideoTransformer(nn.Module):
         modulation = modulation.view(batch, -1, modulation.shape[-1])  # (B, T, 6D)
         embedded = embedded.view(batch, -1, embedded.shape[-1])  # (B, T, D)
 
-        context = self.caption_projection(text)  # (B, L, D)
+        if self.text_kv_cache is None:
+            context = self.caption_projection(text)  # (B, L, D)
+            block_texts = [context] * len(self.transformer_blocks)
+        else:
+            block_texts = self.text_kv_cache.get(self, text)  # per block (keys, values), each (B, L, D)
 
-        for index, block in enumerate(self.transformer_blocks):
+        for index, (block, block_text) in enumerate(zip(self.transformer_blocks, block_texts)):
             if skip is not None and index in skip.blocks:
-                x = block(x, context, text_bias, rope, modulation, skip.mode, skip.perturbed.to(x.device))
+                x = block(x, block_text, text_bias, rope, modulation, skip.mode, skip.perturbed.to(x.device))
             else:
-                x = block(x, context, text_bias, rope, modulation)
+                x = block(x, block_text, text_bias, rope, modulation)
 
         shift = self.scale_shift_table[0] + embedded  # (B, T, D)
         scale = self.scale_shift_table[1] + embedded

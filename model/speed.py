@@ -27,10 +27,14 @@ class SpeedOptions:
     compile: torch.compile each transformer block (CUDA with Triton only; the first forward of a new shape
     compiles for tens of seconds). fp8: float8 weights (half the memory); FP8 matmuls on GPUs of compute
     capability >= 8.9, dequantised bf16 matmuls elsewhere. FP8 is inference only: the model cannot be saved
-    back to a bf16 checkpoint afterwards."""
+    back to a bf16 checkpoint afterwards.
+    cache_text_kv: compute the cross-attention keys/values of the text once per distinct text (and weights)
+    instead of at every step. fused_kernels: feed-forward bias + GELU in the matmul epilogue (CUDA)."""
     attention: str = "auto"
     compile: bool = False
     fp8: bool = False
+    cache_text_kv: bool = True
+    fused_kernels: bool = True
 
     def __post_init__(self):
         if self.attention not in ATTENTION_CHOICES:
@@ -45,6 +49,37 @@ def compile_supported() -> tuple[bool, str]:
     if not has_triton():
         return False, "Triton is not installed or does not support this GPU"
     return True, ""
+
+
+class TextKVCache:
+    """Cross-attention keys/values of every block for the last text seen (the text does not change during a
+    sampling run). Recomputed when the text or any weight they depend on changes (in-place weight patches such
+    as LoRA bump the tensors' version counters; new tensors change their addresses)."""
+
+    def __init__(self):
+        self.text: torch.Tensor | None = None
+        self.weights_key: tuple | None = None
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @staticmethod
+    def _weights_key(transformer: nn.Module) -> tuple | None:
+        modules = [transformer.caption_projection] + [block.attn2 for block in transformer.transformer_blocks]
+        try:
+            return tuple((p.data_ptr(), p._version) for m in modules for p in m.parameters())
+        except RuntimeError:  # inference tensors have no version counter: cannot tell changes apart
+            return None
+
+    def get(self, transformer: nn.Module, text: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """text (B, L, caption_channels) -> per block attn2.project_context(caption_projection(text))."""
+        key = self._weights_key(transformer)
+        hit = (key is not None and key == self.weights_key and self.text is not None
+               and self.text.shape == text.shape and self.text.dtype == text.dtype
+               and self.text.device == text.device and torch.equal(self.text, text))
+        if not hit:
+            context = transformer.caption_projection(text)  # (B, L, D)
+            self.kv = [block.attn2.project_context(context) for block in transformer.transformer_blocks]
+            self.text, self.weights_key = text.clone(), key
+        return self.kv
 
 
 def apply_speed_options(transformer: nn.Module, options: SpeedOptions) -> nn.Module:
@@ -77,6 +112,10 @@ def apply_speed_options(transformer: nn.Module, options: SpeedOptions) -> nn.Mod
     if not compiled:
         for block in blocks:
             block._compiled_call_impl = None  # undo an earlier apply_speed_options(compile=True)
+
+    transformer.text_kv_cache = TextKVCache() if options.cache_text_kv else None
+    for block in blocks:
+        block.ff.net[0].fused_gelu = options.fused_kernels
 
     stacks: list[ExitStack] = []
 
