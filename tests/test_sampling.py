@@ -429,6 +429,9 @@ def test_load_pipeline_end_to_end(tmp_path):
     assert 0.0 <= a.min() and a.max() <= 1.0
     assert torch.equal(a, b) and not torch.equal(a, c)
     image = torch.rand(50, 70, 3, generator=torch.Generator().manual_seed(1))
+    save_text_encoder(tmp_path / "t5_64.safetensors", t5, {"tokenizer": "byte", "max_tokens": 64})
+    assert load_pipeline(tmp_path / "tiny.safetensors", tmp_path / "t5_64.safetensors",
+                         dtype=torch.float32).text_encoder.max_tokens == 64  # the file's own length wins
     i2v = pipe.generate("a red ball bouncing", "blurry", keyframes=[ImageKeyframe(image, 0), ImageKeyframe(image, 16, 0.7)],
                         **args)
     assert i2v.shape == a.shape and not torch.equal(i2v, a)
