@@ -85,7 +85,6 @@ def start_server(comfy, tmp, models_dir):
         if name.endswith(".png"):
             shutil.copy(os.path.join(WORKFLOWS, name), input_dir / name)
     (input_dir / "broken.png").write_bytes(b"this is not an image at all\n" * 20)
-    (input_dir / "truncated.png").write_bytes(open(os.path.join(WORKFLOWS, "red_circle_start.png"), "rb").read()[:200])
     port = free_port()
     log_path = tmp / "comfyui.log"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
@@ -251,7 +250,6 @@ def test_bad_inputs_are_rejected_at_prompt_time(server, tiny_models, node_id, fi
 @pytest.mark.parametrize("node_id,field,value,expected", [
     ("1", "checkpoint", "truncated.safetensors", "truncated.safetensors"),
     ("10", "image", "broken.png", "cannot identify image file"),
-    ("10", "image", "truncated.png", "Truncated File Read"),  # core LoadImage's own message
 ])
 def test_execution_errors_name_the_file_and_the_server_lives(server, tiny_models, node_id, field, value, expected):
     prompt = tiny_prompt("tiny_i2v", tiny_models)
@@ -259,10 +257,7 @@ def test_execution_errors_name_the_file_and_the_server_lives(server, tiny_models
     prompt_id, messages, _ = run(server, prompt)
     errors = [m["data"] for m in messages if m["type"] == "execution_error"]
     assert errors and expected in errors[0]["exception_message"], errors
-    # the error dialog shows the failing node and its inputs: the file name is there
-    assert errors[0]["node_id"] == node_id and errors[0]["current_inputs"][field] == [value]
-    if field == "checkpoint" or value == "broken.png":
-        assert value in errors[0]["exception_message"]
+    assert errors[0]["node_id"] == node_id and value in errors[0]["exception_message"]
     assert history(server, prompt_id)["status"]["status_str"] == "error"
     assert server.alive()
     assert not [f for _, _, files in os.walk(server.output_dir) for f in files if f.endswith(".partial")]
