@@ -37,7 +37,7 @@ COMPRESS_STRIDES = {"time": (2, 1, 1), "space": (1, 2, 2), "all": (2, 2, 2)}
 STATISTICS_NAMES = ("channel", "mean-of-means", "mean-of-stds", "std-of-means", "mean-of-stds_over_std-of-means")
 
 
-def _compress_stride(block_name: str) -> tuple[int, int, int]:
+def compress_stride(block_name: str) -> tuple[int, int, int]:
     """'compress_all_res' -> (2, 2, 2), 'compress_time' -> (2, 1, 1), ..."""
     return COMPRESS_STRIDES[block_name.split("_")[1]]
 
@@ -105,17 +105,17 @@ class VAEConfig:
     @property
     def spatial_factor(self) -> int:
         """Pixels per latent voxel along height and width (32 for all released VAEs)."""
-        strides = [_compress_stride(n)[1] for n, _ in self.encoder_blocks if n.startswith("compress")]
+        strides = [compress_stride(n)[1] for n, _ in self.encoder_blocks if n.startswith("compress")]
         return self.patch_size * math.prod(strides)
 
     @property
     def temporal_factor(self) -> int:
         """Pixel frames per latent frame after the first (8 for all released VAEs)."""
-        return math.prod(_compress_stride(n)[0] for n, _ in self.encoder_blocks if n.startswith("compress"))
+        return math.prod(compress_stride(n)[0] for n, _ in self.encoder_blocks if n.startswith("compress"))
 
     @property
     def decoder_factors(self) -> tuple[int, int]:
-        strides = [_compress_stride(n) for n, _ in self.decoder_blocks if n.startswith("compress")]
+        strides = [compress_stride(n) for n, _ in self.decoder_blocks if n.startswith("compress")]
         return math.prod(s[0] for s in strides), self.patch_size * math.prod(s[1] for s in strides)
 
     @classmethod
@@ -479,10 +479,10 @@ class Encoder(nn.Module):
                 block, channels = ResnetBlock3D(channels, out, pad), out
             elif name.endswith("_res"):
                 out = channels * params.get("multiplier", 2)
-                block, channels = SpaceToDepthDownsample(channels, out, _compress_stride(name), pad), out
+                block, channels = SpaceToDepthDownsample(channels, out, compress_stride(name), pad), out
             else:  # compress_time / compress_space / compress_all / compress_all_x_y: strided causal conv
                 out = channels * params.get("multiplier", 2) if name == "compress_all_x_y" else channels
-                block, channels = CausalConv3d(channels, out, stride=_compress_stride(name), padding_mode=pad), out
+                block, channels = CausalConv3d(channels, out, stride=compress_stride(name), padding_mode=pad), out
             self.down_blocks.append(block)
         self.conv_out = CausalConv3d(channels, config.latent_channels + 1, padding_mode=pad)
 
@@ -522,7 +522,7 @@ class Decoder(nn.Module):
                 block, channels = ResnetBlock3D(channels, out, pad, inject_noise=params.get("inject_noise", False)), out
             else:
                 reduction = params.get("multiplier", 1)
-                block = DepthToSpaceUpsample(channels, _compress_stride(name), pad, params.get("residual", False),
+                block = DepthToSpaceUpsample(channels, compress_stride(name), pad, params.get("residual", False),
                                              reduction)
                 channels //= reduction
             self.up_blocks.append(block)

@@ -16,13 +16,19 @@ the central `blend * W` of the overlap; the outer (1 - blend) * W / 2 on each si
 Weights of neighbouring pieces sum to 1.
 
 Tolerance. The decoder has no global operation (PixelNorm is per voxel; the timestep embedding does not depend on
-the latent), so an output voxel depends only on latents within the decoder's reach (`decoder_reach`). Whenever the
-pure margin (1 - blend) * W / 2 of every overlap is at least that reach - `exact_overlap(config, blend)` gives the
-overlaps that guarantee it - the tiled decode equals the plain decode up to float rounding (<= 1e-5 max abs in
-fp32, tested), including 0.9.1 decoder noise: the noise maps are drawn once at full size, in the plain decode's
-order from the same generator/global RNG, and cropped per tile. With smaller overlaps (the defaults; the reach of
-the released decoders is ~20 latent voxels, a theoretical bound that trained weights do not come close to) the
-result differs from the plain decode only within the overlap bands, where the blend hides the seam.
+the latent), so an output voxel depends only on latents within the decoder's reach (`decoder_reach`, in output
+units). Whenever the zero-weight margin (1 - blend) * W / 2 of every overlap covers that reach - `exact_overlap(config,
+blend)` gives the smallest such overlaps - the tiled decode equals the plain decode up to float rounding: max abs
+difference <= 5e-5 in fp32 for outputs of magnitude ~10 (tested; measured 0 to 2.1e-5). This includes the 0.9.1
+decoder noise: the noise maps are drawn once at full size, in the plain decode's order from the same generator /
+global RNG, and cropped per tile. For the released decoders the reach is 21.6 (0.9.5), 23.9 (0.9.0) and 30.1
+(0.9.1) latent voxels, so exact overlaps (~90-120 latent voxels at blend 0.5) are impractical; with the default
+overlaps (3 latent frames = 17 pixel frames, 4 latent pixels = 128 pixels) the result differs from the plain decode
+near piece edges (within the reach of an edge), where the cross-fade hides the seam; its size depends on the
+weights and is not bounded by this module (random test weights: up to 4.5 on outputs of magnitude 12).
+
+Memory. A piece's activations are estimated by `estimate_decode_bytes`; the assembled output is a float32 tensor of
+the full video on `out_device` (plus a copy in raw's dtype when that differs), and three 1D weight sums.
 """
 from __future__ import annotations
 
@@ -31,35 +37,33 @@ import os
 
 import torch
 
-from .vae import CausalVideoVAE, DecoderNoise, DepthToSpaceUpsample, ResBlockStack, ResnetBlock3D, VAEConfig
+from .vae import CausalVideoVAE, DecoderNoise, DepthToSpaceUpsample, ResnetBlock3D, VAEConfig, compress_stride
 
 
 def decoder_reach(config: VAEConfig) -> tuple[int, int]:
-    """Conservative reach of the decoder in output units: (pixel frames, pixels).
+    """Reach of the decoder in output units: (pixel frames, pixels).
 
-    An output voxel depends only on latents whose decoded positions lie within this distance. Each 3x3x3 conv adds
-    one voxel spacing of its level (two backwards for a causal decoder), each depth-to-space one spacing of its
-    input level, the final unpatchify patch_size - 1 pixels.
+    A 3x3x3 conv at a level whose voxels are s output units apart makes a voxel depend on its neighbours s units
+    away (a causal decoder: two voxels back); depth-to-space only refines the grid. So an output voxel at distance
+    d from the edge of a piece is unaffected by the piece's edge padding when d >= sum over convs of their level's
+    spacing (conv_in, the res-block convs, the convs of the upsamplers, conv_out).
     """
-    temporal_factor, spatial_factor = config.decoder_factors
-    step_t, step_s = temporal_factor, spatial_factor  # output voxels between neighbouring decoder voxels
+    step_t, step_s = config.decoder_factors  # output units between neighbouring voxels at the latent level
     conv_t = 2 if config.causal_decoder else 1
-    reach_t, reach_s = conv_t * step_t, step_s  # conv_in
+    convs = 1  # conv_in
+    reach_t = reach_s = 0
     for name, params in reversed(config.decoder_blocks):
         if name == "res_x":
-            reach_t += 2 * params["num_layers"] * conv_t * step_t
-            reach_s += 2 * params["num_layers"] * step_s
+            convs += 2 * params["num_layers"]
         elif name == "res_x_y":
-            reach_t += 2 * conv_t * step_t
-            reach_s += 2 * step_s
+            convs += 2
         else:
-            stride = {"compress_time": (2, 1), "compress_space": (1, 2), "compress_all": (2, 2)}[name]
-            reach_t += (conv_t + 1) * step_t
-            reach_s += 2 * step_s
-            step_t, step_s = step_t // stride[0], step_s // stride[1]
-    reach_t += conv_t * step_t  # conv_out
-    reach_s += step_s + config.patch_size - 1  # conv_out + unpatchify
-    return reach_t, reach_s
+            convs += 1
+            reach_t, reach_s = reach_t + convs * conv_t * step_t, reach_s + convs * step_s
+            stride = compress_stride(name)
+            step_t, step_s, convs = step_t // stride[0], step_s // stride[1], 0
+    convs += 1  # conv_out
+    return reach_t + convs * conv_t * step_t, reach_s + convs * step_s
 
 
 def _ramp(distance: torch.Tensor, width: int, blend: float) -> torch.Tensor:
@@ -69,20 +73,23 @@ def _ramp(distance: torch.Tensor, width: int, blend: float) -> torch.Tensor:
     return ((distance - margin + 0.5) / ramp).clamp(0.0, 1.0)
 
 
-def _pure_margin(width: int, blend: float) -> float:
-    """Distance from a piece's edge below which it has zero weight."""
-    return (width - max(1, round(blend * width))) / 2 - 0.5
+def _first_weighted(width: int, blend: float) -> int:
+    """Smallest distance from a piece's edge at which _ramp is > 0."""
+    ramp = max(1, round(blend * width))
+    return math.floor((width - ramp) / 2 - 0.5) + 1
 
 
 def exact_overlap(config: VAEConfig, blend: float = 0.5) -> tuple[int, int]:
     """(temporal_overlap, spatial_overlap) in latent units for which decode_tiled equals the plain decode."""
+    if not 0.0 <= blend < 1.0:
+        raise ValueError(f"exact_overlap: blend must be in [0, 1) (a full-width ramp is never exact), got {blend}")
     reach_t, reach_s = decoder_reach(config)
     temporal_factor, spatial_factor = config.decoder_factors
     overlap_t = 1
-    while _pure_margin(temporal_factor * (overlap_t - 1) + 1, blend) < reach_t:
+    while _first_weighted(temporal_factor * (overlap_t - 1) + 1, blend) < reach_t:
         overlap_t += 1
     overlap_s = 0
-    while _pure_margin(spatial_factor * overlap_s, blend) < reach_s:
+    while _first_weighted(spatial_factor * overlap_s, blend) < reach_s:
         overlap_s += 1
     return overlap_t, overlap_s
 
@@ -221,6 +228,7 @@ def _available_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.5)
 
 
+@torch.no_grad()
 def decode_auto(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, generator: torch.Generator | None = None,
                 memory_budget: int | None = None, temporal_overlap: int = 3, spatial_overlap: int = 4,
                 blend: float = 0.5, out_device=None) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 
 from videodit.model.upsampler import LatentUpsampler, UpsamplerConfig
 from videodit.model.vae import CausalVideoVAE, VAEConfig
-from videodit.model.vae_tiling import decode_auto, decode_tiled, estimate_decode_bytes
+from videodit.model.vae_tiling import decode_auto, decode_tiled, estimate_decode_bytes, exact_overlap
 
 cva = pytest.importorskip("ltx_video.models.autoencoders.causal_video_autoencoder")
 official_upsampler = pytest.importorskip("ltx_video.models.autoencoders.latent_upsampler")
@@ -86,11 +86,11 @@ def max_diff(a, b) -> float:
 @pytest.mark.parametrize("version", ["0.9.0", "0.9.1", "0.9.5", "vocabulary"])
 def test_encode_decode_match_official(version, padding):
     ours, ref = build_pair(version, padding)
-    video = torch.rand(2, 3, 17, 64, 96, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    video = torch.rand(2, 3, 17, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
         latent = ours.encode(video)
         ref_latent = ref.encode(video).latent_dist.mode()
-        assert latent.shape == (2, 16, 3, 2, 3)
+        assert latent.shape == (2, 16, 3, 2, 2)
         d_enc = max_diff(latent, ref_latent)
         d_norm = max_diff(ours.normalize(latent), normalize_latents(ref_latent, ref, True))
         d_denorm = max_diff(ours.denormalize(latent), un_normalize_latents(ref_latent, ref, True))
@@ -178,6 +178,111 @@ def test_config_from_metadata():
             VAEConfig.from_metadata({**metadata("0.9.0"), **change})
     with pytest.raises(ValueError, match="decoder expands"):
         VAEConfig.from_metadata({**metadata("0.9.5"), "decoder_blocks": [["res_x", 1], UP]})
+
+
+# ------------------------------------------------------------------------------------------ tiled decode
+
+TILED_TOL = 5e-5  # decode_tiled vs decode with exact_overlap: float rounding only (fp32, |video| up to ~10)
+
+
+def tiling_vae(factors: str = "32x8"):
+    """A 0.9.1-style conditioned decoder with noise injection at the last stage; real 32x/8x factors, or 2x/2x
+    (patch 1, one compression) for a cheap test that tiles all three axes at once."""
+    if factors == "32x8":
+        md = metadata("0.9.1", "reflect", base=4, decoder_blocks=[
+            ["res_x", {"num_layers": 1, "inject_noise": True}], UP, UP, UP])
+    else:
+        md = metadata("0.9.1", "reflect", base=4, patch_size=1, encoder_blocks=[["res_x", 1], ["compress_all", 1]],
+                      decoder_blocks=[["res_x", {"num_layers": 1, "inject_noise": True}], UP])
+    vae = CausalVideoVAE(VAEConfig.from_metadata(md)).eval()
+    vae.load_state_dict(randomized_state_dict(vae, 3))
+    return vae
+
+
+def record_pieces(vae):
+    shapes = []
+    handle = vae.decoder.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape[2:])))
+    return shapes, handle
+
+
+def plain_and_tiled(vae, latent_shape, seed=0, **tiling):
+    raw = torch.randn(1, 16, *latent_shape, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        plain = vae.decode(raw, 0.05, generator=torch.Generator().manual_seed(9))
+    shapes, handle = record_pieces(vae)
+    tiled = decode_tiled(vae, raw, 0.05, generator=torch.Generator().manual_seed(9), **tiling)
+    handle.remove()
+    return plain, tiled, shapes
+
+
+@pytest.mark.parametrize("case", ["temporal", "spatial", "all axes"])
+def test_tiled_decode_equals_plain_with_exact_overlap(case):
+    vae = tiling_vae("2x2" if case == "all axes" else "32x8")
+    blend = 0.5 if case == "temporal" else 0.0
+    overlap_t, overlap_s = exact_overlap(vae.config, blend)
+    chunk, tile = overlap_t + 2, overlap_s + 2
+    latent_shape = {"temporal": (chunk + 3, 2, 2), "spatial": (1, tile + 4, tile + 3),
+                    "all axes": (chunk + 3, tile + 4, tile + 3)}[case]
+    plain, tiled, shapes = plain_and_tiled(vae, latent_shape, temporal_chunk=chunk, temporal_overlap=overlap_t,
+                                           spatial_tile=tile, spatial_overlap=overlap_s, blend=blend)
+    expected_pieces = {"temporal": 3, "spatial": 9, "all axes": 27}[case]
+    assert len(shapes) == expected_pieces
+    assert all(f <= chunk and h <= tile and w <= tile for f, h, w in shapes)  # memory bounded by the piece
+    d = max_diff(tiled, plain)
+    print(f"tiled ({case}, overlap t={overlap_t} s={overlap_s}, blend {blend}, {len(shapes)} pieces, video "
+          f"{tuple(plain.shape)}): max diff {d:.2e}")
+    assert d <= TILED_TOL
+    # one latent voxel less overlap than exact_overlap asks for is visible: the bound is tight
+    if case == "all axes":
+        return
+    smaller = {"temporal_overlap": overlap_t - 1} if case == "temporal" else {"spatial_overlap": overlap_s - 1}
+    _, tiled_short, _ = plain_and_tiled(vae, latent_shape, temporal_chunk=chunk, spatial_tile=tile, blend=blend,
+                                        **{"temporal_overlap": overlap_t, "spatial_overlap": overlap_s, **smaller})
+    assert max_diff(tiled_short, plain) > 1e-4
+
+
+def test_tiled_decode_default_settings():
+    vae = tiling_vae()
+    plain, tiled, shapes = plain_and_tiled(vae, (9, 8, 7), temporal_chunk=6, spatial_tile=6)
+    assert tiled.shape == plain.shape == (1, 3, 65, 256, 224)
+    assert tiled.dtype == plain.dtype
+    assert len(shapes) == 2 * 2 * 2
+    d = max_diff(tiled, plain)
+    print(f"tiled (overlap t=3 s=4, blend 0.5, random weights): max diff {d:.2e}, "
+          f"|plain| max {plain.abs().max():.2f}")
+
+
+def test_decode_auto_picks_plain_or_tiled():
+    vae = tiling_vae()
+    overlap_t, overlap_s = exact_overlap(vae.config, 0.5)
+    raw = torch.randn(1, 16, overlap_t + 3, 2, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = vae.decode(raw, 0.05, generator=torch.Generator().manual_seed(2))
+    full = estimate_decode_bytes(vae, (1, *raw.shape[2:]))
+    for budget, pieces in ((full, 1), (full // 3, None)):
+        shapes, handle = record_pieces(vae)
+        out = decode_auto(vae, raw, 0.05, generator=torch.Generator().manual_seed(2), memory_budget=budget,
+                          temporal_overlap=overlap_t,
+                          spatial_overlap=overlap_s)
+        handle.remove()
+        assert out.shape == plain.shape
+        assert max_diff(out, plain) <= TILED_TOL
+        if pieces == 1:
+            assert len(shapes) == 1
+        else:
+            assert len(shapes) > 1
+            assert all(estimate_decode_bytes(vae, (1, *s)) < full for s in shapes)
+
+
+def test_tiling_argument_errors():
+    vae = tiling_vae()
+    raw = torch.zeros(1, 16, 3, 2, 2)
+    with pytest.raises(ValueError, match="temporal_overlap"):
+        decode_tiled(vae, raw, 0.05, temporal_overlap=0)
+    with pytest.raises(ValueError, match="spatial_overlap < spatial_tile"):
+        decode_tiled(vae, raw, 0.05, spatial_tile=4, spatial_overlap=4)
+    with pytest.raises(ValueError, match="blend"):
+        exact_overlap(vae.config, 1.0)
 
 
 # ------------------------------------------------------------------------------------------ full-size key sets
