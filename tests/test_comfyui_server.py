@@ -142,8 +142,9 @@ def tiny_prompt(name, tiny_models):
     return prompt
 
 
-def run(server, prompt, workflow=None):
-    """Queue through a websocket client like the frontend; return (prompt_id, messages, binary frame count)."""
+def run(server, prompt, workflow=None, on_message=None):
+    """Queue through a websocket client like the frontend; return (prompt_id, messages, binary frame count).
+    on_message(msg) is called for every JSON message (e.g. to press Cancel mid-run)."""
     from websockets.sync.client import connect
 
     client_id = uuid.uuid4().hex
@@ -164,6 +165,8 @@ def run(server, prompt, workflow=None):
                 continue
             msg = json.loads(raw)
             messages.append(msg)
+            if on_message is not None:
+                on_message(msg)
             data = msg.get("data", {})
             if msg["type"] in ("execution_error", "execution_interrupted") and data.get("prompt_id") == prompt_id:
                 break
@@ -219,6 +222,58 @@ def test_tiny_workflow_runs_to_a_video(server, tiny_models, name):
     with urllib.request.urlopen(view, timeout=30) as r:
         assert r.status == 200 and len(r.read()) == os.path.getsize(path)
     assert not [f for f in os.listdir(os.path.dirname(path)) if f.endswith(".partial")]
+
+
+def test_our_frames_feed_core_savers_and_native_latents_feed_our_decoder(server, tiny_models):
+    prompt = tiny_prompt("tiny_t2v", tiny_models)
+    del prompt["8"]
+    prompt["6"]["inputs"]["steps"] = 2
+    prompt.update({
+        "20": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["7", 0], "filename_prefix": "core/webp",
+                                                            "fps": 25.0, "lossless": False, "quality": 80,
+                                                            "method": "default"}},
+        "21": {"class_type": "CreateVideo", "inputs": {"images": ["7", 0], "fps": 25.0}},
+        "22": {"class_type": "SaveVideo", "inputs": {"video": ["21", 0], "filename_prefix": "core/video",
+                                                     "format": "auto", "codec": "auto"}},
+        "23": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 96, "length": 17,
+                                                                "batch_size": 1}},
+        "24": {"class_type": "VideoDiTVAEDecode", "inputs": {"vae": ["1", 1], "latent": ["23", 0],
+                                                             "decode_timestep": 0.05, "decode_noise_scale": 0.025,
+                                                             "tiling": "off"}},
+        "25": {"class_type": "VideoDiTSaveVideo", "inputs": {"images": ["24", 0], "fps": 25.0, "format": "webm (vp9)",
+                                                             "crf": 30, "filename_prefix": "core/native"}},
+    })
+    prompt_id, messages, _ = run(server, prompt)
+    errors = [m["data"] for m in messages if m["type"] == "execution_error"]
+    assert not errors, errors
+    outputs = history(server, prompt_id)["outputs"]
+    webp = outputs["20"]["images"][0]
+    from PIL import Image
+    with Image.open(os.path.join(server.output_dir, webp["subfolder"], webp["filename"])) as img:
+        assert img.n_frames == 25 and img.size == (128, 128)
+    video = outputs["22"]["images"][0]
+    frames, _ = read_video(os.path.join(server.output_dir, video["subfolder"], video["filename"]))
+    assert frames.shape == (25, 128, 128, 3)
+    native = outputs["25"]["images"][0]
+    frames, _ = read_video(os.path.join(server.output_dir, native["subfolder"], native["filename"]))
+    assert frames.shape == (17, 96, 64, 3)
+
+
+def test_interrupt_stops_sampling_within_a_step(server, tiny_models):
+    prompt = tiny_prompt("tiny_t2v", tiny_models)
+    prompt["6"]["inputs"]["steps"] = 500
+    prompt["6"]["inputs"]["seed"] = 4321  # not cached from another test
+
+    def cancel_on_first_step(msg):
+        if msg["type"] == "progress" and msg["data"]["node"] == "6" and msg["data"]["value"] == 1:
+            assert server.request("/interrupt", {})[0] == 200
+
+    prompt_id, messages, _ = run(server, prompt, on_message=cancel_on_first_step)
+    steps = [m["data"]["value"] for m in messages if m["type"] == "progress" and m["data"]["node"] == "6"]
+    assert messages[-1]["type"] == "execution_interrupted" and messages[-1]["data"]["node_id"] == "6"
+    assert len(steps) <= 3  # stopped at the next step boundary (the interrupt arrives asynchronously)
+    assert history(server, prompt_id)["status"]["status_str"] == "error"
+    assert server.alive()
 
 
 def node_error_details(answer, node_id):
