@@ -13,8 +13,7 @@ import torch.nn.functional as F
 
 from . import host
 from .common import (CATEGORY, LATENT_CHANNELS, MAX_FRAMES, MAX_RESOLUTION, SPATIAL_FACTOR, TEMPORAL_FACTOR,
-                     VAE_TYPE, InputError, check_frame_count, check_inputs, check_number, check_pixel_size,
-                     input_spec)
+                     VAE_TYPE, InputError, check_frame_count, check_inputs, check_pixel_size)
 from .video_io import h264_round_trip
 
 DEFAULT_FRAME_RATE = 25.0
@@ -23,15 +22,21 @@ MAX_KEYFRAME_IMAGES = 3
 
 
 def latent_geometry(latent: dict) -> tuple[int, int, int, float]:
-    """(width, height, frames, frame_rate) a LATENT stands for (derived from its shape when our keys are absent)."""
+    """(width, height, frames, frame_rate) a LATENT stands for: our keys when they fit the samples' shape, else
+    derived from the shape (a native LTXV latent, or one another node resized)."""
     samples = latent["samples"]
     if samples.ndim != 5 or samples.shape[1] != LATENT_CHANNELS:
         raise InputError(f"latent: expected a video latent (B, {LATENT_CHANNELS}, F, H, W), got shape "
                          f"{tuple(samples.shape)} (is it an image latent from another model?)")
     _, _, f, h, w = samples.shape
-    width = int(latent.get("width", w * SPATIAL_FACTOR))
-    height = int(latent.get("height", h * SPATIAL_FACTOR))
-    frames = int(latent.get("frames", (f - 1) * TEMPORAL_FACTOR + 1))
+
+    def stored(key, derived, step):
+        value = latent.get(key)
+        return int(value) if value is not None and derived - step < int(value) <= derived else derived
+
+    width = stored("width", w * SPATIAL_FACTOR, SPATIAL_FACTOR)
+    height = stored("height", h * SPATIAL_FACTOR, SPATIAL_FACTOR)
+    frames = stored("frames", (f - 1) * TEMPORAL_FACTOR + 1, TEMPORAL_FACTOR)
     return width, height, frames, float(latent.get("frame_rate", DEFAULT_FRAME_RATE))
 
 

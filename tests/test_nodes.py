@@ -327,3 +327,15 @@ def test_headless_progress_bar(capsys, monkeypatch):
     progress.update(2)
     err = capsys.readouterr().err
     assert "test [###############...............] 1/2" in err and "2/2\n" in err
+
+
+def test_latent_geometry_trusts_our_keys_only_when_they_fit_the_shape():
+    from videodit.nodes.latents import latent_geometry
+    samples = torch.zeros(1, 128, 3, 4, 5)
+    assert latent_geometry({"samples": samples}) == (160, 128, 17, 25.0)  # a native LTXV latent
+    assert latent_geometry({"samples": samples, "width": 160, "height": 128, "frames": 17, "frame_rate": 24}) == \
+        (160, 128, 17, 24.0)
+    stale = {"samples": samples, "width": 768, "height": 512, "frames": 97}  # resized by another node
+    assert latent_geometry(stale) == (160, 128, 17, 25.0)
+    with pytest.raises(InputError, match="expected a video latent"):
+        latent_geometry({"samples": torch.zeros(1, 4, 64, 64)})
