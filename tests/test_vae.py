@@ -105,6 +105,25 @@ def test_encode_decode_match_official(version, padding):
     assert max(d_enc, d_norm, d_denorm, d_dec) <= PARITY_TOL
 
 
+def test_bf16_matches_official_bf16():
+    """Both cast to bf16 (the reference's inference precision): same arithmetic order, so (near-)identical."""
+    ours, ref = build_pair("0.9.1")
+    ours.to(torch.bfloat16)
+    ref.to(torch.bfloat16)
+    video = (torch.rand(1, 3, 9, 64, 64, generator=torch.Generator().manual_seed(6)) * 2 - 1).bfloat16()
+    with torch.no_grad():
+        latent = ours.encode(video)
+        ref_latent = ref.encode(video).latent_dist.mode()
+        torch.manual_seed(8)
+        decoded = ours.decode(latent, torch.tensor([0.05]))
+        torch.manual_seed(8)
+        ref_decoded = ref.decode(latent, target_shape=video.shape, timestep=torch.tensor([0.05])).sample
+    assert latent.dtype == decoded.dtype == torch.bfloat16
+    d_enc, d_dec = max_diff(latent.float(), ref_latent.float()), max_diff(decoded.float(), ref_decoded.float())
+    print(f"bf16 0.9.1: encode {d_enc:.2e} decode {d_dec:.2e}")
+    assert d_enc <= 1e-2 * ref_latent.float().abs().max() and d_dec <= 1e-2 * ref_decoded.float().abs().max()
+
+
 def test_posterior_sample_matches_official():
     ours, ref = build_pair("0.9.5")
     video = torch.rand(1, 3, 9, 64, 64, generator=torch.Generator().manual_seed(2)) * 2 - 1
