@@ -162,3 +162,12 @@ def test_input_images_match_the_tiny_world():
         assert pixels.shape == (128, 128, 3) and (pixels[2, 2] == 0).all()
         red = (pixels[..., 0] > 150) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
         assert 400 < red.sum() < 800  # a circle of radius ~14 px
+
+
+@pytest.mark.parametrize("path", [f for f in UI_FILES if "ltxv_2b" in f], ids=os.path.basename)
+def test_official_workflows_tell_the_frontend_where_models_go(path):
+    nodes = {n["type"]: n for n in load(path)["nodes"]}
+    for node_type, directory in (("VideoDiTModelLoader", "checkpoints"), ("VideoDiTTextEncoderLoader", "text_encoders")):
+        (model,) = nodes[node_type]["properties"]["models"]
+        assert model["name"] == nodes[node_type]["widgets_values"][0] and model["directory"] == directory
+        assert model["url"].startswith("https://huggingface.co/") and model["url"].endswith(model["name"])

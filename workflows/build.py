@@ -24,6 +24,13 @@ OFFICIAL_PROMPT = ("A red ball rolls slowly from the left to the right across a 
                    "static, the light is soft and warm, and the ball casts a small shadow that moves with it. "
                    "The background is a plain black wall.")
 OFFICIAL_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+# Where the frontend can offer the official files when they are missing (node properties.models).
+OFFICIAL_MODELS = {
+    "ltx-video-2b-v0.9.5.safetensors": ("https://huggingface.co/Lightricks/LTX-Video/resolve/main/"
+                                        "ltx-video-2b-v0.9.5.safetensors", "checkpoints"),
+    "t5xxl_fp16.safetensors": ("https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/"
+                               "t5xxl_fp16.safetensors", "text_encoders"),
+}
 
 # Images in the tiny model's world: a red circle (half-size 14 px) on black, 128x128, at the start (x=40) and the
 # end (x=88) of a 25-frame move to the right at 2 px per frame.
@@ -114,11 +121,16 @@ def build(nodes: list[dict], note: str) -> tuple[dict, dict]:
             height = 200
         if node["type"] == "LoadImage":
             height = 320
+        properties = {"Node name for S&R": node["type"],
+                      **({"cnr_id": "comfy-core", "ver": "0.3.64"} if node["type"] == "LoadImage" else PACK)}
+        models = [{"name": v, "url": OFFICIAL_MODELS[v][0], "directory": OFFICIAL_MODELS[v][1]}
+                  for v in values.values() if isinstance(v, str) and v in OFFICIAL_MODELS]
+        if models:
+            properties["models"] = models
         ui_nodes.append({
             "id": node["id"], "type": node["type"], "pos": list(node["pos"]), "size": [NODE_WIDTH, height],
             "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
-            "properties": {"Node name for S&R": node["type"],
-                           **({"cnr_id": "comfy-core", "ver": "0.3.64"} if node["type"] == "LoadImage" else PACK)},
+            "properties": properties,
             "widgets_values": [values[name] for name in names],
             "title": node["title"],
         })
