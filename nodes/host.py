@@ -5,15 +5,12 @@ Inside ComfyUI the facilities come from `folder_paths`, `comfy.utils`, `comfy.mo
 and the tests use it as the package `videodit`). Outside ComfyUI the folders come from `configure_headless()`
 (the CLI flags) or defaults, progress goes to a terminal bar and nothing can interrupt.
 """
-import logging
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 
 import torch
-
-log = logging.getLogger("videodit")
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS_DIR = os.path.join(PACK_DIR, "weights")
@@ -257,9 +254,3 @@ class Progress:
                 sys.stderr.write("\n")
             sys.stderr.flush()
 
-
-def warn(message: str):
-    """A warning the user sees: the ComfyUI console / terminal (logging) and stderr outside ComfyUI."""
-    log.warning(message)
-    if comfy_folder_paths() is None:
-        print(f"WARNING: {message}", file=sys.stderr)
