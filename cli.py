@@ -282,6 +282,9 @@ def main(argv=None) -> int:
     except WorkflowError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted (nothing half-written is left in the output folder)", file=sys.stderr)
+        return 130
     for ui in uis:
         for item in ui.get("images", []):
             print(os.path.join(host.HEADLESS.output_dir, item["subfolder"], item["filename"]))
