@@ -58,6 +58,7 @@ class DevTools:
 def page(tmp_path_factory):
     comfy = comfyui_dir()
     chromium = chromium_path()
+    pytest.importorskip("websockets", reason="the DevTools client needs `pip install websockets`")
     tmp = tmp_path_factory.mktemp("browser")
     models = tmp / "models"
     for sub in ("checkpoints", "text_encoders"):
