@@ -143,7 +143,23 @@ def bench_attention(res: Results, args):
                 except RuntimeError as e:
                     res.add(section="attn", model=model, shape=shape_name, impl="sdpa", variant=name,
                             note=f"unsupported: {str(e)[:80]}")
-            del q, k, v, ref
+            # cross-attention to 128 text tokens with the padding bias
+            k, v = (torch.randn(2, 32, TEXT_TOKENS, head_dim, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
+            bias = torch.zeros(2, 1, 1, TEXT_TOKENS, device=DEVICE, dtype=torch.bfloat16)
+            bias[0, ..., 40:] = -10000.0
+            bias[1, ..., 90:] = -10000.0
+            ref = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=bias.float())
+            for name, kernel in dict(kernels, math=SDPBackend.MATH).items():
+                try:
+                    with sdpa_kernel([kernel]):
+                        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+                        t = time_cuda(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=bias), 3, 10)
+                    res.add(section="attn", model=model, shape=shape_name, impl="sdpa cross+bias", variant=name,
+                            ms=t["ms"], cos_plain=cosine(out, ref))
+                except RuntimeError as e:
+                    res.add(section="attn", model=model, shape=shape_name, impl="sdpa cross+bias", variant=name,
+                            note=f"unsupported: {str(e)[:80]}")
+            del q, k, v, ref, bias
             free()
 
 
@@ -414,35 +430,150 @@ def bench_vae(res: Results, args):
         dif.disable_tiling()
         del dif
         free()
-        variants = [("decode", lambda: ours.decode(raw, timestep=decode_t))]
-        try:
-            from videodit.model.vae_tiling import decode_tiled
-            variants.append(("decode_tiled default", lambda: decode_tiled(ours, raw, timestep=decode_t)))
-        except ImportError as e:
-            res.add(**common, impl="ours", variant="decode_tiled", note=f"not available: {e}")
-        try:
-            from videodit.model.speed import prepare_vae
-            variants.append(("fast decode", lambda: prepare_vae(ours).decode(raw, timestep=decode_t)))
-        except ImportError:
-            pass
-        for variant, fn in variants:
+        from videodit.model.vae_tiling import decode_tiled
+
+        def tiled(chunk, t_overlap, tile, s_overlap):
+            return lambda: decode_tiled(ours, raw, timestep=decode_t, temporal_chunk=chunk,
+                                        temporal_overlap=t_overlap, spatial_tile=tile, spatial_overlap=s_overlap)
+        variants = [("decode", lambda: ours.decode(raw, timestep=decode_t), False),
+                    ("decode, cudnn.benchmark", lambda: ours.decode(raw, timestep=decode_t), True)]
+        for chunk, t_overlap, tile, s_overlap in args.vae_tiles:
+            for bench_flag in (False, True):
+                variants.append((f"decode_tiled chunk {chunk}/{t_overlap} tile {tile}/{s_overlap}"
+                                 + (", cudnn.benchmark" if bench_flag else ""),
+                                 tiled(chunk, t_overlap, tile, s_overlap), bench_flag))
+        whole = None
+        for variant, fn, bench_flag in variants:
             try:
-                out = fn().float()
-                t = time_cuda(fn, 1, 3)
-                res.add(**common, impl="ours", variant=variant, ratio=t["ms"] / dif_ms, cos_diffusers=cosine(out, ref),
-                        note=f"{pixels / t['ms'] / 1e6:.2f} Gpix/s", **t)
+                with torch.backends.cudnn.flags(enabled=True, benchmark=bench_flag, deterministic=False,
+                                                allow_tf32=True):
+                    out = fn().float()
+                    t = time_cuda(fn, 1, 3)
+                whole = out if whole is None else whole
+                mse = (out - whole).pow(2).mean().item()
+                psnr = 10 * math.log10(4.0 / mse) if mse > 0 else float("inf")
+                res.add(**common, impl="ours", variant=variant, ratio=t["ms"] / dif_ms,
+                        cos_diffusers=cosine(out, ref),
+                        note=f"PSNR vs our whole decode {psnr:.1f} dB; {pixels / t['ms'] / 1e6:.2f} Gpix/s", **t)
                 del out
             except Exception as e:  # keep the rest of the benchmark going
                 traceback.print_exc()
                 res.add(**common, impl="ours", variant=variant, note=f"failed: {type(e).__name__}: {str(e)[:100]}")
             free()
+        del whole
     del ours, raw, ref
+    free()
+
+
+# -------------------------------------------------------------------------------------------------------- pipeline
+
+PROMPT = ("A red fox walks through fresh snow in a quiet birch forest at dawn, soft golden light between the trees, "
+          "its breath visible in the cold air, the camera slowly tracking alongside at ground level")
+NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
+T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+              feed_forward_proj="gated-gelu", relative_attention_num_buckets=32, relative_attention_max_distance=128)
+
+
+def build_t5():
+    from transformers import T5Config, T5EncoderModel
+    fields = dict(T5_XXL)
+    if TINY:
+        fields.update(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
+    torch.manual_seed(3)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(DEVICE):
+            t5 = T5EncoderModel(T5Config(**fields)).eval()
+    finally:
+        torch.set_default_dtype(previous)
+    return t5
+
+
+class StreamedBlocks:
+    """Keep `blocks` in pinned CPU memory and copy each one to the GPU only while it runs (T5 off the GPU outside
+    its encoder calls; peak GPU memory one block instead of the whole encoder)."""
+
+    def __init__(self, blocks, device):
+        self.device = device
+        self.hooks = []
+        for block in blocks:
+            for p in block.parameters():
+                p.data = p.data.cpu().pin_memory() if DEVICE == "cuda" else p.data.cpu()
+            self.hooks.append(block.register_forward_pre_hook(self.load))
+            self.hooks.append(block.register_forward_hook(self.unload))
+        free()
+
+    def load(self, block, args):
+        for p in block.parameters():
+            p.host = p.data
+            p.data = p.data.to(self.device, non_blocking=True)
+
+    def unload(self, block, args, output):
+        for p in block.parameters():
+            p.data = p.host
+
+
+def bench_pipeline(res: Results, args):
+    """2B text-to-video, 768x512x121, 30 steps, CFG 3: diffusers LTXPipeline (everything resident) against our
+    VideoPipeline.generate (compiled DiT, T5 blocks streamed from pinned CPU memory, VAE encoder off the GPU)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline
+    from transformers import ByT5Tokenizer
+    from videodit.model.pipeline import VideoPipeline
+    from videodit.model.speed import SpeedOptions, apply_speed_options
+    from videodit.model.text_encoder import TextEncoder
+
+    w, h, f = SHAPES["768x512x121"]
+    steps = 2 if TINY else args.steps
+    common = dict(section="pipeline", model="2b", shape=f"768x512x121, {steps} steps CFG")
+    dit = build_ours("2b")
+    vae, dif_vae = build_vae_pair()
+    t5 = build_t5()
+    dif_dit = diffusers_sharing(dit)
+    res.info["pipeline_resident_weights_gib"] = torch.cuda.memory_allocated() / GIB if DEVICE == "cuda" else 0.0
+    tokenizer = ByT5Tokenizer()
+
+    with torch.inference_mode():
+        dif_pipe = LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=dif_vae, text_encoder=t5,
+                               tokenizer=tokenizer, transformer=dif_dit)
+
+        def run_dif(n_steps):
+            return dif_pipe(prompt=PROMPT, negative_prompt=NEGATIVE, width=w, height=h, num_frames=f,
+                            num_inference_steps=n_steps, guidance_scale=3.0, decode_timestep=0.05,
+                            decode_noise_scale=0.025, max_sequence_length=TEXT_TOKENS, output_type="pt",
+                            generator=torch.Generator().manual_seed(0)).frames[0]
+        run_dif(2)  # warm-up
+        t = time_cuda(lambda: run_dif(steps), 0, 1)
+        dif_ms = t["ms"]
+        res.add(**common, impl="diffusers", variant="LTXPipeline, all resident", note="T5+DiT+VAE on GPU", **t)
+        del dif_pipe, dif_dit, dif_vae
+        free()
+
+        # ours: compiled DiT; T5 blocks streamed; only the VAE decoder on the GPU (text-to-video never encodes)
+        apply_speed_options(dit, SpeedOptions(compile=args.compile_pipeline))
+        vae.encoder.to("cpu")
+        stream = StreamedBlocks(t5.encoder.block, DEVICE)
+        encoder = TextEncoder(t5, tokenizer, max_tokens=TEXT_TOKENS)
+        pipe = VideoPipeline(dit, vae, encoder, decode_timestep=0.05, decode_noise_scale=0.025)
+
+        def run_ours(n_steps):
+            return pipe.generate(PROMPT, NEGATIVE, width=w, height=h, num_frames=f, steps=n_steps, seed=0,
+                                 schedule="linear_quadratic")
+        run_ours(2)  # warm-up (compiles)
+        t = time_cuda(lambda: run_ours(steps), 0, 1)
+        res.add(**common, impl="ours", variant="generate, T5 streamed", ratio=t["ms"] / dif_ms,
+                note="DiT+VAE decoder resident, T5 blocks copied in per encode", **t)
+        for hook in stream.hooks:
+            hook.remove()
+    del pipe, encoder, t5, dit, vae
+    torch._dynamo.reset()
     free()
 
 
 # -------------------------------------------------------------------------------------------------------- main
 
-SECTIONS = {"attn": bench_attention, "dit": bench_dit, "vae": bench_vae, "profile": bench_profile}
+SECTIONS = {"attn": bench_attention, "dit": bench_dit, "vae": bench_vae, "profile": bench_profile,
+            "pipeline": bench_pipeline}
 
 
 def main():
@@ -454,10 +585,15 @@ def main():
     parser.add_argument("--variants", default="plain,cudnn,flash,efficient,compile,fp8")
     parser.add_argument("--all-fp8", action="store_true", help="fp8 also for 13B at the large shape")
     parser.add_argument("--tiny", action="store_true", help="small models and shapes on the CPU (script check)")
+    parser.add_argument("--steps", type=int, default=30, help="pipeline sampling steps")
+    parser.add_argument("--vae-tiles", default="6/1/32/0,5/2/32/0,8/3/32/0,16/3/12/2",
+                        help="chunked decode settings: temporal_chunk/temporal_overlap/spatial_tile/spatial_overlap")
+    parser.add_argument("--compile-pipeline", type=int, default=1, help="compile the DiT in the pipeline (0/1)")
     args = parser.parse_args()
     args.models = args.models.split(",")
     args.shapes = args.shapes.split(",")
     args.variants = args.variants.split(",")
+    args.vae_tiles = [tuple(int(v) for v in item.split("/")) for item in args.vae_tiles.split(",") if item]
     global DEVICE, TINY
     if args.tiny:
         DEVICE, TINY = "cpu", True
