@@ -235,3 +235,17 @@ def test_default_options_on_cpu_do_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         apply_speed_options(model, SpeedOptions())
+
+
+def test_text_kv_cache_notices_in_place_changes_of_the_same_text_tensor():
+    model, inputs = make_model(), make_inputs()
+    apply_speed_options(model, SpeedOptions(cache_text_kv=True))
+    calls = count_caption_projections(model)
+    text = inputs["text"].clone()
+    run(model, dict(inputs, text=text))
+    run(model, dict(inputs, text=text))  # same tensor, same version: reused
+    assert len(calls) == 1
+    text.add_(1.0)  # modified in place: recomputed
+    got = run(model, dict(inputs, text=text))
+    assert len(calls) == 2
+    torch.testing.assert_close(got, run(make_model(), dict(inputs, text=text)), rtol=0, atol=0)
