@@ -249,3 +249,21 @@ def test_text_kv_cache_notices_in_place_changes_of_the_same_text_tensor():
     got = run(model, dict(inputs, text=text))
     assert len(calls) == 2
     torch.testing.assert_close(got, run(make_model(), dict(inputs, text=text)), rtol=0, atol=0)
+
+
+# -------------------------------------------------------------------------------------------------------------- VAE
+
+def test_vae_speed_options_on_cpu_equal_the_plain_decode():
+    from videodit.model.speed import apply_vae_speed_options
+    from videodit.model.vae import CausalVideoVAE, VAEConfig
+    torch.manual_seed(0)
+    config = VAEConfig.v0_9_5(decoder_base_channels=8, encoder_base_channels=8)  # small widths, 0.9.5 structure
+    vae = CausalVideoVAE(config).eval()
+    raw = torch.randn(1, config.latent_channels, 2, 2, 2)
+    with torch.no_grad():
+        expected = vae.decode(raw, timestep=0.05)
+        context = pytest.warns(UserWarning, match="VAE decoder uncompiled") if not torch.cuda.is_available() \
+            else warnings.catch_warnings()
+        with context:
+            apply_vae_speed_options(vae, SpeedOptions(compile=True))
+        torch.testing.assert_close(vae.decode(raw, timestep=0.05), expected, rtol=1e-5, atol=1e-5)
