@@ -139,7 +139,9 @@ class VideoDiTModelLoader:
                 "default": "auto", "tooltip": "Attention kernel: auto = cuDNN attention on Hopper and newer GPUs, "
                                               "PyTorch's choice elsewhere; the others prefer that SDPA kernel."})
             required["compile"] = ("BOOLEAN", {
-                "default": False, "tooltip": "torch.compile the transformer (slow first run, faster afterwards)."})
+                "default": False, "tooltip": "torch.compile the transformer blocks and the VAE decoder (CUDA with "
+                                             "Triton; the first run of each size compiles for a while, later runs "
+                                             "are faster). Ignored with a warning where it cannot work."})
             required["fp8"] = ("BOOLEAN", {
                 "default": False, "tooltip": "Store the large linear layers in fp8 (halves their memory; needs a "
                                              "GPU with fp8 support, else they stay in the chosen dtype)."})
@@ -164,6 +166,8 @@ class VideoDiTModelLoader:
             if speed is not None:
                 options = speed.SpeedOptions(attention=attention, compile=bool(compile), fp8=bool(fp8))
                 transformer = speed.apply_speed_options(transformer, options)
+                if hasattr(speed, "apply_vae_speed_options"):
+                    vae_module = speed.apply_vae_speed_options(vae_module, options)
             vae = VideoVAE(vae_module, device, torch_dtype, offload, path)
             model = VideoModel(transformer, loaded.scheduler_config, loaded.allowed_inference_steps, loaded.version,
                                path, device, torch_dtype, offload, vae)
