@@ -166,8 +166,7 @@ class VideoDiTModelLoader:
             if speed is not None:
                 options = speed.SpeedOptions(attention=attention, compile=bool(compile), fp8=bool(fp8))
                 transformer = speed.apply_speed_options(transformer, options)
-                if hasattr(speed, "apply_vae_speed_options"):
-                    vae_module = speed.apply_vae_speed_options(vae_module, options)
+                vae_module = speed.apply_vae_speed_options(vae_module, options)
             vae = VideoVAE(vae_module, device, torch_dtype, offload, path)
             model = VideoModel(transformer, loaded.scheduler_config, loaded.allowed_inference_steps, loaded.version,
                                path, device, torch_dtype, offload, vae)
