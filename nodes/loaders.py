@@ -36,6 +36,13 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+def _to_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move `module` to `device`, first asking ComfyUI to make room for it when it is not there yet."""
+    if next(module.parameters()).device != device:
+        host.free_memory_for(host.module_bytes(module), device)
+    return module.to(device)
+
+
 @dataclass
 class VideoVAE:
     """VIDEODIT_VAE: the causal video VAE and where it runs."""
@@ -47,8 +54,7 @@ class VideoVAE:
 
     def acquire(self) -> torch.nn.Module:
         """The VAE on its compute device (moved there if it was offloaded)."""
-        host.free_memory_for(host.module_bytes(self.vae), self.device)
-        return self.vae.to(self.device)
+        return _to_device(self.vae, self.device)
 
     def release(self):
         if self.offload:
@@ -70,8 +76,7 @@ class VideoModel:
     preview_factors: tuple | None = field(default=None, repr=False)  # (128x3 matrix, bias), fitted on first use
 
     def acquire(self) -> torch.nn.Module:
-        host.free_memory_for(host.module_bytes(self.transformer), self.device)
-        return self.transformer.to(self.device)
+        return _to_device(self.transformer, self.device)
 
     def release(self):
         if self.offload:
