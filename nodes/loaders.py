@@ -38,7 +38,8 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 def _to_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move `module` to `device`, first asking ComfyUI to make room for it when it is not there yet."""
-    if next(module.parameters()).device != device:
+    current = next(module.parameters()).device
+    if current.type != device.type or (device.index is not None and current.index != device.index):
         host.free_memory_for(host.module_bytes(module), device)
     return module.to(device)
 
