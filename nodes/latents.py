@@ -181,9 +181,9 @@ class VideoDiTImageToVideo:
         check_inputs(type(self), values)
         from ..model.conditioning import Keyframe, validate_keyframe
 
-        width, height, frames, _ = latent_geometry(latent)
+        _, _, frames, _ = latent_geometry(latent)
         samples = latent["samples"]
-        _, _, f, h, w = samples.shape
+        _, _, _, h, w = samples.shape
         images = [(1, image_1, frame_index_1, strength_1)]
         images += [(i, more[f"image_{i}"], more.get(f"frame_index_{i}", -1), more.get(f"strength_{i}", 1.0))
                    for i in range(2, MAX_KEYFRAME_IMAGES + 1) if more.get(f"image_{i}") is not None]

@@ -199,6 +199,8 @@ def test_image_to_video_keyframes_and_exact_decode(tiny):
     (out,) = VideoDiTSampler().sample(model, fake_condition(1), fake_condition(2), keyed, 3, 2, 3.0, 1.0, "2", 0.7,
                                       "auto", 1.0, 0.0)
     assert out["samples"].shape == (1, 128, 3, 3, 4) and torch.isfinite(out["samples"]).all()
+    # strength 1 at frame 0: the first latent frame is the encoded image, untouched by sampling
+    torch.testing.assert_close(out["samples"][:, :, :1], keyed["keyframes"][0].latent, rtol=0, atol=1e-5)
     (images,) = VideoDiTVAEDecode().decode(vae, out, 0.05, 0.025, "off")
     assert images.shape == (17, 96, 128, 3) and images.dtype == torch.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
