@@ -1,15 +1,15 @@
 """Headless runner: execute an API-format ComfyUI workflow made of this pack's nodes (plus LoadImage) without a
 server or ComfyUI install.
 
-    videodit run workflows/tiny_t2v_api.json --set '3.text=a red circle moving to the right' --output-dir out
+    videodit run workflows/api/tiny_t2v_api.json --set '3.text=a red circle moving to the right' --output-dir out
     python -m videodit.cli run WORKFLOW_API.json [--set NODE.INPUT=VALUE ...] [--output-dir DIR] [--input-dir DIR]
                                                  [--models-dir DIR] [--workflow UI.json] [--quiet]
 
 NODE is a node id or its title (`_meta.title`); VALUE is parsed as JSON when it can be (numbers, true/false),
-otherwise taken as a string. Images named by LoadImage are looked up as given, then next to the workflow file,
-then in --input-dir. Model names are looked up in --models-dir/checkpoints, diffusion_models, text_encoders and
+otherwise taken as a string. Images named by LoadImage are looked up as given, then next to the workflow file and
+in its parent folder, then in --input-dir. Model names are looked up in --models-dir/checkpoints, diffusion_models, text_encoders and
 clip (ComfyUI's layout); the built-in tiny models need nothing. The workflow file and, when a UI-format file of the
-same name without "_api" exists (or --workflow names one), the UI graph are embedded in the saved videos, so
+same name without "_api" exists next to it or one folder up (or --workflow names one), the UI graph are embedded in the saved videos, so
 dropping them on ComfyUI restores the graph.
 """
 import argparse
@@ -207,7 +207,8 @@ def run_prompt(prompt: dict, workflow_dir: str = ".", extra_pnginfo: dict | None
     prompt = json.loads(json.dumps(prompt))  # never modify the caller's dict
     classes = dict(NODE_CLASS_MAPPINGS)
     classes["LoadImage"] = LoadImage
-    LoadImage.search_dirs = tuple(d for d in (os.getcwd(), workflow_dir, input_dir or host.input_directory()) if d)
+    LoadImage.search_dirs = (os.getcwd(), workflow_dir, os.path.dirname(os.path.abspath(workflow_dir)),
+                             input_dir or host.input_directory())
     apply_overrides(prompt, list(overrides), classes)
     order = check_prompt(prompt, classes)
     original = json.loads(json.dumps(prompt))
@@ -234,10 +235,12 @@ def run_prompt(prompt: dict, workflow_dir: str = ".", extra_pnginfo: dict | None
 
 
 def ui_workflow_for(path: str) -> str | None:
-    """tiny_t2v_api.json -> tiny_t2v.json next to it, when that file exists."""
-    base, ext = os.path.splitext(path)
-    if base.endswith("_api"):
-        candidate = base[:-4] + ext
+    """workflows/api/tiny_t2v_api.json -> tiny_t2v.json next to it or one folder up, when that file exists."""
+    folder, filename = os.path.split(os.path.abspath(path))
+    base, ext = os.path.splitext(filename)
+    if not base.endswith("_api"):
+        return None
+    for candidate in (os.path.join(folder, base[:-4] + ext), os.path.join(os.path.dirname(folder), base[:-4] + ext)):
         if os.path.isfile(candidate):
             return candidate
     return None
@@ -247,7 +250,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="videodit", description="Run VideoDiT ComfyUI workflows headless.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an API-format workflow")
-    run.add_argument("workflow", help="API-format workflow JSON (e.g. workflows/tiny_t2v_api.json)")
+    run.add_argument("workflow", help="API-format workflow JSON (e.g. workflows/api/tiny_t2v_api.json)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.INPUT=VALUE",
                      help="override an input (NODE = node id or title); repeatable")
     run.add_argument("--output-dir", default="output", help="where videos are saved (default ./output)")

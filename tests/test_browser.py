@@ -1,5 +1,5 @@
 """The real ComfyUI frontend (headless Chromium over the DevTools protocol) loads every UI workflow: no missing node
-types, links intact, widget values kept as written, and the frontend's own API conversion equals our *_api.json.
+types, links intact, widget values kept as written, and the frontend's own API conversion equals our api/*_api.json.
 
 Needs COMFYUI_DIR (see test_comfyui_server.py) and Chromium (/usr/bin/chromium or CHROMIUM=path; Debian package
 `chromium`). Uses the `websockets` package for the DevTools connection.
@@ -17,7 +17,7 @@ import pytest
 
 from test_comfyui_server import WORKFLOWS, comfyui_dir, free_port, start_server
 
-UI_FILES = sorted(f for f in os.listdir(WORKFLOWS) if f.endswith(".json") and not f.endswith("_api.json"))
+UI_FILES = sorted(f for f in os.listdir(WORKFLOWS) if f.endswith(".json"))
 
 
 def chromium_path():
@@ -126,7 +126,7 @@ LOAD_JS = """(async () => {
 def test_frontend_loads_workflow(page, name):
     with open(os.path.join(WORKFLOWS, name), encoding="utf-8") as f:
         workflow = json.load(f)
-    with open(os.path.join(WORKFLOWS, name[:-5] + "_api.json"), encoding="utf-8") as f:
+    with open(os.path.join(WORKFLOWS, "api", name[:-5] + "_api.json"), encoding="utf-8") as f:
         api = json.load(f)
     result = page.evaluate(LOAD_JS % (json.dumps(workflow), json.dumps(name)))
     assert result["missing"] == [], f"missing node types: {result['missing']}"

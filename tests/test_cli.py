@@ -12,6 +12,7 @@ from videodit.nodes.video_io import read_metadata, read_video
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKFLOWS = os.path.join(REPO, "workflows")
+API = os.path.join(WORKFLOWS, "api")
 
 
 def run_cli(capsys, *args):
@@ -30,7 +31,7 @@ def model_args(tiny_models):
 @pytest.mark.parametrize("name", ["tiny_t2v", "tiny_i2v", "tiny_first_last"])
 def test_tiny_workflows_make_videos(name, tmp_path, capsys, with_text_encoder):
     out_dir = tmp_path / "out"
-    workflow = os.path.join(WORKFLOWS, f"{name}_api.json")
+    workflow = os.path.join(API, f"{name}_api.json")
     code, out, err = run_cli(capsys, workflow, "--output-dir", str(out_dir), "--set", "6.steps=3",
                              *model_args(with_text_encoder))
     assert code == 0, err
@@ -47,7 +48,7 @@ def test_tiny_workflows_make_videos(name, tmp_path, capsys, with_text_encoder):
 
 
 def test_set_by_title_and_second_run_does_not_overwrite(tmp_path, capsys, with_text_encoder):
-    workflow = os.path.join(WORKFLOWS, "tiny_t2v_api.json")
+    workflow = os.path.join(API, "tiny_t2v_api.json")
     args = [workflow, "--output-dir", str(tmp_path), "--set", "Sampler.steps=2", "--set", "Empty latent video.frames=9",
             "--set", "Positive prompt.text=a blue square moving up on a white background", "--set",
             "Save video.format=gif", *model_args(with_text_encoder)]
@@ -79,7 +80,7 @@ def test_console_script_module_entry(tmp_path):
     ("1.checkpoint=nope.safetensors", "checkpoint: 'nope.safetensors' is not one of"),
 ])
 def test_bad_inputs_fail_before_running(override, expected, tmp_path, capsys, tiny_models):
-    code, out, err = run_cli(capsys, os.path.join(WORKFLOWS, "tiny_t2v_api.json"), "--output-dir", str(tmp_path),
+    code, out, err = run_cli(capsys, os.path.join(API, "tiny_t2v_api.json"), "--output-dir", str(tmp_path),
                              "--set", override)
     assert code == 1 and expected in err, err
     assert not os.path.exists(tmp_path / "VideoDiT")
@@ -97,7 +98,7 @@ def test_unknown_node_type_and_ui_format_are_explained(tmp_path, capsys):
 def test_unreadable_image_is_named_and_nothing_is_left_behind(tmp_path, capsys, with_text_encoder):
     wf_dir = tmp_path / "wf"
     wf_dir.mkdir()
-    shutil.copy(os.path.join(WORKFLOWS, "tiny_i2v_api.json"), wf_dir / "tiny_i2v_api.json")
+    shutil.copy(os.path.join(API, "tiny_i2v_api.json"), wf_dir / "tiny_i2v_api.json")
     (wf_dir / "red_circle_start.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image at all")
     out_dir = tmp_path / "out"
     code, _, err = run_cli(capsys, str(wf_dir / "tiny_i2v_api.json"), "--output-dir", str(out_dir),
@@ -107,7 +108,7 @@ def test_unreadable_image_is_named_and_nothing_is_left_behind(tmp_path, capsys, 
 
 
 def test_missing_image_lists_where_it_looked(tmp_path, capsys, tiny_models):
-    code, _, err = run_cli(capsys, os.path.join(WORKFLOWS, "tiny_i2v_api.json"), "--output-dir", str(tmp_path),
+    code, _, err = run_cli(capsys, os.path.join(API, "tiny_i2v_api.json"), "--output-dir", str(tmp_path),
                            "--set", "10.image=nothing.png", "--input-dir", str(tmp_path / "in"),
                            *model_args(tiny_models))
     assert code == 1 and "LoadImage: image 'nothing.png' not found (looked in:" in err and str(tmp_path / "in") in err
@@ -126,7 +127,7 @@ def test_failure_while_saving_leaves_no_partial_file(tmp_path, capsys, with_text
 
     monkeypatch.setattr(video_io, "_run_ffmpeg", failing_ffmpeg)
     out_dir = tmp_path / "out"
-    code, _, err = run_cli(capsys, os.path.join(WORKFLOWS, "tiny_t2v_api.json"), "--output-dir", str(out_dir),
+    code, _, err = run_cli(capsys, os.path.join(API, "tiny_t2v_api.json"), "--output-dir", str(out_dir),
                            "--set", "6.steps=1", *model_args(with_text_encoder))
     assert code == 1 and "node 8 (VideoDiTSaveVideo) failed: RuntimeError: ffmpeg failed while writing" in err
     assert out_dir.is_dir() and not any(files for _, _, files in os.walk(out_dir))

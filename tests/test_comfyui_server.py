@@ -137,7 +137,7 @@ def load(name):
 
 
 def tiny_prompt(name, tiny_models):
-    prompt = load(name + "_api.json")
+    prompt = load(os.path.join("api", name + "_api.json"))
     prompt["1"]["inputs"]["checkpoint"] = tiny_models.checkpoint
     prompt["2"]["inputs"]["text_encoder"] = tiny_models.text_encoder
     return prompt
@@ -194,6 +194,12 @@ def test_object_info_lists_every_node(server):
         assert info[name]["category"] == "VideoDiT" and info[name]["python_module"].startswith("custom_nodes.")
         assert info[name]["output"] == list(cls.RETURN_TYPES)
     assert "IMPORT FAILED" not in "\n".join(l for l in server.log().splitlines() if "VideoDiT" in l)
+
+
+def test_template_browser_lists_only_ui_workflows(server):
+    status, templates = server.request("/workflow_templates")
+    expected = sorted(f[:-5] for f in os.listdir(WORKFLOWS) if f.endswith(".json"))
+    assert status == 200 and sorted(templates["ComfyUI-VideoDiT"]) == expected and len(expected) == 6
 
 
 @pytest.mark.parametrize("name", TINY)

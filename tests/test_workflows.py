@@ -60,7 +60,8 @@ def test_all_workflows_are_shipped():
     names = {os.path.basename(f)[:-5] for f in UI_FILES}
     assert names == EXPECTED
     for name in EXPECTED:
-        assert os.path.isfile(os.path.join(WORKFLOWS, name + "_api.json"))
+        assert os.path.isfile(os.path.join(WORKFLOWS, "api", name + "_api.json"))
+    assert not glob.glob(os.path.join(WORKFLOWS, "*_api.json"))  # the template browser lists every json here
 
 
 @pytest.mark.parametrize("path", UI_FILES, ids=os.path.basename)
@@ -125,7 +126,7 @@ def test_widgets_values_match_widget_order_and_types(path):
 @pytest.mark.parametrize("path", UI_FILES, ids=os.path.basename)
 def test_api_variant_agrees_with_ui(path):
     ui = load(path)
-    api = load(path[:-5] + "_api.json")
+    api = load(os.path.join(WORKFLOWS, "api", os.path.basename(path)[:-5] + "_api.json"))
     ui_nodes = {str(n["id"]): n for n in ui["nodes"] if n["type"] != "Note"}
     assert set(api) == set(ui_nodes)
     links = {link[0]: link for link in ui["links"]}
@@ -143,7 +144,7 @@ def test_api_variant_agrees_with_ui(path):
         assert entry["inputs"] == expected, nid
 
 
-@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(WORKFLOWS, "*_api.json"))), ids=os.path.basename)
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(WORKFLOWS, "api", "*_api.json"))), ids=os.path.basename)
 def test_api_workflow_passes_runner_validation(path, tmp_path, monkeypatch):
     from videodit.nodes import host
     for sub, name in (("checkpoints", OFFICIAL_FILES["checkpoint"]), ("text_encoders", OFFICIAL_FILES["text_encoder"])):

@@ -6,6 +6,9 @@ Each workflow is described once below as nodes with widget values by input name;
 the nodes' widget order (with the seed's control_after_generate value after the seed, and LoadImage's upload
 value after the file name), the API file gets them by name. tests/test_workflows.py checks both against the node
 schemas, so editing a node's inputs without re-running this script fails the tests.
+
+The API files live in api/ because ComfyUI lists every *.json directly in a pack's workflows/ folder in its
+template browser, and an API-format file cannot be opened there.
 """
 import json
 import os
@@ -234,7 +237,7 @@ def main():
         for kind in ("t2v", "i2v", "first_last"):
             name = f"{'ltxv_2b' if official else 'tiny'}_{kind}"
             ui, api = build(graph(kind, official), note_text(kind, official))
-            for filename, data in ((f"{name}.json", ui), (f"{name}_api.json", api)):
+            for filename, data in ((f"{name}.json", ui), (os.path.join("api", f"{name}_api.json"), api)):
                 with open(os.path.join(HERE, filename), "w", encoding="utf-8") as f:
                     json.dump(data, f, indent=1)
                     f.write("\n")
