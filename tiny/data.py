@@ -145,7 +145,7 @@ def _draw(p: dict, xs, ys, xp):
     circle = xp.sqrt(dx * dx + dy * dy) - r
     square = xp.maximum(xp.abs(dx) - r, xp.abs(dy) - r)
     # Upright isosceles triangle: apex (0, -r), base corners (+-r, r). Side normals are (+-2, 1)/sqrt(5).
-    side = xp.maximum((2.0 * xp.abs(dx) - r) / math.sqrt(5.0) + dy / math.sqrt(5.0), dy - r)
+    side = xp.maximum((2.0 * xp.abs(dx) - dy - r) / math.sqrt(5.0), dy - r)
     sd = xp.where(p["shape"] == 0, circle, xp.where(p["shape"] == 1, square, side))
     coverage = (0.5 - sd).clip(0.0, 1.0)  # (N, F, H, W)
     # One channel at a time: broadcasting over a trailing RGB axis is several times slower in numpy.

@@ -3,7 +3,8 @@
 Tracker (no model needed): background = median of the border pixels; shape colour = median of the pixels far from
 the background, snapped to the nearest palette colour; per frame, pixels more than half-way from the background to
 that colour form the mask; centroid per frame; shape from the fill ratio of the mask's bounding box (circle ~0.785,
-square ~1, triangle ~0.5); motion from the displacement between the first and the last frames.
+square ~1, triangle ~0.5); motion from the displacement between the first and the last frames. Rendered shapes
+never touch the frame edge, so a mask touching it in most frames gives no shape (a wrong answer).
 
     python -m videodit.tiny.evaluate --checkpoint weights/videodit-tiny.safetensors \
         --text-encoder weights/t5-tiny.safetensors --seeds 2 --steps 20 --notes tiny/NOTES.md
@@ -65,12 +66,13 @@ def track(video: np.ndarray) -> Track:
     mask = coverage > 0.5
     ys, xs = np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32)
     centroids = np.full((f, 2), np.nan, dtype=np.float32)
-    fills = []
+    fills, touching = [], 0
     for i in range(f):
         m = mask[i]
         area = int(m.sum())
         if area < MIN_AREA:
             continue
+        touching += bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
         rows, cols = np.any(m, axis=1), np.any(m, axis=0)
         centroids[i] = (float((m.sum(axis=0) * xs).sum() / area), float((m.sum(axis=1) * ys).sum() / area))
         r0, r1 = np.argmax(rows), h - np.argmax(rows[::-1])
@@ -80,6 +82,8 @@ def track(video: np.ndarray) -> Track:
         return Track(color, None, None, background, centroids, float("nan"), (0.0, 0.0))
     fill = float(np.median(fills))
     shape = "triangle" if fill < TRIANGLE_CIRCLE_FILL else "circle" if fill < CIRCLE_SQUARE_FILL else "square"
+    if touching > len(fills) // 2:
+        shape = None
 
     found = np.nonzero(~np.isnan(centroids[:, 0]))[0]
     k = max(1, min(4, len(found) // 4))
@@ -143,15 +147,16 @@ def load(checkpoint: str, text_encoder: str, dtype=None, device: str = "cpu"):
 
 def generate(pipeline, prompt: str, seed: int, steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG,
              image: np.ndarray | None = None) -> np.ndarray:
-    """(25, 128, 128, 3) float in [0, 1]; image: optional (128, 128, 3) first frame in [0, 1] (I2V)."""
+    """(25, 128, 128, 3) float in [0, 1] through VideoPipeline.generate; image: optional (128, 128, 3) first frame
+    in [0, 1] (I2V: a hard keyframe at frame 0)."""
+    import torch
+    from ..model.pipeline import ImageKeyframe
     from ..model.sampling import Guidance
-    kwargs = {}
-    if image is not None:
-        kwargs["image"] = image
+    keyframes = [] if image is None else [ImageKeyframe(torch.from_numpy(np.ascontiguousarray(image)))]
     frames = pipeline.generate(prompt=prompt, negative_prompt="", width=data.SIZE, height=data.SIZE,
                                num_frames=data.FRAMES, frame_rate=25.0, steps=steps, guidance=Guidance(cfg=cfg),
-                               seed=seed, **kwargs)
-    return np.asarray(frames, dtype=np.float32)
+                               seed=seed, keyframes=keyframes)
+    return frames.float().cpu().numpy()
 
 
 def evaluate_t2v(pipeline, cases, seeds=(0,), steps=DEFAULT_STEPS, cfg=DEFAULT_CFG) -> tuple[dict, list]:
