@@ -341,3 +341,33 @@ def test_latent_geometry_trusts_our_keys_only_when_they_fit_the_shape():
     assert latent_geometry(stale) == (160, 128, 17, 25.0)
     with pytest.raises(InputError, match="expected a video latent"):
         latent_geometry({"samples": torch.zeros(1, 4, 64, 64)})
+
+
+def test_node_chain_equals_the_model_pipeline(headless, with_text_encoder):
+    """Loader -> Text Encode -> Empty Latent -> Image To Video (first + last) -> Sampler -> Decode gives the same
+    frames as model.pipeline.VideoPipeline.generate with the same settings: the nodes add no behaviour of their own."""
+    from videodit.model.pipeline import ImageKeyframe, load_pipeline
+    from videodit.model.sampling import Guidance
+    from videodit.nodes.loaders import VideoDiTTextEncode, VideoDiTTextEncoderLoader
+
+    tiny_models = with_text_encoder
+    first = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(1))
+    last = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(2))
+    prompt = "a red circle moving to the right on a black background"
+    model, vae = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
+    (encoder,) = VideoDiTTextEncoderLoader().load(tiny_models.text_encoder, "fp32", "cpu")
+    (positive,) = VideoDiTTextEncode().encode(encoder, prompt)
+    (negative,) = VideoDiTTextEncode().encode(encoder, "")
+    (latent,) = VideoDiTEmptyLatentVideo().generate(128, 128, 25, 25.0, 1)
+    (latent,) = VideoDiTImageToVideo().apply(vae, latent, first, 0, 1.0, 0, image_2=last, frame_index_2=-1,
+                                             strength_2=0.8)
+    (latent,) = VideoDiTSampler().sample(model, positive, negative, latent, 42, 4, 4.0, 0.0, "3", 0.7, "auto",
+                                         1.0, 0.0)
+    (images,) = VideoDiTVAEDecode().decode(vae, latent, 0.05, 0.025, "off")
+
+    pipeline = load_pipeline(tiny_models.checkpoint_path, tiny_models.text_encoder_path, dtype=torch.float32)
+    reference = pipeline.generate(prompt, "", 128, 128, 25, 25.0, 4, Guidance(cfg=4.0, stg=0.0, stg_blocks=(3,)), 42,
+                                  [ImageKeyframe(first[0], 0), ImageKeyframe(last[0], 24, 0.8)],
+                                  image_cond_noise_scale=0.0)
+    assert images.shape == reference.shape == (25, 128, 128, 3)
+    torch.testing.assert_close(images, reference.float().cpu(), rtol=0, atol=1e-4)
