@@ -198,10 +198,12 @@ def decode_tiled(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, gener
 
 def estimate_decode_bytes(vae: CausalVideoVAE, latent_shape: tuple[int, int, int, int],
                           dtype: torch.dtype | None = None) -> int:
-    """Rough peak activation memory of vae.decode for a latent of shape (B, f, h, w), in bytes.
+    """Estimated peak memory of vae.decode for a latent of shape (B, f, h, w), in bytes (output included).
 
-    Walks the decoder's stages and takes the largest (input + frame-padded copy + conv output + temporaries, i.e.
-    four tensors of the stage's largest size), plus the output video.
+    Eight tensors of the decoder's largest activation (a res block keeps its input, the normalized and modulated
+    copies, the frame-padded copy and the conv output alive at once) plus the output video. Measured on an H100
+    (bf16, inference mode, 0.9.0/0.9.1/0.9.5 decoders, 121x512x768): plain decode 5.70 GiB peak vs
+    estimated 6.2 GiB; 16x16 and 8x8-latent tiles 4.45 / 1.00 GiB peak vs 4.6 / 1.04 GiB estimated (with the fp32 output).
     """
     batch, frames, height, width = latent_shape
     element = torch.finfo(dtype or vae.dtype).bits // 8
@@ -218,7 +220,7 @@ def estimate_decode_bytes(vae: CausalVideoVAE, latent_shape: tuple[int, int, int
             channels = block.conv2.conv.out_channels
         largest = max(largest, channels * (frames + 2) * height * width)
     final = vae.decoder.conv_out.conv.out_channels * frames * height * width
-    return batch * element * (4 * max(largest, final) + final)
+    return batch * element * (8 * max(largest, final) + final)
 
 
 def _available_bytes(device: torch.device) -> int:
