@@ -202,8 +202,8 @@ def estimate_decode_bytes(vae: CausalVideoVAE, latent_shape: tuple[int, int, int
 
     Eight tensors of the decoder's largest activation (a res block keeps its input, the normalized and modulated
     copies, the frame-padded copy and the conv output alive at once) plus the output video. Measured on an H100
-    (bf16, inference mode, 0.9.0/0.9.1/0.9.5 decoders, 121x512x768): plain decode 5.70 GiB peak vs
-    estimated 6.2 GiB; 16x16 and 8x8-latent tiles 4.45 / 1.00 GiB peak vs 4.6 / 1.04 GiB estimated (with the fp32 output).
+    (bf16, inference mode, 0.9.0/0.9.1/0.9.5 decoders, 121x512x768): plain decode 5.70 GiB peak vs 6.2 GiB
+    estimated; 16x16 and 8x8-latent tiles 4.45 / 1.00 GiB peak vs 4.6 / 1.04 GiB estimated (fp32 output included).
     """
     batch, frames, height, width = latent_shape
     element = torch.finfo(dtype or vae.dtype).bits // 8
