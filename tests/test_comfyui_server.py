@@ -299,7 +299,7 @@ def node_error_details(answer, node_id):
     ("6", "cfg", math.inf, "cfg - cfg must be a finite number: got inf"),
     ("1", "checkpoint", "missing-model.safetensors", "value_not_in_list: Value not in list: checkpoint: "
                                                      "'missing-model.safetensors' not in"),
-])
+], ids=lambda v: str(v)[:20])
 def test_bad_inputs_are_rejected_at_prompt_time(server, tiny_models, node_id, field, value, expected):
     prompt = tiny_prompt("tiny_t2v", tiny_models)
     prompt[node_id]["inputs"][field] = value
@@ -312,7 +312,7 @@ def test_bad_inputs_are_rejected_at_prompt_time(server, tiny_models, node_id, fi
 @pytest.mark.parametrize("node_id,field,value,expected", [
     ("1", "checkpoint", "truncated.safetensors", "truncated.safetensors"),
     ("10", "image", "broken.png", "cannot identify image file"),
-])
+], ids=lambda v: str(v)[:20])
 def test_execution_errors_name_the_file_and_the_server_lives(server, tiny_models, node_id, field, value, expected):
     prompt = tiny_prompt("tiny_i2v", tiny_models)
     prompt[node_id]["inputs"][field] = value
