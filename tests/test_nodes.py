@@ -371,3 +371,27 @@ def test_node_chain_equals_the_model_pipeline(headless, with_text_encoder):
                                   image_cond_noise_scale=0.0)
     assert images.shape == reference.shape == (25, 128, 128, 3)
     torch.testing.assert_close(images, reference.float().cpu(), rtol=0, atol=1e-4)
+
+
+def test_vae_encode_round_trip_and_bad_sizes(tiny):
+    from videodit.nodes.latents import VideoDiTVAEEncode
+
+    _, vae = tiny
+    frames = torch.rand(9, 64, 96, 3, generator=torch.Generator().manual_seed(0))
+    (latent,) = VideoDiTVAEEncode().encode(vae, frames, 24.0)
+    assert latent["samples"].shape == (1, 128, 2, 2, 3)
+    assert (latent["width"], latent["height"], latent["frames"], latent["frame_rate"]) == (96, 64, 9, 24.0)
+    (images,) = VideoDiTVAEDecode().decode(vae, latent, 0.05, 0.025, "off")
+    assert images.shape == frames.shape
+    with pytest.raises(InputError, match="images: number of images must be 8k\\+1 .* got 8; nearest valid: 1 or 9"):
+        VideoDiTVAEEncode().encode(vae, frames[:8], 24.0)
+    with pytest.raises(InputError, match="image height must be a multiple of 32 .* got 60; nearest valid: 32 or 64"):
+        VideoDiTVAEEncode().encode(vae, frames[:, :60], 24.0)
+
+
+def test_disable_metadata_writes_none(headless, monkeypatch):
+    monkeypatch.setattr(host, "metadata_disabled", lambda: True)
+    result = VideoDiTSaveVideo().save(frames_tensor(), 25.0, "mp4 (h264)", 19, "nometa", prompt={"a": 1},
+                                      extra_pnginfo={"workflow": {"b": 2}})
+    tags = read_metadata(os.path.join(headless.output_dir, result["ui"]["images"][0]["filename"]))
+    assert "prompt" not in tags and "workflow" not in tags
