@@ -447,7 +447,7 @@ def bench_vae(res: Results, args):
         for variant, fn, mode in variants:
             if mode != applied and mode != "plain":
                 t0 = time.perf_counter()
-                apply_vae_speed_options(ours, SpeedOptions(compile=mode.endswith("+compile")))
+                apply_vae_speed_options(ours, SpeedOptions(compile=mode == "compile"))
                 applied = mode
             try:
                 t0 = time.perf_counter()
@@ -525,7 +525,7 @@ def bench_pipeline(res: Results, args):
     from diffusers import FlowMatchEulerDiscreteScheduler, LTXPipeline
     from transformers import ByT5Tokenizer
     from videodit.model.pipeline import VideoPipeline
-    from videodit.model.speed import SpeedOptions, apply_speed_options, apply_vae_speed_options
+    from videodit.model.speed import SpeedOptions, apply_speed_options
     from videodit.model.text_encoder import TextEncoder
 
     w, h, f = SHAPES["768x512x121"]
@@ -556,7 +556,6 @@ def bench_pipeline(res: Results, args):
 
         # ours: compiled DiT; T5 blocks streamed; only the VAE decoder on the GPU (text-to-video never encodes)
         apply_speed_options(dit, SpeedOptions(compile=args.compile_pipeline))
-        apply_vae_speed_options(vae, SpeedOptions())
         vae.encoder.to("cpu")
         stream = StreamedBlocks(t5.encoder.block, DEVICE)
         encoder = TextEncoder(t5, tokenizer, max_tokens=TEXT_TOKENS)
@@ -568,7 +567,7 @@ def bench_pipeline(res: Results, args):
         run_ours(2)  # warm-up (compiles)
         t = time_cuda(lambda: run_ours(steps), 0, 1)
         res.add(**common, impl="ours", variant="generate, T5 streamed", ratio=t["ms"] / dif_ms,
-                note="compiled DiT + VAE decoder resident (speed options), T5 blocks copied in per encode", **t)
+                note="compiled DiT + VAE decoder resident, T5 blocks copied in per encode", **t)
         for hook in stream.hooks:
             hook.remove()
     del pipe, encoder, t5, dit, vae
@@ -592,8 +591,8 @@ def main():
     parser.add_argument("--all-fp8", action="store_true", help="fp8 also for 13B at the large shape")
     parser.add_argument("--tiny", action="store_true", help="small models and shapes on the CPU (script check)")
     parser.add_argument("--steps", type=int, default=30, help="pipeline sampling steps")
-    parser.add_argument("--vae-modes", default="plain,speed,speed+compile",
-                        help="plain: as loaded; speed: apply_vae_speed_options; speed+compile: with compile=True")
+    parser.add_argument("--vae-modes", default="plain,compile",
+                        help="plain: as loaded; compile: apply_vae_speed_options(SpeedOptions(compile=True))")
     parser.add_argument("--vae-tiles", default="6/1/32/0,5/2/32/0,8/3/32/0,16/3/12/2",
                         help="chunked decode settings: temporal_chunk/temporal_overlap/spatial_tile/spatial_overlap")
     parser.add_argument("--compile-pipeline", type=int, default=1, help="compile the DiT in the pipeline (0/1)")
