@@ -355,7 +355,7 @@ def test_node_chain_equals_the_model_pipeline(headless, with_text_encoder):
     last = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(2))
     prompt = "a red circle moving to the right on a black background"
     model, vae = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
-    (encoder,) = VideoDiTTextEncoderLoader().load(tiny_models.text_encoder, "fp32", "cpu")
+    (encoder,) = VideoDiTTextEncoderLoader().load(tiny_models.text_encoder, "fp32", "default")
     (positive,) = VideoDiTTextEncode().encode(encoder, prompt)
     (negative,) = VideoDiTTextEncode().encode(encoder, "")
     (latent,) = VideoDiTEmptyLatentVideo().generate(128, 128, 25, 25.0, 1)
@@ -365,7 +365,8 @@ def test_node_chain_equals_the_model_pipeline(headless, with_text_encoder):
                                          1.0, 0.0)
     (images,) = VideoDiTVAEDecode().decode(vae, latent, 0.05, 0.025, "off")
 
-    pipeline = load_pipeline(tiny_models.checkpoint_path, tiny_models.text_encoder_path, dtype=torch.float32)
+    pipeline = load_pipeline(tiny_models.checkpoint_path, tiny_models.text_encoder_path, dtype=torch.float32,
+                             device=host.torch_device())  # where the nodes ran
     reference = pipeline.generate(prompt, "", 128, 128, 25, 25.0, 4, Guidance(cfg=4.0, stg=0.0, stg_blocks=(3,)), 42,
                                   [ImageKeyframe(first[0], 0), ImageKeyframe(last[0], 24, 0.8)],
                                   image_cond_noise_scale=0.0)
