@@ -5,6 +5,7 @@ PyTorch falls through to the next one when a kernel cannot take the inputs (a CP
 an unsupported head size). So every backend computes the same function and none of them can fail on a device
 that lacks it.
 """
+import inspect
 from contextlib import contextmanager
 
 import torch
@@ -23,6 +24,8 @@ BACKENDS: dict[str, list[SDPBackend] | None] = {
 }
 
 _current = "sdpa"  # the backend attention() uses; set with attention_backend()
+# Kernel priorities need PyTorch >= 2.6 (sdpa_kernel(..., set_priority=True)); older versions use their own choice.
+_HAS_PRIORITY = "set_priority" in inspect.signature(sdpa_kernel).parameters
 
 
 def resolve_backend(name: str, device: torch.device | str | None = None) -> str:
@@ -57,7 +60,7 @@ def attention_backend(name: str):
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """q: (B, H, Nq, d), k/v: (B, H, Nk, d), bias: additive, broadcastable to (B, H, Nq, Nk) -> (B, H, Nq, d)."""
     kernels = BACKENDS[_current]
-    if kernels is None:
+    if kernels is None or not _HAS_PRIORITY:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     with sdpa_kernel(kernels, set_priority=True):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)

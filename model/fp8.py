@@ -6,6 +6,7 @@ per row) and the product runs as a scaled FP8 matmul (torch._scaled_mm) with bf1
 older GPUs) the weight is dequantised and the matmul runs in the activation dtype, which gives the same function
 up to FP8 rounding of the activations.
 """
+import functools
 from contextlib import contextmanager
 
 import torch
@@ -22,11 +23,26 @@ _scaled_mm_enabled: bool | None = None  # None: decide per call from the input's
 
 
 def fp8_matmul_supported(device: torch.device | str) -> bool:
-    """True when `device` can run scaled FP8 matmuls (CUDA compute capability 8.9 (Ada) or newer)."""
+    """True when `device` runs the row-scaled FP8 matmul FP8Linear uses: CUDA compute capability 8.9 (Ada) or
+    newer and a PyTorch whose torch._scaled_mm takes per-row scales (checked once per GPU with a tiny product)."""
     device = torch.device(device)
     if device.type != "cuda" or not hasattr(torch, "_scaled_mm"):
         return False
-    return torch.cuda.get_device_capability(device) >= (8, 9)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return _scaled_mm_works(index)
+
+
+@functools.lru_cache(maxsize=None)
+def _scaled_mm_works(index: int) -> bool:
+    if torch.cuda.get_device_capability(index) < (8, 9):
+        return False
+    try:
+        a = torch.ones(16, 16, device=f"cuda:{index}").to(FP8)
+        torch._scaled_mm(a, a.t(), scale_a=torch.ones(16, 1, device=a.device), scale_b=torch.ones(1, 16, device=a.device),
+                         out_dtype=torch.bfloat16, use_fast_accum=FAST_ACCUM)
+        return True
+    except (RuntimeError, TypeError):
+        return False
 
 
 @contextmanager

@@ -45,6 +45,8 @@ def compile_supported() -> tuple[bool, str]:
     """(True, "") when torch.compile can build GPU kernels here, else (False, reason)."""
     if not torch.cuda.is_available():
         return False, "no CUDA GPU"
+    if not hasattr(torch.compiler, "set_stance"):
+        return False, f"PyTorch {torch.__version__} is too old (needs >= 2.6)"
     from torch.utils._triton import has_triton
     if not has_triton():
         return False, "Triton is not installed or does not support this GPU"
@@ -61,6 +63,10 @@ class TextKVCache:
         self.source: tuple | None = None  # (the text tensor passed in, its version counter)
         self.weights_key: tuple | None = None
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def clear(self):
+        """Drop the cached tensors (e.g. before moving the model off the GPU: the cache keeps them alive)."""
+        self.__init__()
 
     @staticmethod
     def _weights_key(transformer: nn.Module) -> tuple | None:
@@ -111,9 +117,13 @@ def apply_speed_options(transformer: nn.Module, options: SpeedOptions) -> nn.Mod
         convert_linears_to_fp8(blocks)
         fp8_matmuls = torch.cuda.is_available() and fp8_matmul_supported("cuda")
         if not fp8_matmuls:
-            warnings.warn("SpeedOptions(fp8=True): no GPU with FP8 matmuls (CUDA compute capability >= 8.9) found; "
-                          "weights are stored in FP8 but the matmuls run dequantised in the activation dtype "
-                          "(memory saving only)", stacklevel=2)
+            warnings.warn("SpeedOptions(fp8=True): no GPU with FP8 matmuls (CUDA compute capability >= 8.9 and "
+                          "PyTorch with row-scaled torch._scaled_mm) found; weights are stored in FP8 but the "
+                          "matmuls run dequantised in the activation dtype (memory saving only)", stacklevel=2)
+        elif not options.compile:
+            warnings.warn("SpeedOptions(fp8=True) without compile=True: the per-token activation quantisation runs "
+                          "unfused and the model is slower than in bf16 (memory saving only); add compile=True "
+                          "for speed", stacklevel=2)
 
     compiled = False
     if options.compile:

@@ -237,6 +237,16 @@ def test_default_options_on_cpu_do_not_warn():
         apply_speed_options(model, SpeedOptions())
 
 
+def test_text_kv_cache_clear_drops_the_tensors():
+    model, inputs = make_model(), make_inputs()
+    apply_speed_options(model, SpeedOptions(cache_text_kv=True))
+    run(model, inputs)
+    assert len(model.text_kv_cache.kv) == CONFIG.num_layers
+    model.text_kv_cache.clear()
+    assert model.text_kv_cache.kv == [] and model.text_kv_cache.text is None
+    torch.testing.assert_close(run(model, inputs), run(make_model(), inputs), rtol=0, atol=0)
+
+
 def test_text_kv_cache_notices_in_place_changes_of_the_same_text_tensor():
     model, inputs = make_model(), make_inputs()
     apply_speed_options(model, SpeedOptions(cache_text_kv=True))
