@@ -99,7 +99,7 @@ class FP8Linear(nn.Module):
         use_scaled_mm = _scaled_mm_enabled
         if use_scaled_mm is None:
             use_scaled_mm = fp8_matmul_supported(x.device)
-        if not use_scaled_mm:
+        if not use_scaled_mm or x.dtype != torch.bfloat16:  # row-scaled _scaled_mm writes bf16 only
             return F.linear(x, self.dequantized_weight(x.dtype), self.bias)
         x_fp8, x_scale = quantize_rows(x.reshape(-1, self.in_features))  # (M, in), (M, 1)
         out = torch._scaled_mm(
