@@ -277,3 +277,30 @@ def test_vae_speed_options_on_cpu_equal_the_plain_decode():
         with context:
             apply_vae_speed_options(vae, SpeedOptions(compile=True))
         torch.testing.assert_close(vae.decode(raw, timestep=0.05), expected, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ GPU-only checks
+
+def gpu_model_and_inputs(batch: int = 3):
+    model = make_model().to("cuda", torch.bfloat16)
+    inputs = {k: (v.to("cuda", torch.bfloat16) if k in ("tokens", "text") else v.to("cuda"))
+              for k, v in make_inputs(batch).items()}
+    return model, inputs
+
+
+@pytest.mark.parametrize("fp8", [False, True])
+def test_compiled_fast_path_matches_plain_on_gpu(fp8):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (compiled blocks); CPU fallback is tested above")
+    if fp8 and not fp8_matmul_supported("cuda"):
+        pytest.skip("needs a GPU with FP8 matmuls (compute capability >= 8.9)")
+    torch._dynamo.reset()
+    model, inputs = gpu_model_and_inputs()
+    per_token = dict(inputs, timestep=torch.rand(3, inputs["tokens"].shape[1], device="cuda"))
+    skip = SkipLayers(blocks=(1,), mode="attention_values", perturbed=torch.tensor([False, False, True]))
+    expected = [run(model, inputs), run(model, per_token), run(model, inputs, skip)]
+    apply_speed_options(model, SpeedOptions(compile=True, fp8=fp8))
+    assert model.speed_state["compiled"] and model.speed_state["fp8_matmuls"] == fp8
+    got = [run(model, inputs), run(model, per_token), run(model, inputs, skip)]
+    for g, e in zip(got, expected):
+        assert cosine(g.float(), e.float()) > (0.99 if fp8 else 0.999)
