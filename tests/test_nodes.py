@@ -371,7 +371,10 @@ def test_node_chain_equals_the_model_pipeline(headless, with_text_encoder):
                                   [ImageKeyframe(first[0], 0), ImageKeyframe(last[0], 24, 0.8)],
                                   image_cond_noise_scale=0.0)
     assert images.shape == reference.shape == (25, 128, 128, 3)
-    torch.testing.assert_close(images, reference.float().cpu(), rtol=0, atol=1e-4)
+    # On a GPU the loader's attention="auto" picks cuDNN attention while the plain pipeline uses PyTorch's default
+    # kernel: same maths, different rounding. A wiring mistake (wrong frame, strength, schedule) differs by >0.1.
+    atol = 1e-4 if host.torch_device().type == "cpu" else 2e-3
+    torch.testing.assert_close(images, reference.float().cpu(), rtol=0, atol=atol)
 
 
 def test_vae_encode_round_trip_and_bad_sizes(tiny):
