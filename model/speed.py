@@ -174,6 +174,9 @@ def apply_vae_speed_options(vae: nn.Module, options: SpeedOptions) -> nn.Module:
     state-dict keys. (Channels-last convolution weights and cuDNN autotuning were measured too and were not faster.)
     """
     from .vae import ResnetBlock3D
+    for handle in getattr(vae, "_speed_hooks", ()):
+        handle.remove()
+    vae._speed_hooks = ()
     blocks = [m for m in vae.decoder.modules() if isinstance(m, ResnetBlock3D)]
     compiled = False
     if options.compile:
@@ -185,4 +188,18 @@ def apply_vae_speed_options(vae: nn.Module, options: SpeedOptions) -> nn.Module:
             block.compile()
         else:
             block._compiled_call_impl = None
+    if compiled:  # a decode on the CPU (weights moved there) runs eagerly
+        stacks: list[ExitStack] = []
+
+        def enter(module, args):
+            stack = ExitStack()
+            if module.conv_in.conv.weight.device.type != "cuda":
+                stack.enter_context(torch.compiler.set_stance("force_eager"))
+            stacks.append(stack)
+
+        def leave(module, args, output):
+            stacks.pop().close()
+
+        vae._speed_hooks = (vae.decoder.register_forward_pre_hook(enter),
+                            vae.decoder.register_forward_hook(leave, always_call=True))
     return vae
