@@ -23,8 +23,8 @@ SCHEDULER = {"_class_name": "RectifiedFlowScheduler", "num_train_timesteps": 100
              "shifting": None, "shift": SHIFT_MU, "base_resolution": 1024, "target_shift_terminal": None}
 
 # Defaults for the nodes and the evaluation (stored under "videodit" in the checkpoint metadata).
-DEFAULTS = {"steps": 20, "cfg": 4.0, "width": 128, "height": 128, "num_frames": 25, "frame_rate": FRAME_RATE,
-            "schedule": "auto", "decode_timestep": 0.0, "image_cond_noise_scale": 0.0,
+DEFAULTS = {"steps": 20, "cfg": 3.0, "width": 128, "height": 128, "num_frames": 25, "frame_rate": FRAME_RATE,
+            "schedule": "auto", "decode_timestep": 0.0, "image_cond_noise_scale": 0.15,
             "text_encoder": "t5-tiny.safetensors", "negative_prompt": ""}
 
 

@@ -135,7 +135,7 @@ def score(tracks: list[Track], cases: list[tuple[str, str, str, str]]) -> dict:
 # ---------------------------------------------------------------------------------------------------- generation
 
 DEFAULT_STEPS = 20
-DEFAULT_CFG = 4.0
+DEFAULT_CFG = 3.0
 
 
 def load(checkpoint: str, text_encoder: str, dtype=None, device: str = "cpu"):

@@ -17,11 +17,13 @@ the two stage outputs.
 
 Held-out colour x shape x motion combinations (data.HELD_OUT) are never rendered for training.
 
-GPU run (H100, bf16 autocast), about 6 + 9 minutes:
-    python -m videodit.tiny.train --stage vae --out runs/tiny --minutes 6
-    python -m videodit.tiny.train --stage dit --out runs/tiny --vae runs/tiny/tiny-vae.safetensors --minutes 9
-    python -m videodit.tiny.train --stage pack --vae runs/tiny/tiny-vae.safetensors \
-        --dit runs/tiny/tiny-dit.safetensors --t5 runs/tiny/t5-tiny.safetensors --out weights
+GPU run (H100, bf16 autocast), two device calls of at most 10 minutes (the package is the repo root: on the device
+`mkdir -p /tmp/p && ln -s $PWD /tmp/p/videodit && export PYTHONPATH=/tmp/p`):
+    python -m videodit.tiny.train --stage vae --out $OUT --minutes 9
+    python -m videodit.tiny.train --stage dit --vae VAE --out $OUT --minutes 9
+(VAE, DIT, T5: the tiny-vae / tiny-dit / t5-tiny .safetensors they write) and here, on the CPU, the committed files:
+    python -m videodit.tiny.train --stage pack --vae VAE --dit DIT --t5 T5 --out weights
+(tiny/NOTES.md lists the exact commands and settings the committed weights were trained with.)
 CPU smoke test (seconds, 9 frames of 64x64): python -m videodit.tiny.train --smoke --out /tmp/tiny-smoke
 """
 import argparse
@@ -352,8 +354,13 @@ def save_vae(vae: CausalVideoVAE, path: str, report: dict):
 
 
 def load_vae(path: str, device) -> CausalVideoVAE:
+    """A VAE file of the vae stage, or the VAE part (vae.*) of a packed checkpoint such as
+    weights/videodit-tiny.safetensors."""
+    state = load_file(path)
+    if any(k.startswith("vae.") for k in state):
+        state = {k[len("vae."):]: v for k, v in state.items() if k.startswith("vae.")}
     vae = CausalVideoVAE(configs.vae_config())
-    vae.load_state_dict({k: v.float() for k, v in load_file(path).items()})
+    vae.load_state_dict({k: v.float() for k, v in state.items()})
     return vae.to(device).eval()
 
 
@@ -374,13 +381,12 @@ def save_t5(t5, path: str):
 def pack(vae_path: str, dit_path: str, out_path: str):
     """Official single file: DiT + VAE, config {"transformer", "vae", "scheduler", "videodit"} in metadata."""
     from ..model.checkpoint import save_checkpoint
-    vae = CausalVideoVAE(configs.vae_config())
-    vae.load_state_dict(load_file(vae_path))
+    vae = load_vae(vae_path, torch.device("cpu"))
     dit = LTXVideoTransformer(configs.transformer_config())
     dit.load_state_dict(load_file(dit_path))
+    statistics = {k: v.clone() for k, v in vae.per_channel_statistics.state_dict().items()}
     vae.half()
-    stats = vae.per_channel_statistics
-    stats.float()  # keep the latent statistics in float32
+    vae.per_channel_statistics.float().load_state_dict(statistics)  # the latent statistics stay float32
     config = {"transformer": dit.config.to_metadata(), "vae": vae.config.to_metadata(),
               "scheduler": configs.SCHEDULER, "videodit": configs.DEFAULTS}
     save_checkpoint(out_path, dit.half(), vae, config)
