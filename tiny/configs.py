@@ -1,8 +1,8 @@
 """Configurations of the tiny model: the project's own DiT and causal VAE classes at a small size, and a small T5
 encoder with a byte-level vocabulary.
 
-Sizes (parameters): DiT ~7.0 M (6 layers, width 256), VAE ~4.6 M (encoder 48 base channels, decoder 48 with a 96-wide
-latent side), T5 ~2.1 M (3 layers, width 256, byte vocabulary 384). Stored as float16: about 27 MB in all.
+Sizes (parameters): DiT 7.05 M (6 layers, width 256), VAE 4.95 M (encoder 48 base channels, decoder 48 with a
+96-wide latent side), T5 2.07 M (3 layers, width 256, byte vocabulary 384). Stored as float16: 28.2 MB in all.
 The VAE keeps the 32x32 spatial / 8x temporal factors and 128 latent channels of the released VAEs, so a
 128x128x25 clip becomes a (128, 4, 4, 4) latent: 64 DiT tokens.
 """

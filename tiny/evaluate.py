@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import data
+from . import configs, data
 
 # Fill ratio thresholds between triangle (0.5), circle (pi/4) and square (1).
 TRIANGLE_CIRCLE_FILL = 0.68
@@ -134,8 +134,8 @@ def score(tracks: list[Track], cases: list[tuple[str, str, str, str]]) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- generation
 
-DEFAULT_STEPS = 20
-DEFAULT_CFG = 3.0
+DEFAULT_STEPS = configs.DEFAULTS["steps"]
+DEFAULT_CFG = configs.DEFAULTS["cfg"]
 
 
 def load(checkpoint: str, text_encoder: str, dtype=None, device: str = "cpu"):

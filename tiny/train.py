@@ -116,7 +116,7 @@ def render_batch(n: int, seed: int, frames: int, size: int, device):
 
 # ---------------------------------------------------------------------------------------------------- VAE
 
-def train_vae(args, device) -> CausalVideoVAE:
+def train_vae(args, device) -> tuple[CausalVideoVAE, dict]:
     torch.manual_seed(SEED)
     vae = load_vae(args.init, device).train() if args.init else CausalVideoVAE(configs.vae_config()).to(device)
     params = list(vae.encoder.parameters()) + list(vae.decoder.parameters())
