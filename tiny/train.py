@@ -305,6 +305,8 @@ def train_dit(args, vae: CausalVideoVAE, device):
                       args.frames, args.size, device, args.bank_seconds, args.captions_per_combo)
     dit = LTXVideoTransformer(configs.transformer_config()).to(device)
     t5 = T5EncoderModel(configs.t5_config()).to(device)
+    if args.init_dit:
+        load_dit_t5(dit, t5, args.init_dit, args.init_t5)
     params = list(dit.parameters()) + list(t5.parameters())
     ema = [p.detach().clone() for p in params]
     optimizer = torch.optim.AdamW(params, lr=args.dit_lr, betas=(0.9, 0.99), weight_decay=0.01)
@@ -362,6 +364,18 @@ def load_vae(path: str, device) -> CausalVideoVAE:
     vae = CausalVideoVAE(configs.vae_config())
     vae.load_state_dict({k: v.float() for k, v in state.items()})
     return vae.to(device).eval()
+
+
+def load_dit_t5(dit, t5, dit_path: str, t5_path: str):
+    """Continue training from a DiT file of the dit stage or a packed checkpoint (model.diffusion_model.*), and
+    the T5 file written with it."""
+    from ..model.text_encoder import load_text_encoder
+    prefix = "model.diffusion_model."
+    state = load_file(dit_path)
+    if any(k.startswith(prefix) for k in state):
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    dit.load_state_dict({k: v.float() for k, v in state.items()})
+    t5.load_state_dict(load_text_encoder(t5_path, dtype=torch.float32).model.state_dict())
 
 
 def save_dit(dit, t5, out: str):
@@ -449,6 +463,8 @@ def parse(argv=None):
     p.add_argument("--vae", help="VAE file from the vae stage (dit, pack)")
     p.add_argument("--init", help="vae stage: continue training from this VAE file")
     p.add_argument("--dit", help="DiT file from the dit stage (pack)")
+    p.add_argument("--init-dit", help="dit stage: continue from this DiT file (or packed checkpoint)")
+    p.add_argument("--init-t5", help="dit stage: continue from this T5 file (with --init-dit)")
     p.add_argument("--t5", help="T5 file from the dit stage (pack)")
     p.add_argument("--smoke", action="store_true", help="a few CPU steps on 9-frame 64x64 clips")
     p.add_argument("--minutes", type=float, default=6.0, help="time budget of the stage")
