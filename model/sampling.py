@@ -121,12 +121,18 @@ def _combine(pred: torch.Tensor, guidance: Guidance, use_uncond: bool, use_pertu
 
 def _guided_velocity(transformer, tokens: torch.Tensor, coords: torch.Tensor, tau: torch.Tensor,
                      positive: TextCondition, negative: TextCondition | None, guidance: Guidance,
-                     model_dtype: torch.dtype) -> torch.Tensor:
-    """One batched forward over the guidance copies (uncond?, cond, perturbed?) -> guided velocity (B, N, C) fp32."""
+                     model_dtype: torch.dtype, text_batches: dict) -> torch.Tensor:
+    """One batched forward over the guidance copies (uncond?, cond, perturbed?) -> guided velocity (B, N, C) fp32.
+    `text_batches` keeps the stacked text per copy layout for the whole run: the same tensors at every step, so
+    the transformer's text K/V cache hits by identity."""
     b = tokens.shape[0]
     use_uncond, use_perturbed = guidance.cfg > 1.0, guidance.stg > 0.0
     num_copies = 1 + int(use_uncond) + int(use_perturbed)
-    text, text_mask = _text_batch(positive, negative, use_uncond, use_perturbed, b, tokens.device, model_dtype)
+    layout = (use_uncond, use_perturbed)
+    if layout not in text_batches:
+        text_batches[layout] = _text_batch(positive, negative, use_uncond, use_perturbed, b, tokens.device,
+                                           model_dtype)
+    text, text_mask = text_batches[layout]
     skip = None
     if use_perturbed:
         perturbed = torch.zeros(num_copies * b, dtype=torch.bool, device=tokens.device)
@@ -206,6 +212,7 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
     cond = apply_keyframes(x, keyframes, generator, causal_fix, frame_rate)
     tokens, mask = cond.tokens, cond.mask
     init_tokens = tokens.clone()
+    text_batches = {}  # copy layout (uncond?, perturbed?) -> stacked text and mask
 
     for i, t in enumerate(schedule_t):
         if mask is not None and image_cond_noise_scale > 0.0:
@@ -215,7 +222,8 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
 
         # per-token timestep: conditioning tokens sit at noise level 1 - strength until t drops below it
         tau = t.expand(b, 1) if mask is None else torch.minimum(t, 1.0 - mask)  # (B, 1) or (B, N)
-        v = _guided_velocity(transformer, tokens, cond.coords, tau, positive, negative, per_step[i], model_dtype)
+        v = _guided_velocity(transformer, tokens, cond.coords, tau, positive, negative, per_step[i], model_dtype,
+                             text_batches)
 
         tau_next = _next_timesteps(tau, schedule_t)[..., None]  # (B, 1 or N, 1)
         x0 = tokens - tau[..., None] * v

@@ -81,6 +81,8 @@ class VideoModel:
 
     def release(self):
         if self.offload:
+            if self.transformer.text_kv_cache is not None:  # cached text keys/values live on the GPU
+                self.transformer.text_kv_cache.clear()
             self.transformer.to(host.offload_device())
 
 
@@ -149,8 +151,11 @@ class VideoDiTModelLoader:
                                              "Triton; the first run of each size compiles for a while, later runs "
                                              "are faster). Ignored with a warning where it cannot work."})
             required["fp8"] = ("BOOLEAN", {
-                "default": False, "tooltip": "Store the large linear layers in fp8 (halves their memory; needs a "
-                                             "GPU with fp8 support, else they stay in the chosen dtype)."})
+                "default": False, "tooltip": "Store the large linear layers in fp8 (halves their weight memory on "
+                                             "any device). The matmuls themselves run in fp8 only in bf16 on GPUs "
+                                             "of compute capability >= 8.9 (Ada, Hopper); elsewhere the weights "
+                                             "are dequantised per layer, which is slower. Pair it with compile "
+                                             "for speed."})
         return {"required": required}
 
     def load(self, checkpoint, dtype, placement, attention="auto", compile=False, fp8=False):
