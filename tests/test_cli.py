@@ -141,14 +141,20 @@ def test_builtin_model_follows_the_keyframes(tmp_path, capsys):
         pytest.skip("the built-in tiny weights (weights/*.safetensors) are not there yet")
     from videodit.tiny.evaluate import track
 
-    first_x = 40.0  # the circle of red_circle_start.png (red_circle_end.png: x = 88)
-    code, out, err = run_cli(capsys, os.path.join(API, "tiny_first_last_api.json"), "--output-dir", str(tmp_path),
-                             "--set", "6.steps=8")
-    assert code == 0, err
-    frames, _ = read_video(out.strip())
-    result = track(frames.astype("float32") / 255.0)
-    assert (result.color, result.shape, result.background) == ("red", "circle", "black")
-    assert abs(result.centroids[0, 0] - first_x) < 4 and abs(result.centroids[0, 1] - 64) < 4
-    # The last keyframe is a soft guide (extra tokens): the tiny model moves towards it but stops short
-    # (x = 77 of 88 at seed 42; VideoPipeline.generate gives the same, so this is the model, not the nodes).
-    assert result.motion == "right" and result.centroids[-1, 0] > first_x + 30
+    first_x, last_x = 40.0, 88.0  # the circles of red_circle_start.png and red_circle_end.png
+
+    def run_and_track(workflow):
+        code, out, err = run_cli(capsys, os.path.join(API, workflow), "--output-dir", str(tmp_path),
+                                 "--set", "6.steps=8")
+        assert code == 0, err
+        frames, _ = read_video(out.strip())
+        return track(frames.astype("float32") / 255.0)
+
+    first_only, first_last = run_and_track("tiny_i2v_api.json"), run_and_track("tiny_first_last_api.json")
+    for result in (first_only, first_last):
+        assert (result.color, result.shape, result.background) == ("red", "circle", "black")
+        assert abs(result.centroids[0, 0] - first_x) < 4 and abs(result.centroids[0, 1] - 64) < 4
+        assert result.motion == "right"  # the prompt
+    # The last keyframe is a soft guide (extra tokens): it pulls the end of the same seed's video towards its
+    # circle (seed 42, 8 steps: x = 49.7 without it, 69.8 with it; the tiny model stops short of 88).
+    assert abs(first_last.centroids[-1, 0] - last_x) < 0.6 * abs(first_only.centroids[-1, 0] - last_x)
