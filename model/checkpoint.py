@@ -432,11 +432,15 @@ def default_scheduler_config(generation: int) -> dict:
 
 
 def load_checkpoint(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> LoadedCheckpoint:
-    """Load DiT + VAE from an official single file or a diffusers folder (transformer/, vae/, scheduler/)."""
+    """Load DiT + VAE from an official single file or a diffusers folder (transformer/, vae/, scheduler/); a
+    diffusers transformer weight file inside such a folder loads the whole folder."""
     _check_dtype(dtype)
     path = str(path)
     if os.path.isdir(path):
         return _load_diffusers_folder(path, dtype, device)
+    root = _diffusers_root(path)
+    if root is not None:
+        return _load_diffusers_folder(root, dtype, device)
     file = SafetensorsFile(path)
     keys = file.keys()
     if any(k.startswith(DIT_PREFIX) for k in keys) and any(k.startswith(VAE_PREFIX) for k in keys):
@@ -447,6 +451,21 @@ def load_checkpoint(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> 
                               "holds transformer/ and vae/, or use the official single-file checkpoint")
     raise CheckpointError(f"{path}: not an LTX-Video checkpoint (DiT model.diffusion_model.* + VAE vae.* keys); "
                           + describe_keys(keys))
+
+
+def _diffusers_root(path: str) -> str | None:
+    """<root> when `path` is a weight file of <root>/transformer/ (an LTX-Video diffusers transformer, by its
+    config.json) and <root>/vae/ exists; else None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(os.path.join(folder, "config.json")) as f:
+            class_name = json.load(f).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    root = os.path.dirname(folder)
+    if class_name == "LTXVideoTransformer3DModel" and os.path.isdir(os.path.join(root, "vae")):
+        return root
+    return None
 
 
 def _load_official_file(file: SafetensorsFile, dtype, device) -> LoadedCheckpoint:

@@ -275,6 +275,12 @@ def test_diffusers_folder(tmp_path, sharded):
           f"(max|out| {expected.abs().max().item():.1f})")
     assert vae_diff <= 1e-6, vae_diff  # fp32; diffusers PixelNorm uses rsqrt (design doc 2.4)
 
+    # a weight file of the folder's transformer/ (what a file picker shows) loads the same folder
+    weight_file = sorted(f for f in os.listdir(tmp_path / "transformer") if f.endswith(".safetensors"))[0]
+    from_file = load_checkpoint(tmp_path / "transformer" / weight_file, dtype=torch.float32)
+    for (key, value), other in zip(ckpt.transformer.state_dict().items(), from_file.transformer.state_dict().values()):
+        assert torch.equal(value, other), key
+
 
 # diffusers configs of the released VAEs (diffusers' conversion script), full size: checked on meta, shapes only
 DIFFUSERS_RELEASED_VAES = {
