@@ -86,6 +86,23 @@ class VideoModel:
             self.transformer.to(host.offload_device())
 
 
+@dataclass
+class VideoTextEncoder:
+    """VIDEODIT_TEXT_ENCODER: the T5 encoder, kept in CPU RAM and moved to its compute device only while it
+    encodes (T5-XXL is about 9.5 GB in bf16: resident on the GPU it would crowd out the DiT)."""
+    encoder: object  # model.text_encoder.TextEncoder
+    device: torch.device
+
+    def encode(self, text: str):
+        _to_device(self.encoder.model, self.device)
+        try:
+            with torch.inference_mode():
+                cond = self.encoder.encode([text])
+            return type(cond)(embeddings=cond.embeddings.detach().cpu(), mask=cond.mask.detach().cpu())
+        finally:
+            self.encoder.model.to(host.offload_device())
+
+
 # One cached model per loader kind: a new choice replaces the old one (two 2B models rarely fit together).
 _CACHE: dict[str, tuple] = {}
 
@@ -207,8 +224,10 @@ class VideoDiTTextEncoderLoader:
             "dtype": (DTYPES, {"default": "auto", "tooltip": "Precision of the T5 weights (auto: bf16 on GPU, "
                                                              "fp32 on CPU)."}),
             "device": (["default", "cpu"], {"default": "default",
-                                            "tooltip": "default: the GPU ComfyUI uses. cpu: keep T5 (about 9 GB "
-                                                       "in bf16 for T5-XXL) in system RAM; slower, saves VRAM."}),
+                                            "tooltip": "Where T5 encodes. default: the GPU ComfyUI uses, moved "
+                                                       "there only while encoding and back to system RAM after, "
+                                                       "so it never competes with the DiT for VRAM. cpu: encode on "
+                                                       "the CPU (slower; no transfer)."}),
         }}
 
     def load(self, text_encoder, dtype, device):
@@ -219,7 +238,8 @@ class VideoDiTTextEncoderLoader:
         torch_device = host.torch_device() if device == "default" else torch.device("cpu")
         torch_dtype = resolve_dtype(dtype, torch_device)
         key = (os.path.realpath(path), os.path.getmtime(path), str(torch_dtype), str(torch_device))
-        return (cached("text_encoder", key, lambda: load_text_encoder(path, dtype=torch_dtype, device=torch_device)),)
+        return (cached("text_encoder", key, lambda: VideoTextEncoder(
+            load_text_encoder(path, dtype=torch_dtype, device=host.offload_device()), torch_device)),)
 
 
 class VideoDiTTextEncode:
@@ -240,6 +260,4 @@ class VideoDiTTextEncode:
         }}
 
     def encode(self, text_encoder, text):
-        with torch.inference_mode():
-            cond = text_encoder.encode([text])
-        return (type(cond)(embeddings=cond.embeddings.detach().cpu(), mask=cond.mask.detach().cpu()),)
+        return (text_encoder.encode(text),)
