@@ -26,6 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .dit import TimestepEmbedding
+
 ENCODER_BLOCKS = (
     "res_x", "res_x_y", "compress_time", "compress_space", "compress_all", "compress_all_x_y",
     "compress_time_res", "compress_space_res", "compress_all_res",
@@ -260,14 +262,6 @@ def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return x / torch.sqrt(torch.mean(x * x, dim=1, keepdim=True) + eps)
 
 
-def timestep_sinusoid(t: torch.Tensor, channels: int = 256, max_period: float = 10000.0) -> torch.Tensor:
-    """(N,) float timesteps -> (N, channels) fp32 [cos, sin] embedding with frequencies max_period^(-i/half)."""
-    half = channels // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    angles = t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Building blocks
 
@@ -298,29 +292,6 @@ class ChannelLayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(x.movedim(1, -1)).movedim(-1, 1)
-
-
-class TimestepMLP(nn.Module):
-    """256-channel sinusoid -> Linear -> SiLU -> Linear (keys linear_1, linear_2)."""
-
-    def __init__(self, out_features: int):
-        super().__init__()
-        self.linear_1 = nn.Linear(256, out_features)
-        self.linear_2 = nn.Linear(out_features, out_features)
-
-    def forward(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return self.linear_2(F.silu(self.linear_1(timestep_sinusoid(t).to(dtype))))
-
-
-class TimeEmbedder(nn.Module):
-    """Scaled decode timestep (B,) -> (B, out_features); keys time_embedder.timestep_embedder.linear_{1,2}."""
-
-    def __init__(self, out_features: int):
-        super().__init__()
-        self.timestep_embedder = TimestepMLP(out_features)
-
-    def forward(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return self.timestep_embedder(t, dtype)
 
 
 class DecoderNoise:
@@ -397,7 +368,7 @@ class ResBlockStack(nn.Module):
                  timestep_conditioning: bool = False, inject_noise: bool = False):
         super().__init__()
         if timestep_conditioning:
-            self.time_embedder = TimeEmbedder(4 * channels)
+            self.time_embedder = TimestepEmbedding(4 * channels)
         self.res_blocks = nn.ModuleList(
             ResnetBlock3D(channels, channels, padding_mode, timestep_conditioning, inject_noise)
             for _ in range(num_layers))
@@ -529,7 +500,7 @@ class Decoder(nn.Module):
         self.conv_out = CausalConv3d(channels, config.out_channels * config.patch_size ** 2, padding_mode=pad)
         if config.timestep_conditioning:
             self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
-            self.last_time_embedder = TimeEmbedder(2 * channels)
+            self.last_time_embedder = TimestepEmbedding(2 * channels)
             self.last_scale_shift_table = nn.Parameter(torch.randn(2, channels) / channels ** 0.5)
 
     def forward(self, z: torch.Tensor, timestep: torch.Tensor | None = None,
