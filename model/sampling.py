@@ -29,11 +29,10 @@ from typing import Callable, Sequence
 import torch
 
 from .conditioning import Keyframe, apply_keyframes
-from .dit import SkipLayers
+from .dit import SKIP_MODES as STG_MODES, SkipLayers
 from .rope import unpatchify
 
 T_EPS = 1e-6
-STG_MODES = ("attention_values", "attention_skip", "transformer_block")
 
 
 @dataclass
