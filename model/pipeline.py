@@ -10,14 +10,11 @@ timestep t (defaults t = 0.05, s = 0.025: the current official configs). eps and
 from torch.Generator("cpu").manual_seed(seed + DECODE_SEED_OFFSET) (the official code uses the global RNG), so a
 seed fixes the whole video.
 """
-import json
-import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 
 from .conditioning import Keyframe
 from .sampling import Guidance, TextCondition, sample
@@ -171,19 +168,6 @@ class VideoPipeline:
         return self.decode(latents, seed, decode_timestep, decode_noise_scale)[0]
 
 
-def _file_sets_max_tokens(path) -> bool:
-    """Whether a T5 safetensors file names its prompt length (metadata "max_tokens", or inside its "config")."""
-    if os.path.isdir(path):
-        return False
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-    try:
-        config = json.loads(metadata.get("config", "{}"))
-    except json.JSONDecodeError:
-        config = {}
-    return "max_tokens" in metadata or (isinstance(config, dict) and "max_tokens" in config)
-
-
 def load_pipeline(checkpoint_path, text_encoder_path, dtype: torch.dtype = torch.bfloat16, device="cpu",
                   tokenizer_dir=None) -> VideoPipeline:
     """Official single-file (or diffusers-folder) checkpoint + T5 file -> VideoPipeline. The prompt length is the
@@ -193,9 +177,8 @@ def load_pipeline(checkpoint_path, text_encoder_path, dtype: torch.dtype = torch
     from .text_encoder import load_text_encoder, max_tokens_for_version
 
     ckpt = load_checkpoint(checkpoint_path, dtype=dtype, device=device)
-    max_tokens = None if _file_sets_max_tokens(text_encoder_path) else max_tokens_for_version(ckpt.version)
     text_encoder = load_text_encoder(text_encoder_path, dtype=dtype, device=device, tokenizer_dir=tokenizer_dir,
-                                     max_tokens=max_tokens)
+                                     default_max_tokens=max_tokens_for_version(ckpt.version))
     return VideoPipeline(ckpt.transformer, ckpt.vae, text_encoder, ckpt.scheduler_config,
                          ckpt.allowed_inference_steps, version=ckpt.version)
 

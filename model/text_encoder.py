@@ -257,12 +257,13 @@ def is_byte_level(metadata: dict, vocab_size: int) -> bool:
 
 
 def load_text_encoder(path, dtype: torch.dtype = torch.bfloat16, device="cpu", tokenizer_dir=None,
-                      max_tokens: int | None = None, allow_download: bool = False) -> TextEncoder:
+                      max_tokens: int | None = None, allow_download: bool = False,
+                      default_max_tokens: int = DEFAULT_MAX_TOKENS) -> TextEncoder:
     """T5 encoder weights (single file or folder) + tokenizer -> TextEncoder.
 
     max_tokens: prompt length in tokens (padding and truncation); when None, the file's metadata "max_tokens"
-    if any, else DEFAULT_MAX_TOKENS = 256, the official value for 0.9.5+ (128 for 0.9.0/0.9.1: see
-    max_tokens_for_version). Byte-level models (metadata "tokenizer": "byte"/"byt5" or a 384 vocabulary) use
+    if any, else default_max_tokens: DEFAULT_MAX_TOKENS = 256, the official value for 0.9.5+ (128 for
+    0.9.0/0.9.1: pass max_tokens_for_version(checkpoint version)). Byte-level models (metadata "tokenizer": "byte"/"byt5" or a 384 vocabulary) use
     ByT5Tokenizer, which needs no files. allow_download: try the hub for google/t5-v1_1-xxl's tokenizer last.
     """
     if dtype not in COMPUTE_DTYPES:
@@ -282,7 +283,7 @@ def load_text_encoder(path, dtype: torch.dtype = torch.bfloat16, device="cpu", t
         raise CheckpointError(f"{path}: the tokenizer has {len(tokenizer)} tokens but the T5 embedding only "
                               f"{model.config.vocab_size}; wrong tokenizer for these weights")
     if max_tokens is None:
-        max_tokens = int(metadata.get("max_tokens", DEFAULT_MAX_TOKENS))
+        max_tokens = int(metadata.get("max_tokens", default_max_tokens))
     return TextEncoder(model, tokenizer, max_tokens=max_tokens, path=path)
 
 
