@@ -793,5 +793,9 @@ def save_checkpoint(path, transformer: nn.Module, vae: nn.Module, config: dict) 
 def save_safetensors(path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     path = str(path)
     tmp = path + ".tmp"
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:  # a failed write leaves no partial .tmp behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
