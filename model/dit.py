@@ -190,8 +190,8 @@ class SkipLayers:
 
 def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
     """RMSNorm over the last dim without weight; statistics in float32."""
-    variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
-    return (x.to(torch.float32) * torch.rsqrt(variance + eps)).to(x.dtype)
+    x32 = x.to(torch.float32)
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
 class RMSNorm(nn.Module):
