@@ -113,19 +113,19 @@ def check_prompt(prompt: dict, classes: dict) -> list[str]:
             raise WorkflowError(f"node {nid}: node type '{class_type}' is not available in the headless runner "
                                 f"(it runs {', '.join(sorted(classes))})")
         cls = classes[class_type]
-        spec = cls.INPUT_TYPES()
+        spec = input_spec(cls)  # INPUT_TYPES of the loaders lists the model folders: read it once per node
+        required = cls.INPUT_TYPES().get("required", {})
         inputs = node.get("inputs", {})
-        allowed = set(input_spec(cls))
         for name in inputs:
-            if name not in allowed:
+            if name not in spec:
                 raise WorkflowError(f"node {nid} ({class_type}): unknown input '{name}'; its inputs are: "
-                                    f"{', '.join(input_spec(cls))}")
-        for name in spec.get("required", {}):
+                                    f"{', '.join(spec)}")
+        for name in required:
             if name not in inputs:
                 raise WorkflowError(f"node {nid} ({class_type}): required input '{name}' is missing")
         constants = {}
         for name, value in inputs.items():
-            kind = input_spec(cls)[name][0]
+            kind = spec[name][0]
             if is_link(value):
                 src, slot = str(value[0]), value[1]
                 if src not in prompt:
@@ -142,7 +142,7 @@ def check_prompt(prompt: dict, classes: dict) -> list[str]:
             else:
                 constants[name] = value
         try:
-            coerced = coerce(cls, constants)
+            coerced = coerce(spec, constants)
             inputs.update(coerced)
             check_inputs(cls, coerced)
             validate = getattr(cls, "VALIDATE_INPUTS", None)
@@ -161,11 +161,12 @@ def check_prompt(prompt: dict, classes: dict) -> list[str]:
     return topological_order(prompt, outputs)
 
 
-def coerce(cls, constants: dict) -> dict:
-    """Convert constants to the input's type as ComfyUI does (int(), float(), str(); BOOLEAN kept strict)."""
+def coerce(spec: dict, constants: dict) -> dict:
+    """Convert constants to the input's type (spec: input_spec(cls)) as ComfyUI does (int(), float(), str();
+    BOOLEAN kept strict)."""
     out = {}
     for name, value in constants.items():
-        kind = input_spec(cls)[name][0]
+        kind = spec[name][0]
         try:
             if kind == "INT":
                 value = int(value)
