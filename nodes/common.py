@@ -16,8 +16,6 @@ MAX_RESOLUTION = 8192
 MAX_FRAMES = 8 * 1024 + 1
 MAX_SEED = 2 ** 64 - 1
 
-WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
-
 
 class InputError(ValueError):
     """A node input outside its valid range; the message names the input and what is valid."""
