@@ -748,8 +748,11 @@ def infer_upsampler_config(shapes: dict[str, tuple]) -> dict:
     initial = shapes["initial_conv.weight"]
     mid = initial[0]
     up = shapes["upsampler.0.weight"]
-    factor = up[0] // mid
-    spatial, temporal = {4: (True, False), 2: (False, True), 8: (True, True)}[factor]
+    layouts = {4: (True, False), 2: (False, True), 8: (True, True)}  # channel factor -> (spatial, temporal)
+    if up[0] % mid or up[0] // mid not in layouts:
+        raise ValueError(f"upsampler.0.weight has {up[0]} output channels for {mid} mid channels; expected 2, 4 or "
+                         "8 times as many (temporal, spatial, both)")
+    spatial, temporal = layouts[up[0] // mid]
     return {"_class_name": "LatentUpsampler", "in_channels": initial[1], "mid_channels": mid,
             "num_blocks_per_stage": len(_block_indices(shapes, "res_blocks.")), "dims": len(initial) - 2,
             "spatial_upsample": spatial, "temporal_upsample": temporal}
@@ -763,8 +766,10 @@ def load_latent_upsampler(path, dtype: torch.dtype = torch.bfloat16, device="cpu
         raise CheckpointError(f"{file.path}: not an LTX-Video latent upsampler (no initial_conv/upsampler keys); "
                               + describe_keys(keys))
     index = build_index(file, "")
-    config = file.config() or infer_upsampler_config({k: v.shape for k, v in index.items()})
+    config = file.config()
     try:
+        if not config:
+            config = infer_upsampler_config({k: v.shape for k, v in index.items()})
         upsampler_config = UpsamplerConfig.from_metadata(config)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{file.path}: unusable latent upsampler config: {e}") from None
