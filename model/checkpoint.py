@@ -715,8 +715,9 @@ def _load_diffusers(where: str, dit_cfg: dict, vae_cfg: dict, sched_cfg: dict | 
     }
     transformer_config, vae_config = _configs(config, where)
     transformer = _build(LTXVideoTransformer, transformer_config)
-    ours = {k: dit_index[diffusers_dit_key(k)] for k in transformer.state_dict() if diffusers_dit_key(k) in dit_index}
-    _check_no_leftovers(dit_index, {diffusers_dit_key(k) for k in transformer.state_dict()}, "transformer", where)
+    names = {k: diffusers_dit_key(k) for k in transformer.state_dict()}
+    ours = {k: dit_index[n] for k, n in names.items() if n in dit_index}
+    _check_no_leftovers(dit_index, set(names.values()), "transformer", where)
     fill_module(transformer, ours, dtype, device, "diffusers transformer")
     vae = _build(CausalVideoVAE, vae_config)
     vae_keys = list(vae.state_dict())
