@@ -287,9 +287,10 @@ def build_index(file: SafetensorsFile, prefix: str) -> dict[str, TensorInfo]:
     return index
 
 
-def _check_dtype(dtype: torch.dtype) -> None:
+def check_dtype(dtype: torch.dtype, path) -> None:
+    """CheckpointError naming `path` unless `dtype` is one of COMPUTE_DTYPES."""
     if dtype not in COMPUTE_DTYPES:
-        raise CheckpointError(f"compute dtype {dtype} is not supported; use one of {COMPUTE_DTYPES}")
+        raise CheckpointError(f"{path}: compute dtype {dtype} is not supported; use one of {COMPUTE_DTYPES}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -434,7 +435,7 @@ def default_scheduler_config(generation: int) -> dict:
 def load_checkpoint(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> LoadedCheckpoint:
     """Load DiT + VAE from an official single file or a diffusers folder (transformer/, vae/, scheduler/); a
     diffusers transformer weight file inside such a folder loads the whole folder."""
-    _check_dtype(dtype)
+    check_dtype(dtype, path)
     path = str(path)
     if os.path.isdir(path):
         return _load_diffusers_folder(path, dtype, device)
@@ -760,7 +761,7 @@ def infer_upsampler_config(shapes: dict[str, tuple]) -> dict:
 
 
 def load_latent_upsampler(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> LatentUpsampler:
-    _check_dtype(dtype)
+    check_dtype(dtype, path)
     file = SafetensorsFile(str(path))
     keys = file.keys()
     if "initial_conv.weight" not in keys or "upsampler.0.weight" not in keys:

@@ -23,7 +23,7 @@ import re
 import torch
 from transformers import AutoTokenizer, ByT5Tokenizer, T5Config, T5EncoderModel
 
-from .checkpoint import (COMPUTE_DTYPES, CheckpointError, SafetensorsFile, TensorInfo, build_index, describe_keys,
+from .checkpoint import (CheckpointError, SafetensorsFile, TensorInfo, build_index, check_dtype, describe_keys,
                          fill_module, parameters_on_meta, save_safetensors)
 from .sampling import TextCondition
 
@@ -266,8 +266,7 @@ def load_text_encoder(path, dtype: torch.dtype = torch.bfloat16, device="cpu", t
     0.9.0/0.9.1: pass max_tokens_for_version(checkpoint version)). Byte-level models (metadata "tokenizer": "byte"/"byt5" or a 384 vocabulary) use
     ByT5Tokenizer, which needs no files. allow_download: try the hub for google/t5-v1_1-xxl's tokenizer last.
     """
-    if dtype not in COMPUTE_DTYPES:
-        raise CheckpointError(f"{path}: compute dtype {dtype} is not supported; use one of {COMPUTE_DTYPES}")
+    check_dtype(dtype, path)
     path = str(path)
     if os.path.isdir(path):
         weights = os.path.join(path, "text_encoder") if os.path.isdir(os.path.join(path, "text_encoder")) else path
