@@ -658,7 +658,7 @@ def _vae_generation_from_diffusers(vae_cfg: dict) -> int:
     return 1 if vae_cfg.get("timestep_conditioning") else 0
 
 
-def _read_json(path: str) -> dict:
+def read_json(path: str) -> dict:
     try:
         with open(path) as f:
             return json.load(f)
@@ -670,7 +670,7 @@ def _folder_files(folder: str) -> list[SafetensorsFile]:
     """The safetensors weight files of one diffusers model folder (sharded via its index, or a single file)."""
     for name in sorted(os.listdir(folder)):
         if name.endswith(".safetensors.index.json"):
-            weight_map = _read_json(os.path.join(folder, name)).get("weight_map", {})
+            weight_map = read_json(os.path.join(folder, name)).get("weight_map", {})
             return [SafetensorsFile(os.path.join(folder, f)) for f in sorted(set(weight_map.values()))]
     files = sorted(f for f in os.listdir(folder) if f.endswith(".safetensors"))
     if "diffusion_pytorch_model.safetensors" in files:
@@ -696,10 +696,10 @@ def _load_diffusers_folder(folder: str, dtype, device) -> LoadedCheckpoint:
     if missing:
         raise CheckpointError(f"{folder}: a diffusers LTX-Video folder needs transformer/ and vae/ subfolders with "
                               f"config.json; missing: {', '.join(m + '/config.json' for m in missing)}")
-    dit_cfg = _read_json(os.path.join(parts["transformer"], "config.json"))
-    vae_cfg = _read_json(os.path.join(parts["vae"], "config.json"))
+    dit_cfg = read_json(os.path.join(parts["transformer"], "config.json"))
+    vae_cfg = read_json(os.path.join(parts["vae"], "config.json"))
     sched_path = os.path.join(folder, "scheduler", "scheduler_config.json")
-    sched_cfg = _read_json(sched_path) if os.path.isfile(sched_path) else None
+    sched_cfg = read_json(sched_path) if os.path.isfile(sched_path) else None
     dit_index = _merged_index(_folder_files(parts["transformer"]))
     vae_index = _merged_index(_folder_files(parts["vae"]))
     return _load_diffusers(folder, dit_cfg, vae_cfg, sched_cfg, dit_index, vae_index, dtype, device)

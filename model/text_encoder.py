@@ -24,7 +24,7 @@ import torch
 from transformers import AutoTokenizer, ByT5Tokenizer, T5Config, T5EncoderModel
 
 from .checkpoint import (CheckpointError, SafetensorsFile, TensorInfo, build_index, check_dtype, describe_keys,
-                         fill_module, parameters_on_meta, save_safetensors)
+                         fill_module, parameters_on_meta, read_json, save_safetensors)
 from .sampling import TextCondition
 
 logger = logging.getLogger(__name__)
@@ -166,16 +166,10 @@ def load_t5_file(path: str, dtype, device) -> tuple[T5EncoderModel, dict]:
 
 def load_t5_folder(folder: str, dtype, device) -> T5EncoderModel:
     """Hugging Face folder with config.json and model*.safetensors (or diffusion_pytorch_model*)."""
-    config_path = os.path.join(folder, "config.json")
-    try:
-        with open(config_path) as f:
-            fields = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{folder}: cannot read config.json of the T5 text encoder ({e})") from None
+    fields = read_json(os.path.join(folder, "config.json"))
     index_files = [n for n in os.listdir(folder) if n.endswith(".safetensors.index.json")]
     if index_files:
-        with open(os.path.join(folder, index_files[0])) as f:
-            names = sorted(set(json.load(f)["weight_map"].values()))
+        names = sorted(set(read_json(os.path.join(folder, index_files[0])).get("weight_map", {}).values()))
     else:
         names = sorted(n for n in os.listdir(folder) if n.endswith(".safetensors"))
     if not names:
