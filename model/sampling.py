@@ -69,6 +69,11 @@ def guidance_per_step(timesteps: Sequence[float], thresholds: Sequence[float],
     return out
 
 
+def kept_steps(timesteps: Sequence[float], denoise: float) -> list[int]:
+    """Indices of the scheduled timesteps sample() runs: all with denoise = 1, else those <= denoise (+1e-6)."""
+    return [i for i, t in enumerate(timesteps) if denoise >= 1.0 or float(t) <= denoise + T_EPS]
+
+
 def _pad_text(text: TextCondition, length: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero-pad to `length` tokens with mask 0 (masked keys get bias -10000: no contribution)."""
     emb, mask = text.embeddings, text.mask.float()
@@ -184,7 +189,7 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
     if len(per_step) != len(timesteps):
         raise ValueError(f"guidance: got a list of {len(per_step)} Guidance values for {len(timesteps)} timesteps; "
                          f"pass one Guidance or one per timestep")
-    kept = [i for i, t in enumerate(timesteps) if denoise >= 1.0 or float(t) <= denoise + T_EPS]
+    kept = kept_steps(timesteps, denoise)
     if not kept:
         raise ValueError(f"no timestep of the schedule {list(timesteps)} is <= denoise {denoise}; "
                          f"use a larger denoise or more steps")

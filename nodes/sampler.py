@@ -120,7 +120,7 @@ class VideoDiTSampler:
         check_inputs(type(self), dict(seed=seed, steps=steps, cfg=cfg, stg=stg, rescale=rescale, schedule=schedule,
                                       denoise=denoise, frame_rate=frame_rate))
         from ..model import schedules
-        from ..model.sampling import Guidance, TextCondition, sample
+        from ..model.sampling import Guidance, TextCondition, kept_steps, sample
 
         num_layers = getattr(model.transformer.config, "num_layers", None)
         blocks = parse_blocks(stg_blocks, num_layers if stg > 0 else None)
@@ -139,7 +139,7 @@ class VideoDiTSampler:
 
         transformer = model.acquire()
         device = model.device
-        progress = host.Progress(len([t for t in ts if denoise >= 1 or t <= denoise + 1e-6]), "VideoDiT sampling")
+        progress = host.Progress(len(kept_steps(ts, denoise)), "VideoDiT sampling")
         want_previews = host.previews_enabled()
         if want_previews and model.preview_factors is None:
             model.preview_factors = fit_preview_factors(model.vae)
