@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..model import speed
 from . import host
 from .common import (CATEGORY, CONDITIONING_TYPE, MODEL_TYPE, TEXT_ENCODER_TYPE, VAE_TYPE, check_inputs)
 
@@ -16,15 +17,6 @@ BUILTIN_FILES = {
 DTYPES = ["auto", "bf16", "fp16", "fp32"]
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 PLACEMENTS = ["gpu", "offload to cpu between runs"]
-
-
-def speed_module():
-    """model/speed.py (performance options) if this install has it, else None."""
-    try:
-        from ..model import speed
-    except ImportError:
-        return None
-    return speed
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -158,21 +150,20 @@ class VideoDiTModelLoader:
             "placement": (PLACEMENTS, {"default": "gpu",
                                        "tooltip": "gpu: keep the weights on the GPU between runs (fastest). "
                                                   "offload: move them to CPU RAM after each run to free VRAM."}),
-        }
-        if speed_module() is not None:
-            required["attention"] = (list(speed_module().ATTENTION_CHOICES), {
+            "attention": (list(speed.ATTENTION_CHOICES), {
                 "default": "auto", "tooltip": "Attention kernel: auto = cuDNN attention on Hopper and newer GPUs, "
-                                              "PyTorch's choice elsewhere; the others prefer that SDPA kernel."})
-            required["compile"] = ("BOOLEAN", {
+                                              "PyTorch's choice elsewhere; the others prefer that SDPA kernel."}),
+            "compile": ("BOOLEAN", {
                 "default": False, "tooltip": "torch.compile the transformer blocks and the VAE decoder (CUDA with "
                                              "Triton; the first run of each size compiles for a while, later runs "
-                                             "are faster). Ignored with a warning where it cannot work."})
-            required["fp8"] = ("BOOLEAN", {
+                                             "are faster). Ignored with a warning where it cannot work."}),
+            "fp8": ("BOOLEAN", {
                 "default": False, "tooltip": "Store the large linear layers in fp8 (halves their weight memory on "
                                              "any device). The matmuls themselves run in fp8 only in bf16 on GPUs "
                                              "of compute capability >= 8.9 (Ada, Hopper); elsewhere the weights "
                                              "are dequantised per layer, which is slower. Pair it with compile "
-                                             "for speed."})
+                                             "for speed."}),
+        }
         return {"required": required}
 
     def load(self, checkpoint, dtype, placement, attention="auto", compile=False, fp8=False):
@@ -190,11 +181,9 @@ class VideoDiTModelLoader:
             loaded = load_checkpoint(path, dtype=torch_dtype, device="cpu")
             transformer = loaded.transformer.eval().requires_grad_(False)
             vae_module = loaded.vae.eval().requires_grad_(False)
-            speed = speed_module()
-            if speed is not None:
-                options = speed.SpeedOptions(attention=attention, compile=bool(compile), fp8=bool(fp8))
-                transformer = speed.apply_speed_options(transformer, options)
-                vae_module = speed.apply_vae_speed_options(vae_module, options)
+            options = speed.SpeedOptions(attention=attention, compile=bool(compile), fp8=bool(fp8))
+            transformer = speed.apply_speed_options(transformer, options)
+            vae_module = speed.apply_vae_speed_options(vae_module, options)
             vae = VideoVAE(vae_module, device, torch_dtype, offload, path)
             model = VideoModel(transformer, loaded.scheduler_config, loaded.allowed_inference_steps, loaded.version,
                                path, device, torch_dtype, offload, vae)
