@@ -95,21 +95,11 @@ class VideoDiTEmptyLatentVideo:
 
 
 def center_crop_resize(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """IMAGE (T, H, W, C) -> (T, height, width, C): center crop to the target aspect ratio, then bilinear resize."""
-    _, h, w, _ = images.shape
-    target = width / height
-    if w / h > target:  # too wide: crop width
-        new_w = max(1, round(h * target))
-        x0 = (w - new_w) // 2
-        images = images[:, :, x0:x0 + new_w]
-    elif w / h < target:
-        new_h = max(1, round(w / target))
-        y0 = (h - new_h) // 2
-        images = images[:, y0:y0 + new_h]
-    chw = images.permute(0, 3, 1, 2).float()
-    if chw.shape[-2:] != (height, width):
-        chw = F.interpolate(chw, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
-    return chw.clamp(0.0, 1.0).permute(0, 2, 3, 1)
+    """IMAGE (T, H, W, C) -> (T, height, width, C): the pipeline's keyframe preprocessing (center crop to the target
+    aspect ratio, bilinear resize), so nodes and model.pipeline prepare the same image."""
+    from ..model.pipeline import preprocess_images
+    video = preprocess_images(images[..., :3], width, height)  # (1, 3, T, height, width) in [-1, 1]
+    return (video[0].permute(1, 2, 3, 0) + 1.0) / 2.0
 
 
 def gaussian_blur_3x3(images: torch.Tensor) -> torch.Tensor:

@@ -351,7 +351,7 @@ def test_node_chain_equals_the_model_pipeline(headless, with_text_encoder):
     from videodit.nodes.loaders import VideoDiTTextEncode, VideoDiTTextEncoderLoader
 
     tiny_models = with_text_encoder
-    first = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(1))
+    first = torch.rand(1, 150, 210, 3, generator=torch.Generator().manual_seed(1))  # cropped and resized
     last = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(2))
     prompt = "a red circle moving to the right on a black background"
     model, vae = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
