@@ -202,14 +202,17 @@ def caption(spec: ClipSpec, rng: np.random.Generator) -> str:
     bg = pick(_BACKGROUND_PHRASES[spec.background])
     bg_word = spec.background
     adj = pick(_ADJECTIVES)
-    article = "an" if (adj or color)[0] in "aeiou" else "a"
+
+    def article(next_word: str) -> str:
+        return "an" if next_word[0] in "aeiou" else "a"
+
     templates = (
-        f"{article} {adj}{color} {shape} {motion} {bg}",
+        f"{article(adj or color)} {adj}{color} {shape} {motion} {bg}",
         f"{color} {shape} {motion}",
-        f"{bg}, {article} {adj}{color} {shape} {motion}",
+        f"{bg}, {article(adj or color)} {adj}{color} {shape} {motion}",
         f"{bg_word} background, {color} {shape}, {motion}",
         f"the {color} {shape} {motion} {bg}",
-        f"{article} {adj}{shape}, {color}, {motion} {bg}",
+        f"{article(adj or shape)} {adj}{shape}, {color}, {motion} {bg}",
         f"{color} {shape} {motion} {bg}",
     )
     return pick(templates)

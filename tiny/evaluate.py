@@ -2,8 +2,11 @@
 
 Tracker (no model needed): background = median of the border pixels; shape colour = median of the pixels far from
 the background, snapped to the nearest palette colour; per frame, pixels more than half-way from the background to
-that colour form the mask; centroid per frame; shape from the fill ratio of the mask's bounding box (circle ~0.785,
-square ~1, triangle ~0.5); motion from the displacement between the first and the last frames. Rendered shapes
+that colour form the mask; centroid per frame; shape from two measures of the mask inside its bounding box: the
+vertical asymmetry (area of the lower half minus the upper half, over the area: an upright triangle 0.5, circle
+and square 0) and the fill ratio (circle pi/4, square 1), each split at the midpoint of the ideal values (blurred
+corners and edges move both measures, but symmetrically); motion from the displacement between the first and the
+last frames. Rendered shapes
 never touch the frame edge, so a mask touching it in most frames gives no shape (a wrong answer).
 
     python -m videodit.tiny.evaluate --checkpoint weights/videodit-tiny.safetensors \
@@ -19,9 +22,10 @@ import numpy as np
 
 from . import configs, data
 
-# Fill ratio thresholds between triangle (0.5), circle (pi/4) and square (1).
-TRIANGLE_CIRCLE_FILL = 0.68
-CIRCLE_SQUARE_FILL = 0.90
+# Midpoints between the ideal values of the shape measures: asymmetry triangle 0.5 vs circle/square 0; fill ratio
+# circle pi/4 vs square 1.
+TRIANGLE_ASYMMETRY = 0.25
+CIRCLE_SQUARE_FILL = (math.pi / 4 + 1.0) / 2
 STILL_PIXELS = 10.0  # a displacement below this (first to last frames) counts as "still"
 MIN_AREA = 12  # pixels; frames with a smaller mask are not tracked
 
@@ -34,6 +38,7 @@ class Track:
     background: str
     centroids: np.ndarray  # (F, 2) x, y in pixels; NaN where the shape was not found
     fill_ratio: float
+    asymmetry: float
     displacement: tuple[float, float]
 
 
@@ -56,7 +61,7 @@ def track(video: np.ndarray) -> Track:
     distance = np.linalg.norm(video - bg, axis=-1)  # (F, H, W)
     strong = distance > 0.5 * distance.max() if distance.max() > 0.2 else np.zeros_like(distance, dtype=bool)
     if strong.sum() < MIN_AREA:
-        return Track(None, None, None, background, np.full((f, 2), np.nan), float("nan"), (0.0, 0.0))
+        return Track(None, None, None, background, np.full((f, 2), np.nan), float("nan"), float("nan"), (0.0, 0.0))
     color_rgb = np.median(video[strong], axis=0)
     color = _nearest(color_rgb, data.COLORS)
 
@@ -66,7 +71,7 @@ def track(video: np.ndarray) -> Track:
     mask = coverage > 0.5
     ys, xs = np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32)
     centroids = np.full((f, 2), np.nan, dtype=np.float32)
-    fills, touching = [], 0
+    fills, asymmetries, touching = [], [], 0
     for i in range(f):
         m = mask[i]
         area = int(m.sum())
@@ -77,11 +82,14 @@ def track(video: np.ndarray) -> Track:
         centroids[i] = (float((m.sum(axis=0) * xs).sum() / area), float((m.sum(axis=1) * ys).sum() / area))
         r0, r1 = np.argmax(rows), h - np.argmax(rows[::-1])
         c0, c1 = np.argmax(cols), w - np.argmax(cols[::-1])
-        fills.append(area / float((r1 - r0) * (c1 - c0)))
+        box = m[r0:r1, c0:c1]
+        half = (r1 - r0) // 2  # rows above / below the middle (the middle row of an odd height counts for neither)
+        fills.append(area / float(box.size))
+        asymmetries.append(float(box[-half:].sum() - box[:half].sum()) / area if half else 0.0)
     if not fills:
-        return Track(color, None, None, background, centroids, float("nan"), (0.0, 0.0))
-    fill = float(np.median(fills))
-    shape = "triangle" if fill < TRIANGLE_CIRCLE_FILL else "circle" if fill < CIRCLE_SQUARE_FILL else "square"
+        return Track(color, None, None, background, centroids, float("nan"), float("nan"), (0.0, 0.0))
+    fill, asymmetry = float(np.median(fills)), float(np.median(asymmetries))
+    shape = "triangle" if asymmetry > TRIANGLE_ASYMMETRY else "circle" if fill < CIRCLE_SQUARE_FILL else "square"
     if touching > len(fills) // 2:
         shape = None
 
@@ -95,7 +103,7 @@ def track(video: np.ndarray) -> Track:
         motion = "right" if dx > 0 else "left"
     else:
         motion = "down" if dy > 0 else "up"
-    return Track(color, shape, motion, background, centroids, fill, (dx, dy))
+    return Track(color, shape, motion, background, centroids, fill, asymmetry, (dx, dy))
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -146,13 +154,14 @@ def load(checkpoint: str, text_encoder: str, dtype=None, device: str = "cpu"):
 
 
 def generate(pipeline, prompt: str, seed: int, steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG,
-             image: np.ndarray | None = None) -> np.ndarray:
+             image: np.ndarray | None = None, last_image: np.ndarray | None = None) -> np.ndarray:
     """(25, 128, 128, 3) float in [0, 1] through VideoPipeline.generate; image: optional (128, 128, 3) first frame
-    in [0, 1] (I2V: a hard keyframe at frame 0)."""
+    in [0, 1] (I2V: a hard keyframe at frame 0); last_image: optional last frame (a keyframe at frame 24)."""
     import torch
     from ..model.pipeline import ImageKeyframe
     from ..model.sampling import Guidance
-    keyframes = [] if image is None else [ImageKeyframe(torch.from_numpy(np.ascontiguousarray(image)))]
+    keyframes = [ImageKeyframe(torch.from_numpy(np.ascontiguousarray(picture)), frame)
+                 for picture, frame in ((image, 0), (last_image, data.FRAMES - 1)) if picture is not None]
     frames = pipeline.generate(prompt=prompt, negative_prompt="", width=data.SIZE, height=data.SIZE,
                                num_frames=data.FRAMES, frame_rate=25.0, steps=steps, guidance=Guidance(cfg=cfg),
                                seed=seed, keyframes=keyframes)
@@ -169,22 +178,36 @@ def evaluate_t2v(pipeline, cases, seeds=(0,), steps=DEFAULT_STEPS, cfg=DEFAULT_C
     return score(tracks, scored), tracks
 
 
-def evaluate_i2v(pipeline, cases, seed=0, steps=DEFAULT_STEPS, cfg=DEFAULT_CFG) -> tuple[list[float], dict]:
-    """First-frame PSNR of I2V generations (keyframe at frame 0 = a rendered first frame) and the track score."""
+def evaluate_i2v(pipeline, cases, seed=0, steps=DEFAULT_STEPS, cfg=DEFAULT_CFG) -> tuple[list[float], dict, dict]:
+    """I2V (keyframe at frame 0 = the rendered first frame of a clip): first-frame PSNRs and the track score; and
+    the distance in pixels of the tracked end position from the clip's rendered one, with the first frame only
+    and with the rendered last frame as a second keyframe (first-last): {"i2v": [...], "first_last": [...]}."""
     rng = np.random.default_rng(seed)
-    psnrs, tracks = [], []
+    psnrs, tracks, end_errors = [], [], {"i2v": [], "first_last": []}
     for case in cases:
         spec = data.make_spec(*case, rng)
-        image = data.first_frame(spec)
+        image, last = data.render([spec])[0][[0, -1]]
+        end = np.array(spec.center(data.FRAMES - 1))
         video = generate(pipeline, data.canonical_caption(*case), seed, steps, cfg, image=image)
         psnrs.append(psnr(video[0], image))
         tracks.append(track(video))
-    return psnrs, score(tracks, cases)
+        both = generate(pipeline, data.canonical_caption(*case), seed, steps, cfg, image=image, last_image=last)
+        for name, result in (("i2v", tracks[-1]), ("first_last", track(both))):
+            end_errors[name].append(float(np.linalg.norm(result.centroids[-1] - end)))
+    return psnrs, score(tracks, cases), end_errors
 
 
 def _row(name, s):
     return (f"| {name} | {s['count']} | {100 * s['color']:.1f} | {100 * s['shape']:.1f} | {100 * s['motion']:.1f} | "
             f"{100 * s['background']:.1f} | {100 * s['all']:.1f} |")
+
+
+def _pixels(errors: list[float]) -> str:
+    """Mean and max of end-position errors; NaN (shape not found in the last frame) counts as a miss."""
+    found = [e for e in errors if not math.isnan(e)]
+    missed = len(errors) - len(found)
+    text = f"mean {np.mean(found):.1f} px, max {np.max(found):.1f} px" if found else "no shape found"
+    return text + (f" ({missed} of {len(errors)} without a shape in the last frame)" if missed else "")
 
 
 def main(argv=None):
@@ -210,7 +233,7 @@ def main(argv=None):
     train = eval_cases(train_count=args.train_prompts)[len(held):]
     held_score, _ = evaluate_t2v(pipeline, held, seeds, args.steps, args.cfg)
     train_score, _ = evaluate_t2v(pipeline, train, seeds, args.steps, args.cfg) if train else (None, None)
-    psnrs, i2v_score = evaluate_i2v(pipeline, held, seed=0, steps=args.steps, cfg=args.cfg)
+    psnrs, i2v_score, end_errors = evaluate_i2v(pipeline, held, seed=0, steps=args.steps, cfg=args.cfg)
     elapsed = time.time() - t0
     lines = [
         f"T2V, {args.steps} steps, CFG {args.cfg}, seeds {list(seeds)}, canonical prompts "
@@ -228,6 +251,8 @@ def main(argv=None):
         f"PSNR mean {np.mean(psnrs):.2f} dB, min {np.min(psnrs):.2f} dB; tracking accuracy colour "
         f"{100 * i2v_score['color']:.1f}%, shape {100 * i2v_score['shape']:.1f}%, direction "
         f"{100 * i2v_score['motion']:.1f}%.",
+        f"End position (frame {data.FRAMES - 1}) vs the rendered clip's: first frame only {_pixels(end_errors['i2v'])};"
+        f" with the last frame as a second keyframe {_pixels(end_errors['first_last'])}.",
         f"(evaluation took {elapsed:.0f} s on {args.device})",
     ]
     text = "\n".join(lines)
@@ -237,8 +262,8 @@ def main(argv=None):
             f.write("\n" + text + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"held_out": held_score, "train": train_score, "i2v_psnr": psnrs, "i2v": i2v_score}, f,
-                      indent=1)
+            json.dump({"held_out": held_score, "train": train_score, "i2v_psnr": psnrs, "i2v": i2v_score,
+                       "end_error_px": end_errors}, f, indent=1)
 
 
 if __name__ == "__main__":
