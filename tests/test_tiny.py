@@ -58,6 +58,10 @@ def test_captions_name_colour_shape_and_motion():
         text = data.caption(spec, rng)
         assert spec.color in text
         assert any(w in text for w in words[spec.shape])
+        tokens = text.replace(",", "").split()
+        for article, following in zip(tokens, tokens[1:]):  # "an orange ...", "a circle, orange, ..."
+            if article in ("a", "an"):
+                assert article == ("an" if following[0] in "aeiou" else "a"), text
     phrasings = {data.caption(data.sample_specs(1, seed=6)[0], rng) for _ in range(50)}
     assert len(phrasings) > 10
     assert data.canonical_caption("red", "circle", "right", "black") == \
@@ -72,16 +76,28 @@ def test_byte_tokens_equal_byt5_tokenizer():
     assert torch.equal(ids, reference["input_ids"]) and torch.equal(mask, reference["attention_mask"])
 
 
-def test_tracker_recovers_rendered_clips_even_when_blurred():
+@pytest.mark.parametrize("blur", [1, 5, 7])
+def test_tracker_recovers_rendered_clips_even_when_blurred(blur):
+    # A 7-pixel box blur rounds corners more than the tiny VAE does: colour, shape and motion must survive it.
     specs = data.sample_specs(30, seed=7, split="all")
     video = torch.from_numpy(data.render(specs))
-    blurred = torch.nn.functional.avg_pool2d(video.permute(0, 1, 4, 2, 3).flatten(0, 1), 5, 1, 2,
+    blurred = torch.nn.functional.avg_pool2d(video.permute(0, 1, 4, 2, 3).flatten(0, 1), blur, 1, blur // 2,
                                              count_include_pad=False)
     blurred = blurred.unflatten(0, (30, data.FRAMES)).permute(0, 1, 3, 4, 2).numpy()
     cases = [(s.color, s.shape, s.motion, s.background) for s in specs]
-    for clips in (video.numpy(), blurred):
-        result = evaluate.score([evaluate.track(v) for v in clips], cases)
-        assert result["all"] == 1.0, result
+    tracks = [evaluate.track(v) for v in blurred]
+    assert evaluate.score(tracks, cases)["all"] == 1.0, [(c, t.shape, t.fill_ratio, t.asymmetry)
+                                                       for c, t in zip(cases, tracks) if t.shape != c[1]]
+
+
+def test_tracker_shape_measures_and_empty_video():
+    spec = data.make_spec("red", "triangle", "still", "black", np.random.default_rng(0))
+    triangle = evaluate.track(data.render([spec])[0])
+    assert triangle.shape == "triangle" and triangle.asymmetry == pytest.approx(0.5, abs=0.06)
+    square = evaluate.track(data.render([data.ClipSpec("red", "square", "still", "white", 14, 64, 64, 0)])[0])
+    assert square.shape == "square" and square.fill_ratio > 0.95 and abs(square.asymmetry) < 0.02
+    upside_down = evaluate.track(data.render([spec])[0][:, ::-1])  # apex down: not an upright triangle
+    assert upside_down.shape != "triangle"
     empty = evaluate.track(np.zeros((data.FRAMES, data.SIZE, data.SIZE, 3), np.float32))
     assert empty.color is None and empty.motion is None and empty.background == "black"
 
@@ -141,18 +157,13 @@ def t2v_score(pipeline):
     return evaluate.score(tracks, QUALITY_CASES)
 
 
-def test_text_to_video_follows_the_prompt_well_above_chance(t2v_score):
-    # Chance: colour 1/8, direction 1/5. The committed weights score colour 0.83, direction 0.58 here
-    # (tiny/NOTES.md); these floors catch a broken text path, conditioning or schedule.
+def test_text_to_video_follows_the_prompt(t2v_score):
+    # Targets of the issue: >= 90 % colour and direction on >= 24 fixed prompts (20 of them held-out combinations).
+    # The committed weights score colour 1.0, direction 1.0, shape 0.96 here (23 of 24); the shape floor is
+    # the issue's evaluation target for held-out prompts (90 %) less one prompt of 24.
     assert t2v_score["count"] >= 24
-    assert t2v_score["background"] >= 0.95, t2v_score
-    assert t2v_score["color"] >= 0.7 and t2v_score["motion"] >= 0.4, t2v_score
-
-
-@pytest.mark.xfail(strict=True, reason="target of the issue (>= 90% colour and direction) not reached by the "
-                                       "committed, undertrained weights; see tiny/NOTES.md")
-def test_text_to_video_colour_and_direction_targets(t2v_score):
     assert t2v_score["color"] >= 0.9 and t2v_score["motion"] >= 0.9, t2v_score
+    assert t2v_score["shape"] >= 0.85 and t2v_score["background"] >= 0.95, t2v_score
 
 
 def test_image_to_video_keeps_the_first_frame(pipeline):
@@ -166,7 +177,8 @@ def test_image_to_video_keeps_the_first_frame(pipeline):
                                   cfg=evaluate.DEFAULT_CFG, image=image)
         assert video.shape == (data.FRAMES, data.SIZE, data.SIZE, 3)
         psnrs.append(evaluate.psnr(video[0], image))
-    assert np.mean(psnrs) >= 28.0 and min(psnrs) >= 26.0, psnrs
+    # measured 36.4, 31.9, 32.1, 34.7 dB
+    assert np.mean(psnrs) >= 30.0 and min(psnrs) >= 28.0, psnrs
 
 
 # ---------------------------------------------------------------------------------------------------- training
