@@ -236,14 +236,16 @@ def decode_auto(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, genera
                 blend: float = 0.5, out_device=None) -> torch.Tensor:
     """vae.decode when its estimated peak fits `memory_budget` bytes (default: 80% of free GPU memory, or half of
     the available RAM on CPU), else decode_tiled with the largest chunk/tile sizes whose estimate fits (spatial
-    tiles are shrunk first, down to overlap + 4 latent pixels, then temporal chunks, down to overlap + 1)."""
+    tiles are shrunk first, down to overlap + 4 latent pixels, then temporal chunks, down to overlap + 1). Either way
+    the video is returned on out_device (default raw.device)."""
     vae._check_latent(raw)
     budget = memory_budget if memory_budget is not None else _available_bytes(raw.device)
     batch, _, frames, height, width = raw.shape
     output = batch * vae.config.out_channels * (vae.config.temporal_factor * (frames - 1) + 1) * \
         height * width * vae.config.spatial_factor ** 2 * 4
     if estimate_decode_bytes(vae, (batch, frames, height, width)) <= budget:
-        return vae.decode(raw, timestep, generator)
+        video = vae.decode(raw, timestep, generator)
+        return video if out_device is None else video.to(out_device)
     tile, chunk = max(height, width), frames
     min_tile, min_chunk = spatial_overlap + 4, temporal_overlap + 1
     while estimate_decode_bytes(vae, (batch, chunk, min(tile, height), min(tile, width))) + output > budget:

@@ -291,6 +291,10 @@ def test_decode_auto_picks_plain_or_tiled():
         else:
             assert len(shapes) > 1
             assert all(estimate_decode_bytes(vae, (1, *s)) < full for s in shapes)
+        # out_device is honoured by both paths ("meta": a device other than raw's that a CPU machine has)
+        moved = decode_auto(vae, raw, 0.05, generator=torch.Generator().manual_seed(2), memory_budget=budget,
+                            temporal_overlap=overlap_t, spatial_overlap=overlap_s, out_device="meta")
+        assert moved.device.type == "meta" and moved.shape == plain.shape
 
 
 def test_tiling_argument_errors():
