@@ -25,6 +25,18 @@ TEMPORAL_MULTIPLE = 8
 DECODE_SEED_OFFSET = 1_000_003
 
 
+def decode_generator(seed: int) -> torch.Generator:
+    """The CPU generator of a video's decode-time randomness (the noise mixed into the latent, then the 0.9.1
+    decoder's noise injection): derived from the sampling seed, so a seed fixes the whole video."""
+    return torch.Generator("cpu").manual_seed(int(seed) + DECODE_SEED_OFFSET)
+
+
+def mix_decode_noise(latents: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
+    """(1 - scale) z + scale eps on normalized latents (B, C, f, h, w) float32, eps drawn first from generator."""
+    eps = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.device)
+    return latents * (1.0 - scale) + eps * scale
+
+
 def _nearest_valid(value: int, step: int, first: int) -> str:
     """The valid values first + k*step (k >= 0) just below and above value, as text."""
     lower = first + max((value - first) // step, 0) * step
@@ -127,11 +139,10 @@ class VideoPipeline:
         """Normalized latents (B, C, f, h, w) -> frames (B, F, H, W, 3) float32 in [0, 1]."""
         t = self.decode_timestep if decode_timestep is None else decode_timestep
         s = self.decode_noise_scale if decode_noise_scale is None else decode_noise_scale
-        generator = torch.Generator("cpu").manual_seed(int(seed) + DECODE_SEED_OFFSET)
+        generator = decode_generator(seed)
         z = latents.float()
         if self.vae.config.timestep_conditioning:
-            eps = torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z.device)
-            z = z * (1.0 - s) + eps * s
+            z = mix_decode_noise(z, s, generator)
         raw = self.vae.denormalize(z)
         t = t if self.vae.config.timestep_conditioning else None
         if self.tiled_decode:

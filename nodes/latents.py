@@ -40,6 +40,12 @@ def latent_geometry(latent: dict) -> tuple[int, int, int, float]:
     return width, height, frames, float(latent.get("frame_rate", DEFAULT_FRAME_RATE))
 
 
+def latent_seed(latent: dict) -> int:
+    """The sampling seed VideoDiT Sampler stored in the latent; 0 for latents without one (or a non-integer)."""
+    seed = latent.get("seed")
+    return int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
 def images_to_video(images: torch.Tensor, name: str) -> torch.Tensor:
     """IMAGE (T, H, W, C) in [0, 1] -> (1, 3, T, H, W) in [-1, 1] (alpha dropped)."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
@@ -265,8 +271,8 @@ class VideoDiTVAEDecode:
                                                      "others). 0.05 is the official default."}),
             "decode_noise_scale": ("FLOAT", {"default": 0.025, "min": 0.0, "max": 1.0, "step": 0.001,
                                              "tooltip": "Noise mixed into the latent before that last denoising "
-                                                        "step (official 0.025; ignored by VAEs without timestep "
-                                                        "conditioning)."}),
+                                                        "step, drawn from the seed VideoDiT Sampler used (official "
+                                                        "0.025; ignored by VAEs without timestep conditioning)."}),
             "tiling": (TILING, {"default": "auto",
                                 "tooltip": "Decode in overlapping tiles (blended seams) to save memory. auto: "
                                            "only when the whole decode would not fit in free memory."}),
@@ -277,15 +283,16 @@ class VideoDiTVAEDecode:
                                       tiling=tiling))
         width, height, frames, _ = latent_geometry(latent)
         samples = latent["samples"].float()
+        from ..model.pipeline import decode_generator, mix_decode_noise
+        # decode-time noise (0.9.1+ VAEs) from the sampling seed the sampler left in the latent (0 for latents
+        # from elsewhere): the same video as model.pipeline for the same seed
+        generator = decode_generator(latent_seed(latent))
         module = vae.acquire()
         try:
             timestep = None
             if getattr(module.config, "timestep_conditioning", False):
                 timestep = float(decode_timestep)
-                if decode_noise_scale > 0:
-                    noise = torch.randn(samples.shape, generator=torch.Generator().manual_seed(0))
-                    samples = samples * (1.0 - decode_noise_scale) + noise * decode_noise_scale
-            generator = torch.Generator().manual_seed(0)  # decoder noise injection (0.9.1 VAE), reproducible
+                samples = mix_decode_noise(samples, float(decode_noise_scale), generator)
             with torch.inference_mode():
                 raw = module.denormalize(samples.to(vae.device, vae.dtype))
                 host.check_interrupt()

@@ -164,6 +164,7 @@ class VideoDiTSampler:
         result = dict(latent)
         result["samples"] = out.float().cpu()
         result["frame_rate"] = rate
+        result["seed"] = int(seed)  # VAE Decode derives its decode-time noise from it, as the pipeline does
         return (result,)
 
 

@@ -377,6 +377,38 @@ def test_node_chain_equals_the_model_pipeline(headless, with_text_encoder):
     torch.testing.assert_close(images, reference.float().cpu(), rtol=0, atol=atol)
 
 
+def test_vae_decode_noise_follows_the_sampling_seed_like_the_pipeline(headless, with_text_encoder):
+    """A timestep-conditioned (0.9.1+) VAE mixes noise into the latent before decoding: VAE Decode draws it from the
+    seed VideoDiT Sampler leaves in the latent, so node chain and model.pipeline give the same pixels per seed."""
+    import dataclasses
+
+    from videodit.model.checkpoint import save_checkpoint
+    from videodit.model.dit import LTXVideoTransformer
+    from videodit.model.pipeline import load_pipeline
+    from videodit.model.vae import CausalVideoVAE
+    from videodit.tiny import configs
+
+    torch.manual_seed(0)
+    vae_config = dataclasses.replace(configs.vae_config(), timestep_conditioning=True)
+    transformer, vae_module = LTXVideoTransformer(configs.transformer_config()), CausalVideoVAE(vae_config)
+    path = os.path.join(with_text_encoder.models_dir, "checkpoints", "random-tiny-091.safetensors")
+    save_checkpoint(path, transformer, vae_module, {"transformer": transformer.config.to_metadata(),
+                                                    "vae": vae_config.to_metadata(), "scheduler": configs.SCHEDULER})
+    _, vae = VideoDiTModelLoader().load(os.path.basename(path), "fp32", "gpu")
+    pipeline = load_pipeline(path, with_text_encoder.text_encoder_path, dtype=torch.float32, device="cpu")
+    samples = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(3))
+
+    def node_decode(**extra):
+        (images,) = VideoDiTVAEDecode().decode(vae, {"samples": samples, **extra}, 0.05, 0.2, "off")
+        return images
+
+    for seed in (0, 42):
+        reference = pipeline.decode(samples, seed, 0.05, 0.2)[0]
+        torch.testing.assert_close(node_decode(seed=seed), reference, rtol=0, atol=1e-5)
+    torch.testing.assert_close(node_decode(), pipeline.decode(samples, 0, 0.05, 0.2)[0], rtol=0, atol=1e-5)
+    assert (node_decode(seed=42) - node_decode(seed=7)).abs().max() > 1e-3  # the seed matters
+
+
 def test_vae_encode_round_trip_and_bad_sizes(tiny):
     from videodit.nodes.latents import VideoDiTVAEEncode
 
