@@ -4,10 +4,9 @@ Tracker (no model needed): background = median of the border pixels; shape colou
 the background, snapped to the nearest palette colour; per frame, pixels more than half-way from the background to
 that colour form the mask; centroid per frame; shape from two measures of the mask inside its bounding box: the
 vertical asymmetry (area of the lower half minus the upper half, over the area: an upright triangle 0.5, circle
-and square 0) and the fill ratio (circle pi/4, square 1), each split at the midpoint of the ideal values (blurred
-corners and edges move both measures, but symmetrically); motion from the displacement between the first and the
-last frames. Rendered shapes
-never touch the frame edge, so a mask touching it in most frames gives no shape (a wrong answer).
+and square 0) and the fill ratio (circle pi/4, square 1), each split at the midpoint of the ideal values; motion
+from the displacement between the first and the last frames. Rendered shapes never touch the frame edge, so a mask
+touching it in most frames gives no shape (a wrong answer).
 
     python -m videodit.tiny.evaluate --checkpoint weights/videodit-tiny.safetensors \
         --text-encoder weights/t5-tiny.safetensors --seeds 2 --steps 20 --notes tiny/NOTES.md

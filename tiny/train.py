@@ -125,8 +125,6 @@ def render_batch(n: int, seed: int, frames: int, size: int, device):
 def train_vae(args, device) -> tuple[CausalVideoVAE, dict]:
     torch.manual_seed(SEED)
     vae = load_vae(args.init, device).train() if args.init else CausalVideoVAE(configs.vae_config()).to(device)
-    if args.decoder_only and not args.init:
-        raise ValueError("--decoder-only fine-tunes the decoder of an existing VAE: pass --init")
     # decoder only: the encoder and the latent statistics stay as they are, so a DiT trained on them still fits
     vae.encoder.requires_grad_(not args.decoder_only)
     params = ([] if args.decoder_only else list(vae.encoder.parameters())) + list(vae.decoder.parameters())
@@ -588,6 +586,8 @@ def parse(argv=None):
     p.add_argument("--log-every", type=int, default=250)
     p.add_argument("--eval-seeds", type=int, default=2)
     args = p.parse_args(argv)
+    if args.decoder_only and not args.init:
+        p.error("--decoder-only fine-tunes the decoder of an existing VAE: pass it with --init VAE_FILE")
     if args.smoke:
         args.frames, args.size, args.vae_batch, args.dit_batch = 9, 64, 1, 4
         args.max_steps, args.warmup, args.log_every, args.stat_batches = 3, 2, 1, 2
