@@ -208,11 +208,27 @@ def evaluate_vae(vae: CausalVideoVAE, args, device) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- DiT
 
+ATTRIBUTES = (tuple(data.COLORS), data.SHAPES, data.MOTIONS, tuple(data.BACKGROUNDS))
+ATTRIBUTE_CLASSES = tuple(len(names) for names in ATTRIBUTES)  # (8, 3, 5, 2)
+NUM_COMBOS = math.prod(ATTRIBUTE_CLASSES)
+
+
 def combo_index(spec: data.ClipSpec) -> int:
-    """Index of the (colour, shape, motion, background) combination, 0 .. 239."""
-    c, s, m = list(data.COLORS).index(spec.color), data.SHAPES.index(spec.shape), data.MOTIONS.index(spec.motion)
-    return ((c * len(data.SHAPES) + s) * len(data.MOTIONS) + m) * len(data.BACKGROUNDS) + list(
-        data.BACKGROUNDS).index(spec.background)
+    """Index of the (colour, shape, motion, background) combination, 0 .. NUM_COMBOS - 1 (mixed radix, colour
+    most significant)."""
+    index = 0
+    for names, value in zip(ATTRIBUTES, (spec.color, spec.shape, spec.motion, spec.background)):
+        index = index * len(names) + names.index(value)
+    return index
+
+
+def combo_attributes(index):
+    """Inverse of combo_index: (colour, shape, motion, background) class indices of an int or an int tensor."""
+    parts = []
+    for classes in reversed(ATTRIBUTE_CLASSES):
+        parts.insert(0, index % classes)
+        index = index // classes
+    return tuple(parts)
 
 
 class LatentBank:
@@ -221,7 +237,7 @@ class LatentBank:
     dropout, so a batch of captions is one gather on the device."""
 
     def __init__(self, vae, count: int, batch: int, frames: int, size: int, device, budget_s: float,
-                 captions_per_combo: int = 256):
+                 causal: bool, captions_per_combo: int = 256):
         specs, chunks, key_chunks, key_frames, t0 = [], [], [], [], time.time()
         picker = torch.Generator().manual_seed(SEED + 4 * 10**6)
         for i in range(0, count, batch):
@@ -241,16 +257,17 @@ class LatentBank:
         self.latents = torch.cat(chunks)  # (N, C, f, h, w) float32
         self.key_latents = torch.cat(key_chunks)  # (N, C, 1, h, w): frame key_frames[n] encoded alone
         self.key_frames = torch.cat(key_frames).to(device)  # (N,) pixel frame of that image
+        # token coordinates (model/rope.video_coords): the video, and a single-image keyframe at every pixel frame
+        _, _, f, h, w = self.latents.shape
+        self.coords = video_coords(1, f, h, w, configs.FRAME_RATE, causal, device=device)  # (1, 3, f*h*w)
+        self.key_coords = torch.cat([video_coords(1, 1, h, w, configs.FRAME_RATE, causal, device=device,
+                                                  frame_offset=k) for k in range(frames)])  # (frames, 3, h*w)
         self.combos = torch.tensor([combo_index(s) for s in specs], device=device)
         rng = np.random.default_rng(SEED)
         prompts = []
-        for c in range(len(data.COLORS) * len(data.SHAPES) * len(data.MOTIONS) * len(data.BACKGROUNDS)):
-            b = c % 2
-            m = (c // 2) % len(data.MOTIONS)
-            sh = (c // (2 * len(data.MOTIONS))) % len(data.SHAPES)
-            col = c // (2 * len(data.MOTIONS) * len(data.SHAPES))
-            spec = data.ClipSpec(list(data.COLORS)[col], data.SHAPES[sh], data.MOTIONS[m], list(data.BACKGROUNDS)[b],
-                                 0.0, 0.0, 0.0, 0.0)
+        for c in range(NUM_COMBOS):
+            names = (n[i] for n, i in zip(ATTRIBUTES, combo_attributes(c)))
+            spec = data.ClipSpec(*names, 0.0, 0.0, 0.0, 0.0)
             assert combo_index(spec) == c
             prompts += [data.caption(spec, rng) for _ in range(captions_per_combo)]
         prompts.append("")
@@ -287,7 +304,7 @@ def text_features(t5, prompts: list[str], device) -> tuple[torch.Tensor, torch.T
 
 
 def dit_loss(dit, t5, attributes, bank: LatentBank, idx: torch.Tensor, generator, noise_generator, args, device,
-             causal: bool, keyframe: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+             keyframe: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """(flow-matching loss, attribute loss) of one batch of bank clips idx.
 
     Conditioning as model/conditioning.py and model/sampling.py apply it at inference (strength 1): a share of the
@@ -304,11 +321,10 @@ def dit_loss(dit, t5, attributes, bank: LatentBank, idx: torch.Tensor, generator
     i2v = (torch.rand(b, generator=generator) < (args.i2v_share if not keyframe else 0.5)).to(device)
     cond = torch.zeros(b, tokens0.shape[1], dtype=torch.bool, device=device)
     cond[:, :first] = i2v[:, None]
-    coords = video_coords(1, f, h, w, configs.FRAME_RATE, causal, device=device)  # (1, 3, N)
+    coords = bank.coords  # (1, 3, N)
     if keyframe:
         key = bank.key_latents[idx.to(device)].flatten(2).transpose(1, 2)  # (B, h*w, C)
-        key_coords = video_coords(b, 1, h, w, configs.FRAME_RATE, causal, device=device)  # (B, 3, h*w)
-        key_coords[:, 0] = bank.key_frames[idx.to(device)].float()[:, None] * (1.0 / configs.FRAME_RATE)
+        key_coords = bank.key_coords[bank.key_frames[idx.to(device)]]  # (B, 3, h*w)
         tokens0 = torch.cat([key, tokens0], dim=1)  # (B, h*w + N, C): extra tokens first, as at inference
         cond = torch.cat([torch.ones(b, key.shape[1], dtype=torch.bool, device=device), cond], dim=1)
         coords = torch.cat([key_coords, coords.expand(b, -1, -1)], dim=2)
@@ -329,9 +345,6 @@ def dit_loss(dit, t5, attributes, bank: LatentBank, idx: torch.Tensor, generator
     return flow, attribute_loss(attributes, text.float(), mask, bank.combos[idx.to(device)], dropped.to(device))
 
 
-ATTRIBUTE_CLASSES = (len(data.COLORS), len(data.SHAPES), len(data.MOTIONS), len(data.BACKGROUNDS))
-
-
 def attribute_loss(head: torch.nn.Linear, text: torch.Tensor, mask: torch.Tensor, combos: torch.Tensor,
                    dropped: torch.Tensor) -> torch.Tensor:
     """Auxiliary training signal for the text encoder: cross-entropy of colour, shape, motion and background
@@ -340,13 +353,9 @@ def attribute_loss(head: torch.nn.Linear, text: torch.Tensor, mask: torch.Tensor
     linearly readable from the features early. The head is not part of the saved model."""
     pooled = (text * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, D)
     logits = head(pooled).split(ATTRIBUTE_CLASSES, dim=-1)
-    # combo_index order: ((colour * shapes + shape) * motions + motion) * backgrounds + background
-    labels, rest = [], combos
-    for classes in reversed(ATTRIBUTE_CLASSES):
-        labels.insert(0, rest % classes)
-        rest = rest // classes
     keep = (~dropped).float()
-    losses = [(F.cross_entropy(lg.float(), lb, reduction="none") * keep).sum() for lg, lb in zip(logits, labels)]
+    losses = [(F.cross_entropy(lg.float(), lb, reduction="none") * keep).sum()
+              for lg, lb in zip(logits, combo_attributes(combos))]
     return sum(losses) / keep.sum().clamp(min=1.0)
 
 
@@ -354,9 +363,11 @@ def train_dit(args, vae: CausalVideoVAE, device):
     from transformers import T5EncoderModel
     torch.manual_seed(SEED)
     vae.eval().requires_grad_(False)
+    config = configs.transformer_config()
     bank = LatentBank(vae, args.bank, args.vae_batch * 8 if device.type == "cuda" else args.vae_batch,
-                      args.frames, args.size, device, args.bank_seconds, args.captions_per_combo)
-    dit = LTXVideoTransformer(configs.transformer_config()).to(device)
+                      args.frames, args.size, device, args.bank_seconds, config.causal_temporal_positioning,
+                      args.captions_per_combo)
+    dit = LTXVideoTransformer(config).to(device)
     t5 = T5EncoderModel(configs.t5_config()).to(device)
     if args.init_dit:
         load_dit_t5(dit, t5, args.init_dit, args.init_t5)
@@ -371,7 +382,6 @@ def train_dit(args, vae: CausalVideoVAE, device):
     # Compiled modules share their parameters with dit / t5 (the EMA and the saved files use those); a failure
     # to compile falls back to eager at the first step.
     step_dit, step_t5 = (torch.compile(dit, dynamic=False), torch.compile(t5)) if args.compile else (dit, t5)
-    causal = dit.config.causal_temporal_positioning
     t0, step, log, running = time.time(), 0, [], []
     budget = Budget(args.start, args.minutes * 60, args.warmup, args.max_steps or 10**9)
     n = len(bank)
@@ -384,7 +394,7 @@ def train_dit(args, vae: CausalVideoVAE, device):
         def forward_backward(model, encoder):
             optimizer.zero_grad(set_to_none=True)
             flow, aux = dit_loss(model, encoder, attributes, bank, idx, generator, noise_generator, args, device,
-                                 causal, keyframe)
+                                 keyframe)
             (flow + args.attribute_weight * aux).backward()
             return flow, aux
 
@@ -502,9 +512,9 @@ def quick_eval(dit, t5, vae, args, device) -> dict:
     start = torch.zeros(len(cases), 128, *lat, device=device)
     rng = np.random.default_rng(SEED)
     specs = [data.make_spec(*c, rng, args.frames, args.size) for c in cases]
-    images = data.render_torch(specs, 1, args.size, device)[0]  # (B, 3, 1, H, W)
+    clips = data.render_torch(specs, args.frames, args.size, device)[0]  # (B, 3, F, H, W)
+    images, last_images = clips[:, :, :1], clips[:, :, -1:]  # (B, 3, 1, H, W) each
     key = Keyframe(vae.normalize(vae.encode(images).float()), 0)
-    last_images = data.render_torch(specs, args.frames, args.size, device)[0][:, :, -1:]  # (B, 3, 1, H, W)
     last = Keyframe(vae.normalize(vae.encode(last_images).float()), args.frames - 1)
     true_ends = np.array([s.center(args.frames - 1) for s in specs])  # (B, 2) x, y
     results = {}
