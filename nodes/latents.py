@@ -40,6 +40,11 @@ def latent_geometry(latent: dict) -> tuple[int, int, int, float]:
     return width, height, frames, float(latent.get("frame_rate", DEFAULT_FRAME_RATE))
 
 
+def video_latent(samples: torch.Tensor, width: int, height: int, frames: int, frame_rate: float) -> dict:
+    """A LATENT carrying the pixel size, length and frame rate that latent_geometry reads back."""
+    return {"samples": samples, "frame_rate": float(frame_rate), "width": width, "height": height, "frames": frames}
+
+
 def latent_seed(latent: dict) -> int:
     """The sampling seed VideoDiT Sampler stored in the latent; 0 for latents without one (or a non-integer)."""
     seed = latent.get("seed")
@@ -96,8 +101,7 @@ class VideoDiTEmptyLatentVideo:
             raise InputError(message)
         shape = (batch_size, LATENT_CHANNELS, (frames - 1) // TEMPORAL_FACTOR + 1, height // SPATIAL_FACTOR,
                  width // SPATIAL_FACTOR)
-        return ({"samples": torch.zeros(shape), "frame_rate": float(frame_rate), "width": width, "height": height,
-                 "frames": frames},)
+        return (video_latent(torch.zeros(shape), width, height, frames, frame_rate),)
 
 
 def center_crop_resize(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -247,8 +251,7 @@ class VideoDiTVAEEncode:
                 samples = module.normalize(module.encode(video)).float().cpu()
         finally:
             vae.release()
-        return ({"samples": samples, "frame_rate": float(frame_rate), "width": width, "height": height,
-                 "frames": frames},)
+        return (video_latent(samples, width, height, frames, frame_rate),)
 
 
 class VideoDiTVAEDecode:
