@@ -271,36 +271,34 @@ def bench_dit(res: Results, args):
                             cos_diffusers=None, **t)
                     del out
                 free()
-            # compiled variants (the compile happens in the first, untimed call)
+
+            def time_compiled(variant, prepare):
+                """One compiled variant: `prepare` sets our model up after a dynamo reset; the first call (which
+                compiles) is timed apart."""
+                with torch.inference_mode():
+                    torch._dynamo.reset()
+                    prepare()
+                    t0 = time.perf_counter()
+                    out = ours(**inp).float()
+                    compile_s = time.perf_counter() - t0
+                    t = time_cuda(lambda: ours(**inp), 2, reps)
+                    res.add(**common, impl="ours", variant=variant, tflops=flops / t["ms"] / 1e9,
+                            ratio=t["ms"] / dif_ms[shape_name], cos_plain=cosine(out, plain_out[shape_name]),
+                            note=f"first call {compile_s:.0f} s", **t)
+
+            def compile_blocks_max_autotune():  # Triton GEMM templates with fused epilogues (slow to compile)
+                apply_speed_options(ours, SpeedOptions())
+                for block in ours.transformer_blocks:
+                    block.compile(mode="max-autotune-no-cudagraphs")
+
             if "compile" in args.variants:
-                with torch.inference_mode():
-                    torch._dynamo.reset()
-                    apply_speed_options(ours, SpeedOptions(attention="auto", compile=True))
-                    t0 = time.perf_counter()
-                    out = ours(**inp).float()
-                    compile_s = time.perf_counter() - t0
-                    t = time_cuda(lambda: ours(**inp), 2, reps)
-                    res.add(**common, impl="ours", variant="auto+compile", tflops=flops / t["ms"] / 1e9,
-                            ratio=t["ms"] / dif_ms[shape_name], cos_plain=cosine(out, plain_out[shape_name]),
-                            note=f"first call {compile_s:.0f} s", **t)
-                    del out
-                    free()
-            if "max-autotune" in args.variants:  # Triton GEMM templates with fused epilogues (slow to compile)
-                with torch.inference_mode():
-                    torch._dynamo.reset()
-                    apply_speed_options(ours, SpeedOptions())
-                    for block in ours.transformer_blocks:
-                        block.compile(mode="max-autotune-no-cudagraphs")
-                    t0 = time.perf_counter()
-                    out = ours(**inp).float()
-                    compile_s = time.perf_counter() - t0
-                    t = time_cuda(lambda: ours(**inp), 2, reps)
-                    res.add(**common, impl="ours", variant="auto+compile max-autotune", tflops=flops / t["ms"] / 1e9,
-                            ratio=t["ms"] / dif_ms[shape_name], cos_plain=cosine(out, plain_out[shape_name]),
-                            note=f"first call {compile_s:.0f} s", **t)
-                    del out
-                    apply_speed_options(ours, PLAIN)
-                    free()
+                time_compiled("auto+compile",
+                              lambda: apply_speed_options(ours, SpeedOptions(attention="auto", compile=True)))
+                free()
+            if "max-autotune" in args.variants:
+                time_compiled("auto+compile max-autotune", compile_blocks_max_autotune)
+                apply_speed_options(ours, PLAIN)
+                free()
             del inp
             free()
         del dif
