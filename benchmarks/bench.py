@@ -171,7 +171,7 @@ def plain_options():
 
 
 def build_ours(model: str):
-    from videodit.model.dit import LTXVideoTransformer, ltxv_13b, ltxv_2b
+    from videodit.model.ltxv.dit import LTXVideoTransformer, ltxv_13b, ltxv_2b
     config = ltxv_2b() if model == "2b" else ltxv_13b()
     if TINY:
         config = dataclasses.replace(config, num_layers=2, num_attention_heads=4,
@@ -211,7 +211,7 @@ def diffusers_sharing(ours):
 
 
 def dit_inputs(config, shape_name: str):
-    from videodit.model.rope import video_coords
+    from videodit.model.ltxv.positions import video_coords
     w, h, f = SHAPES[shape_name]
     lf, lh, lw = latent_size(w, h, f)
     n = lf * lh * lw
@@ -384,7 +384,7 @@ DIFFUSERS_VAE_095 = dict(
 def build_vae_pair():
     from diffusers import AutoencoderKLLTXVideo
     from diffusers.loaders.single_file_utils import convert_ltx_vae_checkpoint_to_diffusers
-    from videodit.model.vae import CausalVideoVAE, VAEConfig
+    from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
@@ -428,7 +428,7 @@ def bench_vae(res: Results, args):
         dif.disable_tiling()
         del dif
         free()
-        from videodit.model.vae_tiling import decode_tiled
+        from videodit.model.ltxv.vae_tiling import decode_tiled
 
         def tiled(chunk, t_overlap, tile, s_overlap):
             return lambda: decode_tiled(ours, raw, timestep=decode_t, temporal_chunk=chunk,

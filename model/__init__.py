@@ -7,7 +7,7 @@ Public API (imported lazily on first use, so a missing or broken submodule only 
     timesteps, SchedulerConfig                                                     (schedules.py)
     load_checkpoint, LoadedCheckpoint, CheckpointError, load_latent_upsampler      (checkpoint.py)
     load_text_encoder, TextEncoder                                                 (text_encoder.py)
-    LTXVideoTransformer, TransformerConfig, SkipLayers                             (dit.py)
+    LTXVideoTransformer, TransformerConfig, SkipLayers                             (ltxv/dit.py)
     CausalVideoVAE, VAEConfig                                                      (vae.py)
 """
 import importlib
@@ -20,8 +20,8 @@ _EXPORTS = {
     "load_checkpoint": "checkpoint", "LoadedCheckpoint": "checkpoint", "CheckpointError": "checkpoint",
     "load_latent_upsampler": "checkpoint",
     "load_text_encoder": "text_encoder", "TextEncoder": "text_encoder",
-    "LTXVideoTransformer": "dit", "TransformerConfig": "dit", "SkipLayers": "dit",
-    "CausalVideoVAE": "vae", "VAEConfig": "vae",
+    "LTXVideoTransformer": "ltxv.dit", "TransformerConfig": "ltxv.dit", "SkipLayers": "ltxv.dit",
+    "CausalVideoVAE": "ltxv.vae", "VAEConfig": "ltxv.vae",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -28,9 +28,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .dit import LTXVideoTransformer, TransformerConfig
-from .upsampler import LatentUpsampler, UpsamplerConfig
-from .vae import CausalVideoVAE, VAEConfig
+from .ltxv.dit import LTXVideoTransformer, TransformerConfig
+from .ltxv.upsampler import LatentUpsampler, UpsamplerConfig
+from .ltxv.vae import CausalVideoVAE, VAEConfig
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from .rope import patchify, video_coords
+from .ltxv.positions import patchify, video_coords
 
 TEMPORAL_FACTOR = 8
 CLIP_PREFIX_LATENT_FRAMES = 2

@@ -146,7 +146,7 @@ class VideoPipeline:
         raw = self.vae.denormalize(z)
         t = t if self.vae.config.timestep_conditioning else None
         if self.tiled_decode:
-            from .vae_tiling import decode_tiled
+            from .ltxv.vae_tiling import decode_tiled
             video = decode_tiled(self.vae, raw, timestep=t, generator=generator)
         else:
             video = self.vae.decode(raw, timestep=t, generator=generator)

@@ -29,8 +29,8 @@ from typing import Callable, Sequence
 import torch
 
 from .conditioning import Keyframe, apply_keyframes
-from .dit import SKIP_MODES as STG_MODES, SkipLayers
-from .rope import unpatchify
+from .ltxv.dit import SKIP_MODES as STG_MODES, SkipLayers
+from .ltxv.positions import unpatchify
 
 T_EPS = 1e-6
 

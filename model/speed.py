@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import BACKENDS, attention_backend, resolve_backend
-from .fp8 import FP8Linear, convert_linears_to_fp8, fp8_matmul_supported, scaled_mm_mode
+from .blocks.attention import BACKENDS, attention_backend, resolve_backend
+from .blocks.fp8 import FP8Linear, convert_linears_to_fp8, fp8_matmul_supported, scaled_mm_mode
 
 ATTENTION_CHOICES = ("auto",) + tuple(BACKENDS)
 
@@ -173,7 +173,7 @@ def apply_vae_speed_options(vae: nn.Module, options: SpeedOptions) -> nn.Module:
     H100, at about 8% more time; benchmarks/results). Falls back like the DiT's compile. Same function, same
     state-dict keys. (Channels-last convolution weights and cuDNN autotuning were measured too and were not faster.)
     """
-    from .vae import ResnetBlock3D
+    from .ltxv.vae import ResnetBlock3D
     for handle in getattr(vae, "_speed_hooks", ()):
         handle.remove()
     vae._speed_hooks = ()

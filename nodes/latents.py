@@ -302,7 +302,7 @@ class VideoDiTVAEDecode:
                 if tiling == "off":
                     video = module.decode(raw, timestep, generator)
                 else:
-                    from ..model.vae_tiling import decode_auto, decode_tiled
+                    from ..model.ltxv.vae_tiling import decode_auto, decode_tiled
                     decode = decode_tiled if tiling == "on" else decode_auto
                     video = decode(module, raw, timestep, generator=generator, out_device="cpu")
         finally:

@@ -23,8 +23,8 @@ class TinyModels:
 
 def write_random_checkpoint(path):
     from videodit.model.checkpoint import save_checkpoint
-    from videodit.model.dit import LTXVideoTransformer
-    from videodit.model.vae import CausalVideoVAE
+    from videodit.model.ltxv.dit import LTXVideoTransformer
+    from videodit.model.ltxv.vae import CausalVideoVAE
     from videodit.tiny import configs
 
     torch.manual_seed(0)

@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 from videodit.model.checkpoint import (CheckpointError, diffusers_dit_key, diffusers_vae_key, infer_vae_config,
                                        load_checkpoint, load_latent_upsampler, official_transformer_metadata,
                                        save_checkpoint, save_safetensors, vae_generation)
-from videodit.model.dit import LTXVideoTransformer, TransformerConfig
-from videodit.model.upsampler import LatentUpsampler, UpsamplerConfig
-from videodit.model.vae import CausalVideoVAE, VAEConfig
+from videodit.model.ltxv.dit import LTXVideoTransformer, TransformerConfig
+from videodit.model.ltxv.upsampler import LatentUpsampler, UpsamplerConfig
+from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
 
 LATENT = 16
 UP = ["compress_all", {"residual": True, "multiplier": 2}]

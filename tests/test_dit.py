@@ -6,8 +6,8 @@ Run with `pytest -s tests/test_dit.py` to see the measured differences.
 import pytest
 import torch
 
-from videodit.model.dit import LTXVideoTransformer, SkipLayers, TransformerConfig, ltxv_13b, ltxv_2b
-from videodit.model.rope import patchify, unpatchify, video_coords
+from videodit.model.ltxv.dit import LTXVideoTransformer, SkipLayers, TransformerConfig, ltxv_13b, ltxv_2b
+from videodit.model.ltxv.positions import patchify, unpatchify, video_coords
 
 transformer3d = pytest.importorskip("ltx_video.models.transformers.transformer3d")
 from ltx_video.models.autoencoders.vae_encode import latent_to_pixel_coords_from_factors  # noqa: E402

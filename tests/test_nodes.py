@@ -383,9 +383,9 @@ def test_vae_decode_noise_follows_the_sampling_seed_like_the_pipeline(headless, 
     import dataclasses
 
     from videodit.model.checkpoint import save_checkpoint
-    from videodit.model.dit import LTXVideoTransformer
+    from videodit.model.ltxv.dit import LTXVideoTransformer
     from videodit.model.pipeline import load_pipeline
-    from videodit.model.vae import CausalVideoVAE
+    from videodit.model.ltxv.vae import CausalVideoVAE
     from videodit.tiny import configs
 
     torch.manual_seed(0)

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from videodit.model.dit import LTXVideoTransformer, TransformerConfig
-from videodit.model.rope import video_coords
+from videodit.model.ltxv.dit import LTXVideoTransformer, TransformerConfig
+from videodit.model.ltxv.positions import video_coords
 from videodit.model.sampling import Guidance, Keyframe, TextCondition, sample
 from videodit.model.schedules import timesteps
 
@@ -256,7 +256,7 @@ def test_bad_inputs_raise_clear_errors():
 
 def build_vaes():
     """Tiny official VAE (no timestep conditioning, so the official decode draws no noise) and ours, same weights."""
-    from videodit.model.vae import CausalVideoVAE, VAEConfig
+    from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
     torch.manual_seed(1)
     official = CausalVideoAutoencoder.from_config(dict(TINY_VAE))
     state = {k: v + 0.05 * torch.randn_like(v) for k, v in official.state_dict().items()}

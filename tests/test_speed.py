@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videodit.model.attention import BACKENDS, attention, attention_backend, resolve_backend
-from videodit.model.dit import LTXVideoTransformer, SkipLayers, TransformerConfig
-from videodit.model.fp8 import FP8, FP8Linear, convert_linears_to_fp8, fp8_matmul_supported, quantize_rows
-from videodit.model.rope import video_coords
+from videodit.model.blocks.attention import BACKENDS, attention, attention_backend, resolve_backend
+from videodit.model.ltxv.dit import LTXVideoTransformer, SkipLayers, TransformerConfig
+from videodit.model.blocks.fp8 import FP8, FP8Linear, convert_linears_to_fp8, fp8_matmul_supported, quantize_rows
+from videodit.model.ltxv.positions import video_coords
 from videodit.model.speed import SpeedOptions, TextKVCache, apply_speed_options
 
 CONFIG = TransformerConfig(num_layers=3, num_attention_heads=4, attention_head_dim=16, cross_attention_dim=64,
@@ -68,7 +68,7 @@ def test_every_attention_backend_equals_plain_sdpa(backend):
 
 
 def test_attention_backend_is_restored_after_the_block():
-    import videodit.model.attention as attention_module
+    import videodit.model.blocks.attention as attention_module
     with pytest.raises(RuntimeError):
         with attention_backend("math"):
             assert attention_module._current == "math"
@@ -265,7 +265,7 @@ def test_text_kv_cache_notices_in_place_changes_of_the_same_text_tensor():
 
 def test_vae_speed_options_on_cpu_equal_the_plain_decode():
     from videodit.model.speed import apply_vae_speed_options
-    from videodit.model.vae import CausalVideoVAE, VAEConfig
+    from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
     torch.manual_seed(0)
     config = VAEConfig.v0_9_5(decoder_base_channels=8, encoder_base_channels=8)  # small widths, 0.9.5 structure
     vae = CausalVideoVAE(config).eval()

@@ -7,9 +7,9 @@ randomized, one state dict loaded strictly into ours and into ltx_video's Causal
 import pytest
 import torch
 
-from videodit.model.upsampler import LatentUpsampler, UpsamplerConfig
-from videodit.model.vae import CausalVideoVAE, VAEConfig
-from videodit.model.vae_tiling import decode_auto, decode_tiled, estimate_decode_bytes, exact_overlap
+from videodit.model.ltxv.upsampler import LatentUpsampler, UpsamplerConfig
+from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
+from videodit.model.ltxv.vae_tiling import decode_auto, decode_tiled, estimate_decode_bytes, exact_overlap
 
 cva = pytest.importorskip("ltx_video.models.autoencoders.causal_video_autoencoder")
 official_upsampler = pytest.importorskip("ltx_video.models.autoencoders.latent_upsampler")

@@ -8,8 +8,8 @@ The VAE keeps the 32x32 spatial / 8x temporal factors and 128 latent channels of
 """
 import math
 
-from ..model.dit import TransformerConfig
-from ..model.vae import VAEConfig
+from ..model.ltxv.dit import TransformerConfig
+from ..model.ltxv.vae import VAEConfig
 
 TEXT_WIDTH = 256
 BYTE_VOCAB = 384  # ByT5: 3 special ids (pad 0, eos 1, unk 2) + 256 bytes, rounded up as ByT5 does

@@ -45,9 +45,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from . import configs, data
-from ..model.dit import LTXVideoTransformer
-from ..model.rope import video_coords
-from ..model.vae import CausalVideoVAE
+from ..model.ltxv.dit import LTXVideoTransformer
+from ..model.ltxv.positions import video_coords
+from ..model.ltxv.vae import CausalVideoVAE
 
 SEED = 20261122
 

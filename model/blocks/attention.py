@@ -1,4 +1,5 @@
-"""Scaled dot-product attention used by the DiT. One entry point, so faster backends can be swapped in.
+"""Attention for both families: one scaled-dot-product entry point with swappable backends, and the
+multi-head attention module (RMSNorm q/k across heads, optional RoPE, STG replacement).
 
 The backend is a preference, not a requirement: each name lists PyTorch SDPA kernels in the order to try, and
 PyTorch falls through to the next one when a kernel cannot take the inputs (a CPU tensor, an attention bias,
@@ -10,7 +11,13 @@ from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .norm import RMSNorm
+from .rope import apply_rope
+
+QK_NORM_EPS = 1e-5
 
 _ALL = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
 
@@ -64,3 +71,47 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     with sdpa_kernel(kernels, set_priority=True):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with RMSNorm on the full-width q and k; optional RoPE (self-attention only)."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim)
+        self.to_k = nn.Linear(context_dim, dim)
+        self.to_v = nn.Linear(context_dim, dim)
+        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
+        self.q_norm = RMSNorm(dim, QK_NORM_EPS)
+        self.k_norm = RMSNorm(dim, QK_NORM_EPS)
+
+    def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """context (B, M, C) -> normed keys, values, each (B, M, D)."""
+        return self.k_norm(self.to_k(context)), self.to_v(context)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+        bias: torch.Tensor | None = None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        skip_mode: str | None = None,
+        perturbed: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """x (B, N, D), context (B, M, C) or its project_context() output -> (B, N, D). skip_mode/perturbed: STG
+        replacement of the attention output (before to_out) for the perturbed samples."""
+        q = self.q_norm(self.to_q(x))
+        k, v = context if isinstance(context, tuple) else self.project_context(context)
+        if rope is not None:
+            q = apply_rope(q, *rope)
+            k = apply_rope(k, *rope)
+        batch, _, dim = q.shape
+        # (B, N, D) -> (B, H, N, d)
+        q, k, vh = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
+        out = attention(q, k, vh, bias)
+        out = out.transpose(1, 2).reshape(batch, -1, dim).to(q.dtype)  # (B, N, D)
+        if skip_mode is not None:
+            replacement = v if skip_mode == "attention_values" else x
+            out = torch.where(perturbed[:, None, None], replacement, out)
+        return self.to_out[0](out)

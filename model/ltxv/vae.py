@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .dit import TimestepEmbedding
+from ..blocks.timestep import TimestepEmbedding
 
 ENCODER_BLOCKS = (
     "res_x", "res_x_y", "compress_time", "compress_space", "compress_all", "compress_all_x_y",

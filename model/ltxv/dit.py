@@ -3,20 +3,20 @@
 State-dict keys equal the official checkpoint keys with "model.diffusion_model." stripped.
 Shapes: B batch, N video tokens, L text tokens, D = heads * head_dim, T = 1 (global timestep) or N (per token).
 """
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import attention
-from .rope import apply_rope, rope_cos_sin
+from ..blocks.attention import Attention
+from ..blocks.feedforward import CaptionProjection, FeedForward
+from ..blocks.norm import rms_norm
+from ..blocks.rope import rope_cos_sin
+from ..blocks.timestep import AdaLNSingle
 
 TEXT_MASK_BIAS = -10000.0  # additive attention bias of padded text tokens (official value)
-QK_NORM_EPS = 1e-5
 FINAL_NORM_EPS = 1e-6
-TIMESTEP_SINUSOID_DIM = 256
 SKIP_MODES = ("attention_values", "attention_skip", "transformer_block")
 
 # Official "transformer" metadata keys that must hold one value (the architecture built here).
@@ -186,150 +186,6 @@ class SkipLayers:
                 f"SkipLayers.perturbed must be a bool tensor of shape (B,), got {self.perturbed.dtype} "
                 f"{tuple(self.perturbed.shape)}"
             )
-
-
-def rms_norm(x: torch.Tensor, eps: float) -> torch.Tensor:
-    """RMSNorm over the last dim without weight; statistics in float32."""
-    x32 = x.to(torch.float32)
-    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
-
-
-class RMSNorm(nn.Module):
-    """RMSNorm with a learned per-channel weight (q/k norm, over all heads together)."""
-
-    def __init__(self, dim: int, eps: float):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return rms_norm(x, self.eps) * self.weight
-
-
-def timestep_sinusoid(t: torch.Tensor, dim: int = TIMESTEP_SINUSOID_DIM, max_period: float = 10000.0) -> torch.Tensor:
-    """(M,) timesteps (already scaled, e.g. 0..1000) -> (M, dim) float32 [cos(t w_k), sin(t w_k)]."""
-    half = dim // 2
-    exponent = -math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half
-    angles = t.to(torch.float32)[:, None] * torch.exp(exponent)[None, :]  # (M, half)
-    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
-
-
-class TimestepMLP(nn.Module):
-    """Linear -> SiLU -> Linear on the timestep sinusoid."""
-
-    def __init__(self, in_dim: int, dim: int):
-        super().__init__()
-        self.linear_1 = nn.Linear(in_dim, dim)
-        self.linear_2 = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(F.silu(self.linear_1(x)))
-
-
-class TimestepEmbedding(nn.Module):
-    """Timestep -> sinusoid -> MLP: the `embedded_timestep` (M, D)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.timestep_embedder = TimestepMLP(TIMESTEP_SINUSOID_DIM, dim)
-
-    def forward(self, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        return self.timestep_embedder(timestep_sinusoid(t).to(dtype))
-
-
-class AdaLNSingle(nn.Module):
-    """One shared timestep embedding for the whole network (PixArt adaLN-single)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.emb = TimestepEmbedding(dim)
-        self.linear = nn.Linear(dim, 6 * dim)
-
-    def forward(self, t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(M,) scaled timesteps -> modulation (M, 6D), embedded_timestep (M, D)."""
-        embedded = self.emb(t, dtype)
-        return self.linear(F.silu(embedded)), embedded
-
-
-class CaptionProjection(nn.Module):
-    """Text encoder features (B, L, caption_channels) -> (B, L, D): Linear -> GELU(tanh) -> Linear."""
-
-    def __init__(self, in_dim: int, dim: int):
-        super().__init__()
-        self.linear_1 = nn.Linear(in_dim, dim)
-        self.linear_2 = nn.Linear(dim, dim)
-
-    def forward(self, text: torch.Tensor) -> torch.Tensor:
-        return self.linear_2(F.gelu(self.linear_1(text), approximate="tanh"))
-
-
-class Attention(nn.Module):
-    """Multi-head attention with RMSNorm on the full-width q and k; optional RoPE (self-attention only)."""
-
-    def __init__(self, dim: int, heads: int, context_dim: int):
-        super().__init__()
-        self.heads = heads
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(context_dim, dim)
-        self.to_v = nn.Linear(context_dim, dim)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
-        self.q_norm = RMSNorm(dim, QK_NORM_EPS)
-        self.k_norm = RMSNorm(dim, QK_NORM_EPS)
-
-    def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """context (B, M, C) -> normed keys, values, each (B, M, D)."""
-        return self.k_norm(self.to_k(context)), self.to_v(context)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        context: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
-        bias: torch.Tensor | None = None,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        skip_mode: str | None = None,
-        perturbed: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """x (B, N, D), context (B, M, C) or its project_context() output -> (B, N, D). skip_mode/perturbed: STG
-        replacement of the attention output (before to_out) for the perturbed samples."""
-        q = self.q_norm(self.to_q(x))
-        k, v = context if isinstance(context, tuple) else self.project_context(context)
-        if rope is not None:
-            q = apply_rope(q, *rope)
-            k = apply_rope(k, *rope)
-        batch, _, dim = q.shape
-        # (B, N, D) -> (B, H, N, d)
-        q, k, vh = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
-        out = attention(q, k, vh, bias)
-        out = out.transpose(1, 2).reshape(batch, -1, dim).to(q.dtype)  # (B, N, D)
-        if skip_mode is not None:
-            replacement = v if skip_mode == "attention_values" else x
-            out = torch.where(perturbed[:, None, None], replacement, out)
-        return self.to_out[0](out)
-
-
-class GELUProjection(nn.Module):
-    def __init__(self, in_dim: int, out_dim: int):
-        super().__init__()
-        self.proj = nn.Linear(in_dim, out_dim)
-        self.fused_gelu = False  # speed option: bias + GELU(tanh) in the cuBLASLt matmul epilogue (CUDA only)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused_gelu and x.is_cuda and type(self.proj) is nn.Linear:
-            out = torch._addmm_activation(self.proj.bias, x.flatten(0, -2), self.proj.weight.t(), use_gelu=True)
-            return out.unflatten(0, x.shape[:-1])
-        return F.gelu(self.proj(x), approximate="tanh")
-
-
-class FeedForward(nn.Module):
-    """Linear(D -> 4D) -> GELU(tanh) -> Linear(4D -> D)."""
-
-    def __init__(self, dim: int, hidden_dim: int):
-        super().__init__()
-        # Index 1 held an inactive dropout in the official layout; the Identity keeps the output layer at `net.2`.
-        self.net = nn.Sequential(GELUProjection(dim, hidden_dim), nn.Identity(), nn.Linear(hidden_dim, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
 
 class TransformerBlock(nn.Module):
