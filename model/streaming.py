@@ -1,0 +1,157 @@
+"""Weight streaming: run a transformer whose blocks do not all fit on the GPU.
+
+The blocks' weights live in pinned CPU memory. Before block i runs, its weights are on the GPU; the copies of the
+next blocks are issued on a side stream so that they overlap block i's compute; after block i, its GPU copy is
+dropped. At most `resident` blocks are on the GPU at once. Everything that is not a block (embeddings, final
+layer) stays on the GPU. Family-agnostic: it works on any module whose blocks are one `nn.ModuleList` called in
+order, once each, per forward (both LTX families).
+
+    streamer = stream_blocks(transformer, transformer.transformer_blocks, "cuda", resident=3)
+    ...  # forward as usual
+    streamer.remove()  # blocks back to plain (CPU) modules
+
+`plan_resident_blocks` picks `resident` from the free GPU memory.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+def module_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers."""
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def plan_resident_blocks(
+    blocks: nn.ModuleList, free_bytes: int, reserve_bytes: int, other_bytes: int = 0
+) -> int | None:
+    """How many blocks may sit on the GPU at once: None when all of them fit (no streaming needed), else >= 2.
+
+    free_bytes: free GPU memory now; reserve_bytes: kept for activations; other_bytes: the non-block weights that
+    will also be on the GPU. Raises ValueError when not even two blocks fit.
+    """
+    budget = free_bytes - reserve_bytes - other_bytes
+    per_block = max(module_bytes(b) for b in blocks)
+    if per_block * len(blocks) <= budget:
+        return None
+    resident = budget // per_block
+    if resident < 2:
+        raise ValueError(
+            f"weight streaming: {free_bytes / 2**30:.1f} GiB free on the GPU leaves room for {resident} block(s) of "
+            f"{per_block / 2**30:.2f} GiB after {reserve_bytes / 2**30:.1f} GiB for activations and "
+            f"{other_bytes / 2**30:.1f} GiB of other weights; streaming needs room for 2. Free GPU memory, use fp8 "
+            "weights, or a smaller size"
+        )
+    return int(min(resident, len(blocks)))
+
+
+@dataclass
+class _BlockCopy:
+    """The pinned CPU tensors of one block, and while it is loaded, its GPU tensors and the copy's event."""
+
+    cpu: dict[str, torch.Tensor]
+    gpu: dict[str, torch.Tensor] | None = None
+    ready: torch.cuda.Event | None = None
+
+
+@dataclass
+class BlockStreamer:
+    """Hooks that load block i (and prefetch the next ones) before it runs and drop it after. See module doc."""
+
+    blocks: nn.ModuleList
+    device: torch.device
+    resident: int
+    copies: list[_BlockCopy] = field(default_factory=list)
+    handles: list = field(default_factory=list)
+    loaded_peak: int = 0  # the most blocks that were on the device at once (for tests and benchmarks)
+
+    def __post_init__(self):
+        if self.resident < 2:
+            raise ValueError(f"BlockStreamer: resident must be >= 2 (one running, one arriving), got {self.resident}")
+        self.device = torch.device(self.device)
+        use_cuda = self.device.type == "cuda"
+        self.side = torch.cuda.Stream(self.device) if use_cuda else None
+        for block in self.blocks:
+            cpu = {}
+            for name, tensor in _named_tensors(block):
+                host = tensor.detach().to("cpu")
+                cpu[name] = host.pin_memory() if use_cuda else host
+            self.copies.append(_BlockCopy(cpu))
+            _assign(block, cpu)
+        for i, block in enumerate(self.blocks):
+            self.handles.append(block.register_forward_pre_hook(self._before(i)))
+            self.handles.append(block.register_forward_hook(self._after(i)))
+
+    def _load(self, i: int) -> None:
+        copy = self.copies[i]
+        if copy.gpu is not None:
+            return
+        if self.side is None:
+            copy.gpu = {name: t.clone() for name, t in copy.cpu.items()}
+        else:
+            # The side stream must not start copying into memory the compute stream may still be reading.
+            self.side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(self.side):
+                copy.gpu = {name: t.to(self.device, non_blocking=True) for name, t in copy.cpu.items()}
+                copy.ready = torch.cuda.Event()
+                copy.ready.record(self.side)
+        self.loaded_peak = max(self.loaded_peak, sum(c.gpu is not None for c in self.copies))
+
+    def _before(self, i: int):
+        def hook(module, args):
+            for j in range(i, min(i + self.resident, len(self.blocks))):
+                self._load(j)
+            copy = self.copies[i]
+            if copy.ready is not None:
+                compute = torch.cuda.current_stream(self.device)
+                compute.wait_event(copy.ready)
+                for t in copy.gpu.values():
+                    t.record_stream(compute)  # freed memory is reused only after this block's compute
+            _assign(module, copy.gpu)
+
+        return hook
+
+    def _after(self, i: int):
+        def hook(module, args, output):
+            copy = self.copies[i]
+            _assign(module, copy.cpu)
+            copy.gpu, copy.ready = None, None
+            return output
+
+        return hook
+
+    def remove(self) -> None:
+        """Detach the hooks; the blocks keep their (CPU) weights."""
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+def stream_blocks(model: nn.Module, blocks: nn.ModuleList, device, resident: int) -> BlockStreamer:
+    """Move everything of `model` except `blocks` to `device` and stream the blocks (see BlockStreamer)."""
+    block_ids = {id(t) for b in blocks for _, t in _named_tensors(b)}
+    for module in model.modules():
+        for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+            if id(tensor) not in block_ids:
+                _set(module, name, tensor.detach().to(device))
+    return BlockStreamer(blocks, torch.device(device), resident)
+
+
+def _named_tensors(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return list(module.named_parameters()) + list(module.named_buffers())
+
+
+def _assign(block: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    for name, tensor in tensors.items():
+        owner_name, _, leaf = name.rpartition(".")
+        _set(block.get_submodule(owner_name) if owner_name else block, leaf, tensor)
+
+
+def _set(owner: nn.Module, leaf: str, tensor: torch.Tensor) -> None:
+    if leaf in owner._parameters:
+        owner._parameters[leaf] = nn.Parameter(tensor, requires_grad=False)
+    else:
+        owner._buffers[leaf] = tensor
