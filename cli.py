@@ -12,6 +12,7 @@ clip (ComfyUI's layout); the built-in tiny models need nothing. The workflow fil
 same name without "_api" exists next to it or one folder up (or --workflow names one), the UI graph are embedded in the saved videos, so
 dropping them on ComfyUI restores the graph.
 """
+
 import argparse
 import json
 import os
@@ -21,8 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, ImageSequence
 
-from .nodes import NODE_CLASS_MAPPINGS
-from .nodes import host
+from .nodes import NODE_CLASS_MAPPINGS, host
 from .nodes.common import check_inputs, input_spec
 
 
@@ -32,6 +32,7 @@ class WorkflowError(Exception):
 
 class LoadImage:
     """Core LoadImage for the headless runner: same inputs and outputs (IMAGE (1, H, W, 3), MASK (1, H, W))."""
+
     RETURN_TYPES = ("IMAGE", "MASK")
     FUNCTION = "load_image"
     search_dirs: tuple = ()
@@ -74,8 +75,9 @@ def find_node(prompt: dict, ref: str) -> str:
     matches = [nid for nid, node in prompt.items() if node.get("_meta", {}).get("title") == ref]
     if len(matches) == 1:
         return matches[0]
-    names = ", ".join(f"{nid} ({node.get('_meta', {}).get('title', node.get('class_type'))})"
-                      for nid, node in prompt.items())
+    names = ", ".join(
+        f"{nid} ({node.get('_meta', {}).get('title', node.get('class_type'))})" for nid, node in prompt.items()
+    )
     problem = "matches several nodes" if matches else "is not a node id or title"
     raise WorkflowError(f"--set: '{ref}' {problem}; the workflow's nodes are: {names}")
 
@@ -91,8 +93,10 @@ def apply_overrides(prompt: dict, overrides: list[str], classes: dict) -> None:
         cls = classes.get(class_type)
         known = list(input_spec(cls)) if cls is not None else []
         if cls is not None and input_name not in known:
-            raise WorkflowError(f"--set '{item}': node {nid} ({class_type}) has no input '{input_name}'; its inputs "
-                                f"are: {', '.join(known)}")
+            raise WorkflowError(
+                f"--set '{item}': node {nid} ({class_type}) has no input '{input_name}'; its inputs "
+                f"are: {', '.join(known)}"
+            )
         prompt[nid].setdefault("inputs", {})[input_name] = parse_value(value)
 
 
@@ -105,21 +109,26 @@ def check_prompt(prompt: dict, classes: dict) -> list[str]:
     if not isinstance(prompt, dict) or not prompt:
         raise WorkflowError("the workflow is empty or not an API-format dict {node_id: {class_type, inputs}}")
     if "nodes" in prompt and "links" in prompt:
-        raise WorkflowError("this is a UI-format workflow; run its API-format variant (*_api.json, or export with "
-                            "'Export (API)' in ComfyUI)")
+        raise WorkflowError(
+            "this is a UI-format workflow; run its API-format variant (*_api.json, or export with "
+            "'Export (API)' in ComfyUI)"
+        )
     for nid, node in prompt.items():
         class_type = node.get("class_type") if isinstance(node, dict) else None
         if class_type not in classes:
-            raise WorkflowError(f"node {nid}: node type '{class_type}' is not available in the headless runner "
-                                f"(it runs {', '.join(sorted(classes))})")
+            raise WorkflowError(
+                f"node {nid}: node type '{class_type}' is not available in the headless runner "
+                f"(it runs {', '.join(sorted(classes))})"
+            )
         cls = classes[class_type]
         spec = input_spec(cls)  # INPUT_TYPES of the loaders lists the model folders: read it once per node
         required = cls.INPUT_TYPES().get("required", {})
         inputs = node.get("inputs", {})
         for name in inputs:
             if name not in spec:
-                raise WorkflowError(f"node {nid} ({class_type}): unknown input '{name}'; its inputs are: "
-                                    f"{', '.join(spec)}")
+                raise WorkflowError(
+                    f"node {nid} ({class_type}): unknown input '{name}'; its inputs are: {', '.join(spec)}"
+                )
         for name in required:
             if name not in inputs:
                 raise WorkflowError(f"node {nid} ({class_type}): required input '{name}' is missing")
@@ -129,16 +138,21 @@ def check_prompt(prompt: dict, classes: dict) -> list[str]:
             if is_link(value):
                 src, slot = str(value[0]), value[1]
                 if src not in prompt:
-                    raise WorkflowError(f"node {nid} ({class_type}): input '{name}' links to node {src}, which "
-                                        f"does not exist")
+                    raise WorkflowError(
+                        f"node {nid} ({class_type}): input '{name}' links to node {src}, which does not exist"
+                    )
                 src_cls = classes.get(prompt[src].get("class_type"))
                 outputs = getattr(src_cls, "RETURN_TYPES", ())
                 if not 0 <= slot < len(outputs):
-                    raise WorkflowError(f"node {nid} ({class_type}): input '{name}' links to output {slot} of node "
-                                        f"{src}, which has {len(outputs)} outputs")
+                    raise WorkflowError(
+                        f"node {nid} ({class_type}): input '{name}' links to output {slot} of node "
+                        f"{src}, which has {len(outputs)} outputs"
+                    )
                 if isinstance(kind, str) and outputs[slot] != kind:
-                    raise WorkflowError(f"node {nid} ({class_type}): input '{name}' expects {kind} but node {src} "
-                                        f"output {slot} is {outputs[slot]}")
+                    raise WorkflowError(
+                        f"node {nid} ({class_type}): input '{name}' expects {kind} but node {src} "
+                        f"output {slot} is {outputs[slot]}"
+                    )
             else:
                 constants[name] = value
         try:
@@ -148,6 +162,7 @@ def check_prompt(prompt: dict, classes: dict) -> list[str]:
             validate = getattr(cls, "VALIDATE_INPUTS", None)
             if validate is not None:
                 import inspect
+
                 names = inspect.getfullargspec(validate).args[1:]
                 result = validate(**{n: coerced.get(n) for n in names})
                 if result is not True:
@@ -202,14 +217,23 @@ def topological_order(prompt: dict, outputs: list[str]) -> list[str]:
     return order
 
 
-def run_prompt(prompt: dict, workflow_dir: str = ".", extra_pnginfo: dict | None = None,
-               overrides: list[str] = (), input_dir: str | None = None) -> list[dict]:
+def run_prompt(
+    prompt: dict,
+    workflow_dir: str = ".",
+    extra_pnginfo: dict | None = None,
+    overrides: list[str] = (),
+    input_dir: str | None = None,
+) -> list[dict]:
     """Run an API-format prompt; return the `ui` dicts of the output nodes (with "node" added)."""
     prompt = json.loads(json.dumps(prompt))  # never modify the caller's dict
     classes = dict(NODE_CLASS_MAPPINGS)
     classes["LoadImage"] = LoadImage
-    LoadImage.search_dirs = (os.getcwd(), workflow_dir, os.path.dirname(os.path.abspath(workflow_dir)),
-                             input_dir or host.input_directory())
+    LoadImage.search_dirs = (
+        os.getcwd(),
+        workflow_dir,
+        os.path.dirname(os.path.abspath(workflow_dir)),
+        input_dir or host.input_directory(),
+    )
     apply_overrides(prompt, list(overrides), classes)
     order = check_prompt(prompt, classes)
     original = json.loads(json.dumps(prompt))
@@ -252,14 +276,27 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an API-format workflow")
     run.add_argument("workflow", help="API-format workflow JSON (e.g. workflows/api/tiny_t2v_api.json)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="NODE.INPUT=VALUE",
-                     help="override an input (NODE = node id or title); repeatable")
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NODE.INPUT=VALUE",
+        help="override an input (NODE = node id or title); repeatable",
+    )
     run.add_argument("--output-dir", default="output", help="where videos are saved (default ./output)")
     run.add_argument("--input-dir", default=None, help="extra folder for LoadImage files")
-    run.add_argument("--models-dir", default="models",
-                     help="ComfyUI-style models folder (checkpoints/, text_encoders/, ...; default ./models)")
-    run.add_argument("--workflow", dest="ui_workflow", default=None,
-                     help="UI-format workflow to embed in the saved files (default: the same name without _api)")
+    run.add_argument(
+        "--models-dir",
+        default="models",
+        help="ComfyUI-style models folder (checkpoints/, text_encoders/, ...; default ./models)",
+    )
+    run.add_argument(
+        "--workflow",
+        dest="ui_workflow",
+        default=None,
+        help="UI-format workflow to embed in the saved files (default: the same name without _api)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
@@ -278,11 +315,11 @@ def main(argv=None) -> int:
         except (OSError, json.JSONDecodeError) as e:
             print(f"error: cannot read UI workflow {ui_path}: {e}", file=sys.stderr)
             return 2
-    host.configure_headless(models_dir=args.models_dir, output_dir=args.output_dir, input_dir=args.input_dir,
-                            show_progress=not args.quiet)
+    host.configure_headless(
+        models_dir=args.models_dir, output_dir=args.output_dir, input_dir=args.input_dir, show_progress=not args.quiet
+    )
     try:
-        uis = run_prompt(prompt, os.path.dirname(os.path.abspath(args.workflow)), extra, args.overrides,
-                         args.input_dir)
+        uis = run_prompt(prompt, os.path.dirname(os.path.abspath(args.workflow)), extra, args.overrides, args.input_dir)
     except WorkflowError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ Times are medians of CUDA-event timings after warm-up; TFLOP/s uses the per-laye
 shared/design/ltxv-architecture.md §7 (28ND² + 4N²D + 4NLD + 4LD², times layers, times batch);
 memory is torch.cuda.max_memory_allocated. Results go to DIR/bench.json and DIR/bench.md.
 """
+
 import argparse
 import dataclasses
 import gc
@@ -39,6 +40,7 @@ TINY = False  # --tiny: small models and shapes on the CPU, to check this script
 
 
 # --------------------------------------------------------------------------------------------- measurement helpers
+
 
 def latent_size(width: int, height: int, frames: int) -> tuple[int, int, int]:
     return (frames - 1) // 8 + 1, height // 32, width // 32
@@ -72,8 +74,12 @@ def time_cuda(fn, warmup: int, repeats: int) -> dict:
         end.synchronize()
         times.append(start.elapsed_time(end))
     peak = torch.cuda.max_memory_allocated()
-    return {"ms": statistics.median(times), "ms_all": [round(t, 3) for t in times],
-            "peak_gib": peak / GIB, "act_gib": (peak - base) / GIB}
+    return {
+        "ms": statistics.median(times),
+        "ms_all": [round(t, 3) for t in times],
+        "peak_gib": peak / GIB,
+        "act_gib": (peak - base) / GIB,
+    }
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -105,28 +111,62 @@ class Results:
 
 def markdown(info: dict, rows: list[dict]) -> str:
     lines = ["# Benchmark results", "", "```", json.dumps(info, indent=1), "```", ""]
-    head = ["section", "model", "shape", "impl", "variant", "ms", "TFLOP/s", "peak GiB", "act GiB",
-            "ours/diffusers", "cos vs plain", "cos vs diffusers", "note"]
+    head = [
+        "section",
+        "model",
+        "shape",
+        "impl",
+        "variant",
+        "ms",
+        "TFLOP/s",
+        "peak GiB",
+        "act GiB",
+        "ours/diffusers",
+        "cos vs plain",
+        "cos vs diffusers",
+        "note",
+    ]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def fmt(v, digits):
         return "" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
 
     for r in rows:
-        lines.append("| " + " | ".join([
-            r.get("section", ""), r.get("model", ""), r.get("shape", ""), r.get("impl", ""), r.get("variant", ""),
-            fmt(r.get("ms"), 1), fmt(r.get("tflops"), 0), fmt(r.get("peak_gib"), 2), fmt(r.get("act_gib"), 2),
-            fmt(r.get("ratio"), 3), fmt(r.get("cos_plain"), 5), fmt(r.get("cos_diffusers"), 5), r.get("note", ""),
-        ]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r.get("section", ""),
+                    r.get("model", ""),
+                    r.get("shape", ""),
+                    r.get("impl", ""),
+                    r.get("variant", ""),
+                    fmt(r.get("ms"), 1),
+                    fmt(r.get("tflops"), 0),
+                    fmt(r.get("peak_gib"), 2),
+                    fmt(r.get("act_gib"), 2),
+                    fmt(r.get("ratio"), 3),
+                    fmt(r.get("cos_plain"), 5),
+                    fmt(r.get("cos_diffusers"), 5),
+                    r.get("note", ""),
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ attention kernels
 
+
 def bench_attention(res: Results, args):
     from torch.nn.attention import SDPBackend, sdpa_kernel
-    kernels = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
-               "efficient": SDPBackend.EFFICIENT_ATTENTION}
+
+    kernels = {
+        "flash": SDPBackend.FLASH_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
+        "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    }
     for head_dim, model in ((64, "2b"), (128, "13b")):
         for shape_name, (w, h, f) in SHAPES.items():
             n = math.prod(latent_size(w, h, f))
@@ -138,11 +178,25 @@ def bench_attention(res: Results, args):
                         out = F.scaled_dot_product_attention(q, k, v)
                         t = time_cuda(lambda: F.scaled_dot_product_attention(q, k, v), 3, 10)
                     flops = 4 * 2 * 32 * n * n * head_dim
-                    res.add(section="attn", model=model, shape=shape_name, impl="sdpa", variant=name, ms=t["ms"],
-                            tflops=flops / t["ms"] / 1e9, cos_plain=cosine(out, ref))
+                    res.add(
+                        section="attn",
+                        model=model,
+                        shape=shape_name,
+                        impl="sdpa",
+                        variant=name,
+                        ms=t["ms"],
+                        tflops=flops / t["ms"] / 1e9,
+                        cos_plain=cosine(out, ref),
+                    )
                 except RuntimeError as e:
-                    res.add(section="attn", model=model, shape=shape_name, impl="sdpa", variant=name,
-                            note=f"unsupported: {str(e)[:80]}")
+                    res.add(
+                        section="attn",
+                        model=model,
+                        shape=shape_name,
+                        impl="sdpa",
+                        variant=name,
+                        note=f"unsupported: {str(e)[:80]}",
+                    )
             # cross-attention to 128 text tokens with the padding bias
             k, v = (torch.randn(2, 32, TEXT_TOKENS, head_dim, device=DEVICE, dtype=torch.bfloat16) for _ in range(2))
             bias = torch.zeros(2, 1, 1, TEXT_TOKENS, device=DEVICE, dtype=torch.bfloat16)
@@ -154,28 +208,49 @@ def bench_attention(res: Results, args):
                     with sdpa_kernel([kernel]):
                         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
                         t = time_cuda(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=bias), 3, 10)
-                    res.add(section="attn", model=model, shape=shape_name, impl="sdpa cross+bias", variant=name,
-                            ms=t["ms"], cos_plain=cosine(out, ref))
+                    res.add(
+                        section="attn",
+                        model=model,
+                        shape=shape_name,
+                        impl="sdpa cross+bias",
+                        variant=name,
+                        ms=t["ms"],
+                        cos_plain=cosine(out, ref),
+                    )
                 except RuntimeError as e:
-                    res.add(section="attn", model=model, shape=shape_name, impl="sdpa cross+bias", variant=name,
-                            note=f"unsupported: {str(e)[:80]}")
-            del q, k, v, ref, bias
+                    res.add(
+                        section="attn",
+                        model=model,
+                        shape=shape_name,
+                        impl="sdpa cross+bias",
+                        variant=name,
+                        note=f"unsupported: {str(e)[:80]}",
+                    )
+            q = k = v = ref = bias = None  # free the memory before the next case
             free()
 
 
 # ------------------------------------------------------------------------------------------------------------- DiT
 
+
 def plain_options():
     from videodit.model.speed import SpeedOptions
+
     return SpeedOptions(attention="sdpa", cache_text_kv=False, fused_kernels=False)
 
 
 def build_ours(model: str):
-    from videodit.model.ltxv.dit import LTXVideoTransformer, ltxv_13b, ltxv_2b
+    from videodit.model.ltxv.dit import LTXVideoTransformer, ltxv_2b, ltxv_13b
+
     config = ltxv_2b() if model == "2b" else ltxv_13b()
     if TINY:
-        config = dataclasses.replace(config, num_layers=2, num_attention_heads=4,
-                                     cross_attention_dim=4 * config.attention_head_dim, caption_channels=64)
+        config = dataclasses.replace(
+            config,
+            num_layers=2,
+            num_attention_heads=4,
+            cross_attention_dim=4 * config.attention_head_dim,
+            caption_channels=64,
+        )
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
@@ -194,12 +269,19 @@ def build_ours(model: str):
 def diffusers_sharing(ours):
     """diffusers LTXVideoTransformer3DModel holding the same weight tensors as `ours` (keys renamed)."""
     from diffusers import LTXVideoTransformer3DModel
+
     c = ours.config
     with torch.device("meta"):
         dif = LTXVideoTransformer3DModel(
-            in_channels=c.in_channels, out_channels=c.out_channels, num_attention_heads=c.num_attention_heads,
-            attention_head_dim=c.attention_head_dim, cross_attention_dim=c.cross_attention_dim,
-            num_layers=c.num_layers, caption_channels=c.caption_channels, norm_eps=c.norm_eps)
+            in_channels=c.in_channels,
+            out_channels=c.out_channels,
+            num_attention_heads=c.num_attention_heads,
+            attention_head_dim=c.attention_head_dim,
+            cross_attention_dim=c.cross_attention_dim,
+            num_layers=c.num_layers,
+            caption_channels=c.caption_channels,
+            norm_eps=c.norm_eps,
+        )
     rename = (("patchify_proj", "proj_in"), ("adaln_single", "time_embed"), ("q_norm", "norm_q"), ("k_norm", "norm_k"))
     state = {}
     for key, value in ours.state_dict().items():
@@ -212,6 +294,7 @@ def diffusers_sharing(ours):
 
 def dit_inputs(config, shape_name: str):
     from videodit.model.ltxv.positions import video_coords
+
     w, h, f = SHAPES[shape_name]
     lf, lh, lw = latent_size(w, h, f)
     n = lf * lh * lw
@@ -228,6 +311,7 @@ def dit_inputs(config, shape_name: str):
 
 def bench_dit(res: Results, args):
     from videodit.model.speed import SpeedOptions, apply_speed_options
+
     PLAIN = plain_options()
     for model in args.models:
         ours = build_ours(model)
@@ -247,29 +331,50 @@ def bench_dit(res: Results, args):
                 plain_out[shape_name] = plain.cpu()
 
                 def run_dif():
-                    return dif(hidden_states=inp["tokens"], encoder_hidden_states=inp["text"],
-                               timestep=inp["timestep"].flatten() * 1000, encoder_attention_mask=inp["text_mask"],
-                               video_coords=inp["coords"], return_dict=False)[0]
+                    return dif(
+                        hidden_states=inp["tokens"],
+                        encoder_hidden_states=inp["text"],
+                        timestep=inp["timestep"].flatten() * 1000,
+                        encoder_attention_mask=inp["text_mask"],
+                        video_coords=inp["coords"],
+                        return_dict=False,
+                    )[0]
+
                 dout = run_dif().float()
                 t = time_cuda(run_dif, 2, reps)
                 dif_ms[shape_name] = t["ms"]
-                res.add(**common, impl="diffusers", variant="eager sdpa", tflops=flops / t["ms"] / 1e9,
-                        cos_plain=cosine(dout, plain), **t)
-                del dout
-                for variant, opts in (("plain", PLAIN),
-                                      ("flash", dataclasses.replace(PLAIN, attention="flash")),
-                                      ("efficient", dataclasses.replace(PLAIN, attention="efficient")),
-                                      ("cudnn", dataclasses.replace(PLAIN, attention="cudnn")),
-                                      ("auto", SpeedOptions())):
+                res.add(
+                    **common,
+                    impl="diffusers",
+                    variant="eager sdpa",
+                    tflops=flops / t["ms"] / 1e9,
+                    cos_plain=cosine(dout, plain),
+                    **t,
+                )
+                dout = None  # free the memory before the next case
+                for variant, opts in (
+                    ("plain", PLAIN),
+                    ("flash", dataclasses.replace(PLAIN, attention="flash")),
+                    ("efficient", dataclasses.replace(PLAIN, attention="efficient")),
+                    ("cudnn", dataclasses.replace(PLAIN, attention="cudnn")),
+                    ("auto", SpeedOptions()),
+                ):
                     if variant not in args.variants or (model == "13b" and variant in ("flash", "efficient")):
                         continue
                     apply_speed_options(ours, opts)
                     out = ours(**inp).float()
                     t = time_cuda(lambda: ours(**inp), 2, reps)
-                    res.add(**common, impl="ours", variant=variant, tflops=flops / t["ms"] / 1e9,
-                            ratio=t["ms"] / dif_ms[shape_name], cos_plain=cosine(out, plain),
-                            cos_diffusers=None, **t)
-                    del out
+                    res.add(
+                        **common,
+                        impl="ours",
+                        variant=variant,
+                        tflops=flops / t["ms"] / 1e9,
+                        ratio=t["ms"] / dif_ms[shape_name],
+                        cos_plain=cosine(out, plain),
+                        cos_diffusers=None,
+                        **t,
+                    )
+                    out = None  # free the memory before the next case
                 free()
 
             def time_compiled(variant, prepare):
@@ -282,9 +387,16 @@ def bench_dit(res: Results, args):
                     out = ours(**inp).float()
                     compile_s = time.perf_counter() - t0
                     t = time_cuda(lambda: ours(**inp), 2, reps)
-                    res.add(**common, impl="ours", variant=variant, tflops=flops / t["ms"] / 1e9,
-                            ratio=t["ms"] / dif_ms[shape_name], cos_plain=cosine(out, plain_out[shape_name]),
-                            note=f"first call {compile_s:.0f} s", **t)
+                    res.add(
+                        **common,
+                        impl="ours",
+                        variant=variant,
+                        tflops=flops / t["ms"] / 1e9,
+                        ratio=t["ms"] / dif_ms[shape_name],
+                        cos_plain=cosine(out, plain_out[shape_name]),
+                        note=f"first call {compile_s:.0f} s",
+                        **t,
+                    )
 
             def compile_blocks_max_autotune():  # Triton GEMM templates with fused epilogues (slow to compile)
                 apply_speed_options(ours, SpeedOptions())
@@ -292,20 +404,22 @@ def bench_dit(res: Results, args):
                     block.compile(mode="max-autotune-no-cudagraphs")
 
             if "compile" in args.variants:
-                time_compiled("auto+compile",
-                              lambda: apply_speed_options(ours, SpeedOptions(attention="auto", compile=True)))
+                time_compiled(
+                    "auto+compile", lambda: apply_speed_options(ours, SpeedOptions(attention="auto", compile=True))
+                )
                 free()
             if "max-autotune" in args.variants:
                 time_compiled("auto+compile max-autotune", compile_blocks_max_autotune)
                 apply_speed_options(ours, PLAIN)
                 free()
-            del inp
+            inp = None  # free the memory before the next case
             free()
-        del dif
+        dif = None  # free the memory before the next case
         free()
         # fp8 (converts our blocks in place: last)
         if "fp8" in args.variants:
-            from videodit.model import fp8 as fp8_module
+            from videodit.model.blocks import fp8 as fp8_module
+
             for shape_name in args.shapes:
                 if model == "13b" and shape_name != "768x512x121" and not args.all_fp8:
                     continue
@@ -314,8 +428,11 @@ def bench_dit(res: Results, args):
                 common = dict(section="dit", model=model, shape=shape_name)
                 plain = plain_out[shape_name].to(DEVICE)
                 with torch.inference_mode():
-                    for variant, compile_, fast in (("fp8+compile", True, True), ("fp8 eager", False, True),
-                                                    ("fp8+compile exact-accum", True, False)):
+                    for variant, compile_, fast in (
+                        ("fp8+compile", True, True),
+                        ("fp8 eager", False, True),
+                        ("fp8+compile exact-accum", True, False),
+                    ):
                         if variant != "fp8+compile" and (model == "13b" or shape_name != "768x512x121"):
                             continue
                         fp8_module.FAST_ACCUM = fast
@@ -324,38 +441,52 @@ def bench_dit(res: Results, args):
                         res.info[f"dit_{model}_fp8_weights_gib"] = torch.cuda.memory_allocated() / GIB
                         out = ours(**inp).float()
                         t = time_cuda(lambda: ours(**inp), 2, reps)
-                        res.add(**common, impl="ours", variant=variant, tflops=flops / t["ms"] / 1e9,
-                                ratio=t["ms"] / dif_ms[shape_name], cos_plain=cosine(out, plain), **t)
-                        del out
+                        res.add(
+                            **common,
+                            impl="ours",
+                            variant=variant,
+                            tflops=flops / t["ms"] / 1e9,
+                            ratio=t["ms"] / dif_ms[shape_name],
+                            cos_plain=cosine(out, plain),
+                            **t,
+                        )
+                        out = None  # free the memory before the next case
                         free()
                     fp8_module.FAST_ACCUM = True
-                del inp, plain
+                inp = plain = None  # free the memory before the next case
                 free()
-        del ours
+        ours = None  # free the memory before the next case
         torch._dynamo.reset()
         free()
 
 
 # --------------------------------------------------------------------------------------------------------- profile
 
+
 def bench_profile(res: Results, args):
     """Top CUDA kernels of one forward of the compiled 2B (bf16 and fp8) at 768x512x121, written to profile.txt."""
     from torch.profiler import ProfilerActivity, profile
     from videodit.model.speed import SpeedOptions, apply_speed_options
+
     shape_name = "768x512x121"
     report = []
     for model in args.models:
         ours = build_ours(model)
         inp, n = dit_inputs(ours.config, shape_name)
-        for variant, opts in (("auto+compile", SpeedOptions(compile=True)),
-                              ("fp8+compile", SpeedOptions(compile=True, fp8=True))):
+        for variant, opts in (
+            ("auto+compile", SpeedOptions(compile=True)),
+            ("fp8+compile", SpeedOptions(compile=True, fp8=True)),
+        ):
             torch._dynamo.reset()
             apply_speed_options(ours, opts)
             with torch.inference_mode():
                 for _ in range(3):
                     ours(**inp)
-                activity, sort = ((ProfilerActivity.CUDA, "cuda_time_total") if DEVICE == "cuda"
-                                  else (ProfilerActivity.CPU, "cpu_time_total"))
+                activity, sort = (
+                    (ProfilerActivity.CUDA, "cuda_time_total")
+                    if DEVICE == "cuda"
+                    else (ProfilerActivity.CPU, "cpu_time_total")
+                )
                 with profile(activities=[activity]) as prof:
                     ours(**inp)
                     if DEVICE == "cuda":
@@ -363,7 +494,7 @@ def bench_profile(res: Results, args):
             table = prof.key_averages().table(sort_by=sort, row_limit=40, max_name_column_width=90)
             report.append(f"=== {model} {shape_name} {variant}\n{table}")
             print(report[-1], flush=True)
-        del ours, inp
+        ours = inp = None  # free the memory before the next case
         torch._dynamo.reset()
         free()
     (res.out / "profile.txt").write_text("\n".join(report))
@@ -372,19 +503,28 @@ def bench_profile(res: Results, args):
 # ------------------------------------------------------------------------------------------------------------- VAE
 
 DIFFUSERS_VAE_095 = dict(
-    block_out_channels=(128, 256, 512, 1024, 2048), down_block_types=("LTXVideo095DownBlock3D",) * 4,
-    decoder_block_out_channels=(256, 512, 1024), layers_per_block=(4, 6, 6, 2, 2),
-    decoder_layers_per_block=(5, 5, 5, 5), spatio_temporal_scaling=(True,) * 4,
-    decoder_spatio_temporal_scaling=(True,) * 3, decoder_inject_noise=(False,) * 4,
-    downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"), upsample_residual=(True,) * 3,
-    upsample_factor=(2, 2, 2), timestep_conditioning=True, spatial_compression_ratio=32,
-    temporal_compression_ratio=8)
+    block_out_channels=(128, 256, 512, 1024, 2048),
+    down_block_types=("LTXVideo095DownBlock3D",) * 4,
+    decoder_block_out_channels=(256, 512, 1024),
+    layers_per_block=(4, 6, 6, 2, 2),
+    decoder_layers_per_block=(5, 5, 5, 5),
+    spatio_temporal_scaling=(True,) * 4,
+    decoder_spatio_temporal_scaling=(True,) * 3,
+    decoder_inject_noise=(False,) * 4,
+    downsample_type=("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+    upsample_residual=(True,) * 3,
+    upsample_factor=(2, 2, 2),
+    timestep_conditioning=True,
+    spatial_compression_ratio=32,
+    temporal_compression_ratio=8,
+)
 
 
 def build_vae_pair():
     from diffusers import AutoencoderKLLTXVideo
     from diffusers.loaders.single_file_utils import convert_ltx_vae_checkpoint_to_diffusers
     from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
+
     torch.manual_seed(0)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
@@ -413,11 +553,12 @@ def bench_vae(res: Results, args):
     gen = torch.Generator().manual_seed(2)
     raw = torch.randn(1, 128, lf, lh, lw, generator=gen).to(DEVICE, torch.bfloat16)
     decode_t = 0.05
-    pixels = 3 * f * h * w
     common = dict(section="vae", model="0.9.5", shape="768x512x121")
     with torch.inference_mode():
+
         def run_dif():
             return dif.decode(raw, temb=torch.full((1,), decode_t, device=DEVICE), return_dict=False)[0]
+
         ref = run_dif().float()
         t = time_cuda(run_dif, 1, 3)
         dif_ms = t["ms"]
@@ -426,21 +567,35 @@ def bench_vae(res: Results, args):
         t = time_cuda(run_dif, 1, 3)
         res.add(**common, impl="diffusers", variant="decode tiled", ratio=None, **t)
         dif.disable_tiling()
-        del dif
+        dif = None  # free the memory before the next case
         free()
         from videodit.model.ltxv.vae_tiling import decode_tiled
 
         def tiled(chunk, t_overlap, tile, s_overlap):
-            return lambda: decode_tiled(ours, raw, timestep=decode_t, temporal_chunk=chunk,
-                                        temporal_overlap=t_overlap, spatial_tile=tile, spatial_overlap=s_overlap)
+            return lambda: decode_tiled(
+                ours,
+                raw,
+                timestep=decode_t,
+                temporal_chunk=chunk,
+                temporal_overlap=t_overlap,
+                spatial_tile=tile,
+                spatial_overlap=s_overlap,
+            )
+
         variants = []
         for mode in args.vae_modes:
             variants.append((f"decode, {mode}", lambda: ours.decode(raw, timestep=decode_t), mode))
             for chunk, t_overlap, tile, s_overlap in args.vae_tiles:
-                variants.append((f"decode_tiled chunk {chunk}/{t_overlap} tile {tile}/{s_overlap}, {mode}",
-                                 tiled(chunk, t_overlap, tile, s_overlap), mode))
+                variants.append(
+                    (
+                        f"decode_tiled chunk {chunk}/{t_overlap} tile {tile}/{s_overlap}, {mode}",
+                        tiled(chunk, t_overlap, tile, s_overlap),
+                        mode,
+                    )
+                )
         whole = None
         from videodit.model.speed import SpeedOptions, apply_vae_speed_options
+
         applied = None
         for variant, fn, mode in variants:
             if mode != applied and mode != "plain":
@@ -455,30 +610,48 @@ def bench_vae(res: Results, args):
                 whole = out if whole is None else whole
                 mse = (out - whole).pow(2).mean().item()
                 psnr = 10 * math.log10(4.0 / mse) if mse > 0 else float("inf")
-                res.add(**common, impl="ours", variant=variant, ratio=t["ms"] / dif_ms,
-                        cos_diffusers=cosine(out, ref),
-                        note=f"PSNR vs our plain whole decode {psnr:.1f} dB; first call {first_s:.1f} s", **t)
-                del out
+                res.add(
+                    **common,
+                    impl="ours",
+                    variant=variant,
+                    ratio=t["ms"] / dif_ms,
+                    cos_diffusers=cosine(out, ref),
+                    note=f"PSNR vs our plain whole decode {psnr:.1f} dB; first call {first_s:.1f} s",
+                    **t,
+                )
+                out = None  # free the memory before the next case
             except Exception as e:  # keep the rest of the benchmark going
                 traceback.print_exc()
                 res.add(**common, impl="ours", variant=variant, note=f"failed: {type(e).__name__}: {str(e)[:100]}")
             free()
-        del whole
-    del ours, raw, ref
+        whole = None  # free the memory before the next case
+    ours = raw = ref = None  # free the memory before the next case
     free()
 
 
 # -------------------------------------------------------------------------------------------------------- pipeline
 
-PROMPT = ("A red fox walks through fresh snow in a quiet birch forest at dawn, soft golden light between the trees, "
-          "its breath visible in the cold air, the camera slowly tracking alongside at ground level")
+PROMPT = (
+    "A red fox walks through fresh snow in a quiet birch forest at dawn, soft golden light between the trees, "
+    "its breath visible in the cold air, the camera slowly tracking alongside at ground level"
+)
 NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
-T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
-              feed_forward_proj="gated-gelu", relative_attention_num_buckets=32, relative_attention_max_distance=128)
+T5_XXL = dict(
+    vocab_size=32128,
+    d_model=4096,
+    d_kv=64,
+    d_ff=10240,
+    num_layers=24,
+    num_heads=64,
+    feed_forward_proj="gated-gelu",
+    relative_attention_num_buckets=32,
+    relative_attention_max_distance=128,
+)
 
 
 def build_t5():
     from transformers import T5Config, T5EncoderModel
+
     fields = dict(T5_XXL)
     if TINY:
         fields.update(d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4)
@@ -537,19 +710,35 @@ def bench_pipeline(res: Results, args):
     tokenizer = ByT5Tokenizer()
 
     with torch.inference_mode():
-        dif_pipe = LTXPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=dif_vae, text_encoder=t5,
-                               tokenizer=tokenizer, transformer=dif_dit)
+        dif_pipe = LTXPipeline(
+            scheduler=FlowMatchEulerDiscreteScheduler(),
+            vae=dif_vae,
+            text_encoder=t5,
+            tokenizer=tokenizer,
+            transformer=dif_dit,
+        )
 
         def run_dif(n_steps):
-            return dif_pipe(prompt=PROMPT, negative_prompt=NEGATIVE, width=w, height=h, num_frames=f,
-                            num_inference_steps=n_steps, guidance_scale=3.0, decode_timestep=0.05,
-                            decode_noise_scale=0.025, max_sequence_length=TEXT_TOKENS, output_type="pt",
-                            generator=torch.Generator().manual_seed(0)).frames[0]
+            return dif_pipe(
+                prompt=PROMPT,
+                negative_prompt=NEGATIVE,
+                width=w,
+                height=h,
+                num_frames=f,
+                num_inference_steps=n_steps,
+                guidance_scale=3.0,
+                decode_timestep=0.05,
+                decode_noise_scale=0.025,
+                max_sequence_length=TEXT_TOKENS,
+                output_type="pt",
+                generator=torch.Generator().manual_seed(0),
+            ).frames[0]
+
         run_dif(2)  # warm-up
         t = time_cuda(lambda: run_dif(steps), 0, 1)
         dif_ms = t["ms"]
         res.add(**common, impl="diffusers", variant="LTXPipeline, all resident", note="T5+DiT+VAE on GPU", **t)
-        del dif_pipe, dif_dit, dif_vae
+        dif_pipe = dif_dit = dif_vae = None  # free the memory before the next case
         free()
 
         # ours: compiled DiT; T5 blocks streamed; only the VAE decoder on the GPU (text-to-video never encodes)
@@ -560,23 +749,36 @@ def bench_pipeline(res: Results, args):
         pipe = VideoPipeline(dit, vae, encoder, decode_timestep=0.05, decode_noise_scale=0.025)
 
         def run_ours(n_steps):
-            return pipe.generate(PROMPT, NEGATIVE, width=w, height=h, num_frames=f, steps=n_steps, seed=0,
-                                 schedule="linear_quadratic")
+            return pipe.generate(
+                PROMPT, NEGATIVE, width=w, height=h, num_frames=f, steps=n_steps, seed=0, schedule="linear_quadratic"
+            )
+
         run_ours(2)  # warm-up (compiles)
         t = time_cuda(lambda: run_ours(steps), 0, 1)
-        res.add(**common, impl="ours", variant="generate, T5 streamed", ratio=t["ms"] / dif_ms,
-                note="compiled DiT + VAE decoder resident, T5 blocks copied in per encode", **t)
+        res.add(
+            **common,
+            impl="ours",
+            variant="generate, T5 streamed",
+            ratio=t["ms"] / dif_ms,
+            note="compiled DiT + VAE decoder resident, T5 blocks copied in per encode",
+            **t,
+        )
         for hook in stream.hooks:
             hook.remove()
-    del pipe, encoder, t5, dit, vae
+    pipe = encoder = t5 = dit = vae = None  # free the memory before the next case
     torch._dynamo.reset()
     free()
 
 
 # -------------------------------------------------------------------------------------------------------- main
 
-SECTIONS = {"attn": bench_attention, "dit": bench_dit, "vae": bench_vae, "profile": bench_profile,
-            "pipeline": bench_pipeline}
+SECTIONS = {
+    "attn": bench_attention,
+    "dit": bench_dit,
+    "vae": bench_vae,
+    "profile": bench_profile,
+    "pipeline": bench_pipeline,
+}
 
 
 def main():
@@ -589,10 +791,16 @@ def main():
     parser.add_argument("--all-fp8", action="store_true", help="fp8 also for 13B at the large shape")
     parser.add_argument("--tiny", action="store_true", help="small models and shapes on the CPU (script check)")
     parser.add_argument("--steps", type=int, default=30, help="pipeline sampling steps")
-    parser.add_argument("--vae-modes", default="plain,compile",
-                        help="plain: as loaded; compile: apply_vae_speed_options(SpeedOptions(compile=True))")
-    parser.add_argument("--vae-tiles", default="6/1/32/0,5/2/32/0,8/3/32/0,16/3/12/2",
-                        help="chunked decode settings: temporal_chunk/temporal_overlap/spatial_tile/spatial_overlap")
+    parser.add_argument(
+        "--vae-modes",
+        default="plain,compile",
+        help="plain: as loaded; compile: apply_vae_speed_options(SpeedOptions(compile=True))",
+    )
+    parser.add_argument(
+        "--vae-tiles",
+        default="6/1/32/0,5/2/32/0,8/3/32/0,16/3/12/2",
+        help="chunked decode settings: temporal_chunk/temporal_overlap/spatial_tile/spatial_overlap",
+    )
     parser.add_argument("--compile-pipeline", type=int, default=1, help="compile the DiT in the pipeline (0/1)")
     args = parser.parse_args()
     args.models = args.models.split(",")
@@ -607,11 +815,18 @@ def main():
     elif not torch.cuda.is_available():
         sys.exit("benchmarks/bench.py needs a CUDA GPU (or --tiny for a CPU check of the script)")
     import diffusers
+
     res = Results(args.out)
-    res.info = {"gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (--tiny)",
-                "torch": torch.__version__, "cuda": torch.version.cuda,
-                "cudnn": torch.backends.cudnn.version() if DEVICE == "cuda" else None, "diffusers": diffusers.__version__,
-                "python": platform.python_version(), "text_tokens": TEXT_TOKENS, "cfg_batch": 2}
+    res.info = {
+        "gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu (--tiny)",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if DEVICE == "cuda" else None,
+        "diffusers": diffusers.__version__,
+        "python": platform.python_version(),
+        "text_tokens": TEXT_TOKENS,
+        "cfg_batch": 2,
+    }
     torch.backends.cuda.matmul.allow_tf32 = True
     torch._dynamo.config.cache_size_limit = 64
     for section in args.sections.split(","):

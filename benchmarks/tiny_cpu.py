@@ -6,6 +6,7 @@ H.264 MP4 (nodes/video_io.write_video). Prints every run and the median last.
 
     python benchmarks/tiny_cpu.py --threads 2 --runs 5
 """
+
 import argparse
 import json
 import os
@@ -15,7 +16,6 @@ import time
 
 import numpy as np
 import torch
-
 from videodit.model.pipeline import load_pipeline
 from videodit.model.sampling import Guidance
 from videodit.nodes.video_io import write_video
@@ -35,10 +35,17 @@ def one_run(out_dir: str, seed: int, dtype: torch.dtype) -> dict:
     defaults = json.loads(header["__metadata__"]["config"])["videodit"]
     times["load"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    frames = pipeline.generate(prompt=PROMPT, negative_prompt=defaults["negative_prompt"], width=defaults["width"],
-                               height=defaults["height"], num_frames=defaults["num_frames"],
-                               frame_rate=defaults["frame_rate"], steps=defaults["steps"],
-                               guidance=Guidance(cfg=defaults["cfg"]), seed=seed)
+    frames = pipeline.generate(
+        prompt=PROMPT,
+        negative_prompt=defaults["negative_prompt"],
+        width=defaults["width"],
+        height=defaults["height"],
+        num_frames=defaults["num_frames"],
+        frame_rate=defaults["frame_rate"],
+        steps=defaults["steps"],
+        guidance=Guidance(cfg=defaults["cfg"]),
+        seed=seed,
+    )
     times["generate"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     video = (frames.float().clamp(0, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
@@ -64,11 +71,14 @@ def main():
         for i in range(args.runs):
             t = one_run(out_dir, seed=i, dtype=dtype)
             totals.append(t["total"])
-            print(f"run {i}: load {t['load']:.2f} s, generate (T5 + {args.threads}-thread sampling + decode) "
-                  f"{t['generate']:.2f} s, save MP4 {t['save']:.2f} s ({t['bytes']} bytes), total {t['total']:.2f} s",
-                  flush=True)
-    print(f"median total over {args.runs} runs ({args.threads} threads, {args.dtype}): "
-          f"{statistics.median(totals):.2f} s")
+            print(
+                f"run {i}: load {t['load']:.2f} s, generate (T5 + {args.threads}-thread sampling + decode) "
+                f"{t['generate']:.2f} s, save MP4 {t['save']:.2f} s ({t['bytes']} bytes), total {t['total']:.2f} s",
+                flush=True,
+            )
+    print(
+        f"median total over {args.runs} runs ({args.threads} threads, {args.dtype}): {statistics.median(totals):.2f} s"
+    )
 
 
 if __name__ == "__main__":

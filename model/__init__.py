@@ -10,18 +10,32 @@ Public API (imported lazily on first use, so a missing or broken submodule only 
     LTXVideoTransformer, TransformerConfig, SkipLayers                             (ltxv/dit.py)
     CausalVideoVAE, VAEConfig                                                      (vae.py)
 """
+
 import importlib
 
 _EXPORTS = {
-    "load_pipeline": "pipeline", "VideoPipeline": "pipeline", "ImageKeyframe": "pipeline",
-    "check_video_size": "pipeline", "latent_shape": "pipeline",
-    "sample": "sampling", "Guidance": "sampling", "TextCondition": "sampling", "Keyframe": "sampling",
-    "timesteps": "schedules", "SchedulerConfig": "schedules",
-    "load_checkpoint": "checkpoint", "LoadedCheckpoint": "checkpoint", "CheckpointError": "checkpoint",
+    "load_pipeline": "pipeline",
+    "VideoPipeline": "pipeline",
+    "ImageKeyframe": "pipeline",
+    "check_video_size": "pipeline",
+    "latent_shape": "pipeline",
+    "sample": "sampling",
+    "Guidance": "sampling",
+    "TextCondition": "sampling",
+    "Keyframe": "sampling",
+    "timesteps": "schedules",
+    "SchedulerConfig": "schedules",
+    "load_checkpoint": "checkpoint",
+    "LoadedCheckpoint": "checkpoint",
+    "CheckpointError": "checkpoint",
     "load_latent_upsampler": "checkpoint",
-    "load_text_encoder": "text_encoder", "TextEncoder": "text_encoder",
-    "LTXVideoTransformer": "ltxv.dit", "TransformerConfig": "ltxv.dit", "SkipLayers": "ltxv.dit",
-    "CausalVideoVAE": "ltxv.vae", "VAEConfig": "ltxv.vae",
+    "load_text_encoder": "text_encoder",
+    "TextEncoder": "text_encoder",
+    "LTXVideoTransformer": "ltxv.dit",
+    "TransformerConfig": "ltxv.dit",
+    "SkipLayers": "ltxv.dit",
+    "CausalVideoVAE": "ltxv.vae",
+    "VAEConfig": "ltxv.vae",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -13,6 +13,7 @@ compute dtype as it is read (fp8 weights are upcast, scaled-fp8 weights multipli
 full-precision copy of the model never exists in host memory. Every key, missing, extra or mis-shaped, is checked
 before anything is read, and errors name the file and say what the file looks like instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -83,26 +84,36 @@ class SafetensorsFile:
         with open(self.path, "rb") as f:
             head = f.read(8)
             if head[:4] == b"GGUF":
-                raise CheckpointError(f"{self.path}: this is a GGUF (llama.cpp-style quantized) file; only "
-                                      "safetensors files are supported")
+                raise CheckpointError(
+                    f"{self.path}: this is a GGUF (llama.cpp-style quantized) file; only "
+                    "safetensors files are supported"
+                )
             if len(head) < 8:
-                raise CheckpointError(f"{self.path}: file is {size} bytes, too short for a safetensors file; "
-                                      "it is truncated or corrupt, re-download it")
+                raise CheckpointError(
+                    f"{self.path}: file is {size} bytes, too short for a safetensors file; "
+                    "it is truncated or corrupt, re-download it"
+                )
             header_len = int.from_bytes(head, "little")
             if header_len > size - 8:
-                raise CheckpointError(f"{self.path}: safetensors header claims {header_len} bytes but the file has "
-                                      f"{size} bytes; the file is truncated or corrupt, re-download it")
+                raise CheckpointError(
+                    f"{self.path}: safetensors header claims {header_len} bytes but the file has "
+                    f"{size} bytes; the file is truncated or corrupt, re-download it"
+                )
             try:
                 header = json.loads(f.read(header_len))
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise CheckpointError(f"{self.path}: the safetensors header is not valid JSON ({e}); the file is "
-                                      "corrupt or not a safetensors file, re-download it") from None
+                raise CheckpointError(
+                    f"{self.path}: the safetensors header is not valid JSON ({e}); the file is "
+                    "corrupt or not a safetensors file, re-download it"
+                ) from None
         self.metadata: dict = header.pop("__metadata__", None) or {}
         data_len = size - 8 - header_len
         end = max((info["data_offsets"][1] for info in header.values()), default=0)
         if end != data_len:
-            raise CheckpointError(f"{self.path}: the header describes {end} bytes of tensor data but the file holds "
-                                  f"{data_len}; the file is truncated or corrupt, re-download it")
+            raise CheckpointError(
+                f"{self.path}: the header describes {end} bytes of tensor data but the file holds "
+                f"{data_len}; the file is truncated or corrupt, re-download it"
+            )
         self.tensors = {k: (tuple(v["shape"]), v["dtype"]) for k, v in header.items()}
         self._handle = None
 
@@ -137,9 +148,11 @@ def refuse_pickle(path: str) -> None:
     looks_like_safetensors = head[8:9] == b"{"  # u64 header length, then the JSON header
     looks_like_pickle = head.startswith(b"PK\x03\x04") or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05")
     if path.lower().endswith(PICKLE_SUFFIXES) or (looks_like_pickle and not looks_like_safetensors):
-        raise CheckpointError(f"{path}: this is a pickle/PyTorch file (.ckpt/.pt/.bin), not safetensors; it is "
-                              "refused because unpickling can run arbitrary code. Use the .safetensors release of "
-                              "the model (or convert it with a tool you trust).")
+        raise CheckpointError(
+            f"{path}: this is a pickle/PyTorch file (.ckpt/.pt/.bin), not safetensors; it is "
+            "refused because unpickling can run arbitrary code. Use the .safetensors release of "
+            "the model (or convert it with a tool you trust)."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -155,8 +168,10 @@ def describe_keys(keys: list[str]) -> str:
         return re.search(pattern, joined, re.M) is not None
 
     if has(r"encoder\.block\.\d+\.layer\.0\.SelfAttention\.q\.weight$") or has(r"^(.*\.)?shared\.weight$"):
-        return ("this is a T5 text encoder file, not an LTX-Video checkpoint; put it in models/text_encoders "
-                "and load it with the text encoder loader")
+        return (
+            "this is a T5 text encoder file, not an LTX-Video checkpoint; put it in models/text_encoders "
+            "and load it with the text encoder loader"
+        )
     if has(r"^initial_conv\.weight$") and has(r"^upsampler\.0\.weight$"):
         return "this is an LTX-Video latent upsampler file; load it with the latent upsampler loader"
     dit = has(r"^model\.diffusion_model\.transformer_blocks\.\d+\.attn1\.to_q\.weight$")
@@ -168,8 +183,10 @@ def describe_keys(keys: list[str]) -> str:
     if vae or has(r"^decoder\.up_blocks\.\d+\.") and has(r"^encoder\.down_blocks\.\d+\."):
         return "this is a VAE-only LTX-Video file (no transformer keys model.diffusion_model.*)"
     if has(r"^transformer_blocks\.\d+\.attn1\.to_q\.weight$") and has(r"^(patchify_proj|proj_in)\.weight$"):
-        return ("this is a transformer-only LTX-Video file without prefixes (a diffusion_models/ file, no VAE); "
-                "the full single-file checkpoint with model.diffusion_model.* and vae.* keys is needed")
+        return (
+            "this is a transformer-only LTX-Video file without prefixes (a diffusion_models/ file, no VAE); "
+            "the full single-file checkpoint with model.diffusion_model.* and vae.* keys is needed"
+        )
     if has(r"double_blocks\.\d+\."):
         return "this is a Flux/HunyuanVideo-style checkpoint (double_blocks.*), not LTX-Video"
     if has(r"joint_blocks\.\d+\."):
@@ -211,8 +228,16 @@ def _convert(tensor: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtyp
     return tensor.to(dtype)
 
 
-def fill_module(module: nn.Module, index: dict[str, TensorInfo], dtype: torch.dtype, device, what: str,
-                defaults: dict[str, torch.Tensor] | None = None, dtype_for=None, skip=()) -> nn.Module:
+def fill_module(
+    module: nn.Module,
+    index: dict[str, TensorInfo],
+    dtype: torch.dtype,
+    device,
+    what: str,
+    defaults: dict[str, torch.Tensor] | None = None,
+    dtype_for=None,
+    skip=(),
+) -> nn.Module:
     """Strictly check `index` (module key -> where the tensor is) against the module's state dict, then read,
     convert and assign each tensor. `defaults` supplies tensors a layout legitimately lacks; `skip` names keys
     left alone (e.g. tied duplicates); `dtype_for(key)` overrides the dtype per key."""
@@ -246,8 +271,9 @@ def _assign(module: nn.Module, key: str, tensor: torch.Tensor) -> None:
         owner._buffers[name] = tensor
 
 
-def check_keys(expected: dict[str, tuple], index: dict[str, TensorInfo], what: str,
-               defaults: dict | None = None) -> None:
+def check_keys(
+    expected: dict[str, tuple], index: dict[str, TensorInfo], what: str, defaults: dict | None = None
+) -> None:
     defaults = defaults or {}
     missing = sorted(k for k in expected if k not in index and k not in defaults)
     unexpected = sorted(k for k in index if k not in expected)
@@ -276,7 +302,7 @@ def build_index(file: SafetensorsFile, prefix: str) -> dict[str, TensorInfo]:
     names = [k for k in file.keys() if k.startswith(prefix)]
     present = set(names)
     for name in names:
-        local = name[len(prefix):]
+        local = name[len(prefix) :]
         if local == "scaled_fp8" or local.endswith((".scale_weight", ".scale_input")):
             continue
         shape, dtype = file.tensors[name]
@@ -302,19 +328,37 @@ def _block_indices(shapes: dict[str, tuple], prefix: str) -> list[int]:
     return sorted(found)
 
 
-def official_transformer_metadata(num_layers: int, num_attention_heads: int, attention_head_dim: int,
-                                  cross_attention_dim: int, caption_channels: int, in_channels: int,
-                                  out_channels: int, causal_temporal_positioning: bool,
-                                  norm_eps: float = 1e-6) -> dict:
+def official_transformer_metadata(
+    num_layers: int,
+    num_attention_heads: int,
+    attention_head_dim: int,
+    cross_attention_dim: int,
+    caption_channels: int,
+    in_channels: int,
+    out_channels: int,
+    causal_temporal_positioning: bool,
+    norm_eps: float = 1e-6,
+) -> dict:
     """A complete official "transformer" metadata dict; the fixed fields are those of every released model."""
     return {
-        "num_layers": num_layers, "num_attention_heads": num_attention_heads,
-        "attention_head_dim": attention_head_dim, "cross_attention_dim": cross_attention_dim,
-        "caption_channels": caption_channels, "in_channels": in_channels, "out_channels": out_channels,
-        "norm_eps": norm_eps, "activation_fn": "gelu-approximate", "attention_bias": True, "qk_norm": "rms_norm",
-        "standardization_norm": "rms_norm", "norm_elementwise_affine": False, "adaptive_norm": "single_scale_shift",
-        "positional_embedding_type": "rope", "positional_embedding_theta": 10000.0,
-        "positional_embedding_max_pos": [20, 2048, 2048], "timestep_scale_multiplier": 1000,
+        "num_layers": num_layers,
+        "num_attention_heads": num_attention_heads,
+        "attention_head_dim": attention_head_dim,
+        "cross_attention_dim": cross_attention_dim,
+        "caption_channels": caption_channels,
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "norm_eps": norm_eps,
+        "activation_fn": "gelu-approximate",
+        "attention_bias": True,
+        "qk_norm": "rms_norm",
+        "standardization_norm": "rms_norm",
+        "norm_elementwise_affine": False,
+        "adaptive_norm": "single_scale_shift",
+        "positional_embedding_type": "rope",
+        "positional_embedding_theta": 10000.0,
+        "positional_embedding_max_pos": [20, 2048, 2048],
+        "timestep_scale_multiplier": 1000,
         "causal_temporal_positioning": causal_temporal_positioning,
     }
 
@@ -325,11 +369,15 @@ def infer_transformer_config(shapes: dict[str, tuple], causal_temporal_positioni
     heads = 32
     to_k = shapes["transformer_blocks.0.attn2.to_k.weight"]
     return official_transformer_metadata(
-        num_layers=len(_block_indices(shapes, "transformer_blocks.")), num_attention_heads=heads,
-        attention_head_dim=to_k[0] // heads, cross_attention_dim=to_k[1],
+        num_layers=len(_block_indices(shapes, "transformer_blocks.")),
+        num_attention_heads=heads,
+        attention_head_dim=to_k[0] // heads,
+        cross_attention_dim=to_k[1],
         caption_channels=shapes["caption_projection.linear_1.weight"][1],
-        in_channels=shapes["patchify_proj.weight"][1], out_channels=shapes["proj_out.weight"][0],
-        causal_temporal_positioning=causal_temporal_positioning)
+        in_channels=shapes["patchify_proj.weight"][1],
+        out_channels=shapes["proj_out.weight"][0],
+        causal_temporal_positioning=causal_temporal_positioning,
+    )
 
 
 def infer_vae_config(shapes: dict[str, tuple]) -> dict:
@@ -423,8 +471,13 @@ def default_scheduler_config(generation: int) -> dict:
     """Scheduler used when a file carries none: SD3-shifted uniform with terminal 0.1 for 0.9.0/0.9.1 (official
     mapping of the diffusers config); linear-quadratic without shifting for 0.9.5+ (design doc §2.2, [I])."""
     if generation < 2:
-        return {"num_train_timesteps": 1000, "sampler": "Uniform", "shifting": "SD3", "base_resolution": None,
-                "target_shift_terminal": 0.1}
+        return {
+            "num_train_timesteps": 1000,
+            "sampler": "Uniform",
+            "shifting": "SD3",
+            "base_resolution": None,
+            "target_shift_terminal": 0.1,
+        }
     return {"num_train_timesteps": 1000, "sampler": "LinearQuadratic", "shifting": None}
 
 
@@ -447,11 +500,14 @@ def load_checkpoint(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> 
     if any(k.startswith(DIT_PREFIX) for k in keys) and any(k.startswith(VAE_PREFIX) for k in keys):
         return _load_official_file(file, dtype, device)
     if any(k.startswith(("proj_in.", "transformer.proj_in.")) for k in keys):
-        raise CheckpointError(f"{path}: this is a diffusers-format transformer file (proj_in.*, time_embed.* "
-                              "keys) without its VAE and config; point the loader at the diffusers folder that "
-                              "holds transformer/ and vae/, or use the official single-file checkpoint")
-    raise CheckpointError(f"{path}: not an LTX-Video checkpoint (DiT model.diffusion_model.* + VAE vae.* keys); "
-                          + describe_keys(keys))
+        raise CheckpointError(
+            f"{path}: this is a diffusers-format transformer file (proj_in.*, time_embed.* "
+            "keys) without its VAE and config; point the loader at the diffusers folder that "
+            "holds transformer/ and vae/, or use the official single-file checkpoint"
+        )
+    raise CheckpointError(
+        f"{path}: not an LTX-Video checkpoint (DiT model.diffusion_model.* + VAE vae.* keys); " + describe_keys(keys)
+    )
 
 
 def _diffusers_root(path: str) -> str | None:
@@ -474,24 +530,34 @@ def _load_official_file(file: SafetensorsFile, dtype, device) -> LoadedCheckpoin
     vae_index = build_index(file, VAE_PREFIX)
     other = [k for k in file.keys() if not k.startswith((DIT_PREFIX, VAE_PREFIX) + IGNORED_PREFIXES)]
     if other:
-        logger.warning("%s: ignoring %d tensors outside model.diffusion_model./vae., e.g. %s", file.path,
-                       len(other), ", ".join(other[:MAX_LISTED]))
+        logger.warning(
+            "%s: ignoring %d tensors outside model.diffusion_model./vae., e.g. %s",
+            file.path,
+            len(other),
+            ", ".join(other[:MAX_LISTED]),
+        )
     dit_shapes = {k: v.shape for k, v in dit_index.items()}
     vae_shapes = {k: v.shape for k, v in vae_index.items()}
     config = file.config()
     if config is not None and ("transformer" not in config or "vae" not in config):
-        raise CheckpointError(f"{file.path}: metadata 'config' has keys {sorted(config)}, expected 'transformer' "
-                              f"and 'vae'; " + describe_keys(file.keys()))
+        raise CheckpointError(
+            f"{file.path}: metadata 'config' has keys {sorted(config)}, expected 'transformer' "
+            f"and 'vae'; " + describe_keys(file.keys())
+        )
     try:
         generation = vae_generation(vae_shapes)
         if config is None:
-            config = {"transformer": infer_transformer_config(dit_shapes, causal_temporal_positioning=generation >= 2),
-                      "vae": infer_vae_config(vae_shapes)}
+            config = {
+                "transformer": infer_transformer_config(dit_shapes, causal_temporal_positioning=generation >= 2),
+                "vae": infer_vae_config(vae_shapes),
+            }
     except (KeyError, ValueError) as e:
         if isinstance(e, CheckpointError):
             raise
-        raise CheckpointError(f"{file.path}: no metadata config and the layout cannot be inferred (missing or "
-                              f"unusual key {e}); " + describe_keys(file.keys())) from None
+        raise CheckpointError(
+            f"{file.path}: no metadata config and the layout cannot be inferred (missing or "
+            f"unusual key {e}); " + describe_keys(file.keys())
+        ) from None
     config.setdefault("scheduler", default_scheduler_config(generation))
     transformer_config, vae_config = _configs(config, file.path)
     transformer = _build(LTXVideoTransformer, transformer_config)
@@ -500,10 +566,16 @@ def _load_official_file(file: SafetensorsFile, dtype, device) -> LoadedCheckpoin
     fill_module(vae, vae_index, dtype, device, "VAE (vae.*)")
     file.close()
     return LoadedCheckpoint(
-        transformer=transformer, vae=vae, transformer_config=transformer_config, vae_config=vae_config,
+        transformer=transformer,
+        vae=vae,
+        transformer_config=transformer_config,
+        vae_config=vae_config,
         scheduler_config=config["scheduler"] or default_scheduler_config(generation),
         allowed_inference_steps=config.get("allowed_inference_steps"),
-        version=version_string(generation, transformer_config.num_layers), path=file.path, metadata=config)
+        version=version_string(generation, transformer_config.num_layers),
+        path=file.path,
+        metadata=config,
+    )
 
 
 def _configs(config: dict, where: str) -> tuple[TransformerConfig, VAEConfig]:
@@ -522,39 +594,70 @@ def _build(cls, config) -> nn.Module:
 # diffusers layouts (section 2.4 of the design reference): rename our keys forward to diffusers names and look
 # those up, so that every expected key is checked exactly once.
 
-DIFFUSERS_DIT_RENAMES = (("patchify_proj", "proj_in"), ("adaln_single", "time_embed"), ("q_norm", "norm_q"),
-                         ("k_norm", "norm_k"))
+DIFFUSERS_DIT_RENAMES = (
+    ("patchify_proj", "proj_in"),
+    ("adaln_single", "time_embed"),
+    ("q_norm", "norm_q"),
+    ("k_norm", "norm_k"),
+)
 
 _VAE_COMMON = {
-    "up_blocks.0": "mid_block", "up_blocks.1": "up_blocks.0", "up_blocks.2": "up_blocks.1.upsamplers.0",
-    "up_blocks.3": "up_blocks.1", "up_blocks.4": "up_blocks.2.conv_in", "up_blocks.5": "up_blocks.2.upsamplers.0",
-    "up_blocks.6": "up_blocks.2", "up_blocks.7": "up_blocks.3.conv_in", "up_blocks.8": "up_blocks.3.upsamplers.0",
+    "up_blocks.0": "mid_block",
+    "up_blocks.1": "up_blocks.0",
+    "up_blocks.2": "up_blocks.1.upsamplers.0",
+    "up_blocks.3": "up_blocks.1",
+    "up_blocks.4": "up_blocks.2.conv_in",
+    "up_blocks.5": "up_blocks.2.upsamplers.0",
+    "up_blocks.6": "up_blocks.2",
+    "up_blocks.7": "up_blocks.3.conv_in",
+    "up_blocks.8": "up_blocks.3.upsamplers.0",
     "up_blocks.9": "up_blocks.3",
-    "down_blocks.0": "down_blocks.0", "down_blocks.1": "down_blocks.0.downsamplers.0",
-    "down_blocks.2": "down_blocks.0.conv_out", "down_blocks.3": "down_blocks.1",
-    "down_blocks.4": "down_blocks.1.downsamplers.0", "down_blocks.5": "down_blocks.1.conv_out",
-    "down_blocks.6": "down_blocks.2", "down_blocks.7": "down_blocks.2.downsamplers.0",
-    "down_blocks.8": "down_blocks.3", "down_blocks.9": "mid_block",
-    "conv_shortcut": "conv_shortcut.conv", "res_blocks": "resnets", "norm3.norm": "norm3",
-    "per_channel_statistics.mean-of-means": "latents_mean", "per_channel_statistics.std-of-means": "latents_std",
+    "down_blocks.0": "down_blocks.0",
+    "down_blocks.1": "down_blocks.0.downsamplers.0",
+    "down_blocks.2": "down_blocks.0.conv_out",
+    "down_blocks.3": "down_blocks.1",
+    "down_blocks.4": "down_blocks.1.downsamplers.0",
+    "down_blocks.5": "down_blocks.1.conv_out",
+    "down_blocks.6": "down_blocks.2",
+    "down_blocks.7": "down_blocks.2.downsamplers.0",
+    "down_blocks.8": "down_blocks.3",
+    "down_blocks.9": "mid_block",
+    "conv_shortcut": "conv_shortcut.conv",
+    "res_blocks": "resnets",
+    "norm3.norm": "norm3",
+    "per_channel_statistics.mean-of-means": "latents_mean",
+    "per_channel_statistics.std-of-means": "latents_std",
 }
 _VAE_091_DECODER = {
-    "up_blocks.0": "mid_block", "up_blocks.1": "up_blocks.0.upsamplers.0", "up_blocks.2": "up_blocks.0",
-    "up_blocks.3": "up_blocks.1.upsamplers.0", "up_blocks.4": "up_blocks.1",
-    "up_blocks.5": "up_blocks.2.upsamplers.0", "up_blocks.6": "up_blocks.2",
-    "up_blocks.7": "up_blocks.3.upsamplers.0", "up_blocks.8": "up_blocks.3",
-    "last_time_embedder": "time_embedder", "last_scale_shift_table": "scale_shift_table",
+    "up_blocks.0": "mid_block",
+    "up_blocks.1": "up_blocks.0.upsamplers.0",
+    "up_blocks.2": "up_blocks.0",
+    "up_blocks.3": "up_blocks.1.upsamplers.0",
+    "up_blocks.4": "up_blocks.1",
+    "up_blocks.5": "up_blocks.2.upsamplers.0",
+    "up_blocks.6": "up_blocks.2",
+    "up_blocks.7": "up_blocks.3.upsamplers.0",
+    "up_blocks.8": "up_blocks.3",
+    "last_time_embedder": "time_embedder",
+    "last_scale_shift_table": "scale_shift_table",
 }
 _VAE_095_ENCODER = {
-    "down_blocks.0": "down_blocks.0", "down_blocks.1": "down_blocks.0.downsamplers.0",
-    "down_blocks.2": "down_blocks.1", "down_blocks.3": "down_blocks.1.downsamplers.0",
-    "down_blocks.4": "down_blocks.2", "down_blocks.5": "down_blocks.2.downsamplers.0",
-    "down_blocks.6": "down_blocks.3", "down_blocks.7": "down_blocks.3.downsamplers.0",
+    "down_blocks.0": "down_blocks.0",
+    "down_blocks.1": "down_blocks.0.downsamplers.0",
+    "down_blocks.2": "down_blocks.1",
+    "down_blocks.3": "down_blocks.1.downsamplers.0",
+    "down_blocks.4": "down_blocks.2",
+    "down_blocks.5": "down_blocks.2.downsamplers.0",
+    "down_blocks.6": "down_blocks.3",
+    "down_blocks.7": "down_blocks.3.downsamplers.0",
     "down_blocks.8": "mid_block",
 }
 # per-channel statistics the diffusers converters drop (unused by inference); filled when our VAE has them
-_DROPPED_STATISTICS = ("per_channel_statistics.channel", "per_channel_statistics.mean-of-stds",
-                       "per_channel_statistics.mean-of-stds_over_std-of-means")
+_DROPPED_STATISTICS = (
+    "per_channel_statistics.channel",
+    "per_channel_statistics.mean-of-stds",
+    "per_channel_statistics.mean-of-stds_over_std-of-means",
+)
 
 
 def diffusers_dit_key(key: str) -> str:
@@ -578,15 +681,23 @@ def diffusers_vae_key(key: str, generation: int) -> str:
 
 def transformer_metadata_from_diffusers(cfg: dict, causal_temporal_positioning: bool, where: str) -> dict:
     if cfg.get("patch_size", 1) != 1 or cfg.get("patch_size_t", 1) != 1:
-        raise CheckpointError(f"{where}: transformer patch size {cfg.get('patch_size')}x{cfg.get('patch_size_t')} "
-                              "is not supported (LTX-Video 0.9.x uses 1)")
+        raise CheckpointError(
+            f"{where}: transformer patch size {cfg.get('patch_size')}x{cfg.get('patch_size_t')} "
+            "is not supported (LTX-Video 0.9.x uses 1)"
+        )
     if cfg.get("qk_norm", "rms_norm_across_heads") != "rms_norm_across_heads":
         raise CheckpointError(f"{where}: transformer qk_norm {cfg['qk_norm']!r} is not supported")
     return official_transformer_metadata(
-        num_layers=cfg["num_layers"], num_attention_heads=cfg["num_attention_heads"],
-        attention_head_dim=cfg["attention_head_dim"], cross_attention_dim=cfg["cross_attention_dim"],
-        caption_channels=cfg["caption_channels"], in_channels=cfg["in_channels"], out_channels=cfg["out_channels"],
-        causal_temporal_positioning=causal_temporal_positioning, norm_eps=cfg.get("norm_eps", 1e-6))
+        num_layers=cfg["num_layers"],
+        num_attention_heads=cfg["num_attention_heads"],
+        attention_head_dim=cfg["attention_head_dim"],
+        cross_attention_dim=cfg["cross_attention_dim"],
+        caption_channels=cfg["caption_channels"],
+        in_channels=cfg["in_channels"],
+        out_channels=cfg["out_channels"],
+        causal_temporal_positioning=causal_temporal_positioning,
+        norm_eps=cfg.get("norm_eps", 1e-6),
+    )
 
 
 def vae_metadata_from_diffusers(cfg: dict, where: str) -> dict:
@@ -607,8 +718,12 @@ def vae_metadata_from_diffusers(cfg: dict, where: str) -> dict:
         encoder.append(["res_x", {"num_layers": layers[i]}])
         if is_095:
             if scaling[i]:
-                kind = {"conv": "compress_all", "spatial": "compress_space_res", "temporal": "compress_time_res",
-                        "spatiotemporal": "compress_all_res"}[downsample[i]]
+                kind = {
+                    "conv": "compress_all",
+                    "spatial": "compress_space_res",
+                    "temporal": "compress_time_res",
+                    "spatiotemporal": "compress_all_res",
+                }[downsample[i]]
                 encoder.append([kind, 1] if kind == "compress_all" else [kind, {"multiplier": out // width}])
         else:
             if scaling[i]:
@@ -634,21 +749,35 @@ def vae_metadata_from_diffusers(cfg: dict, where: str) -> dict:
         decoder.append(["res_x", {"num_layers": dec_layers[i + 1], "inject_noise": bool(noise[i + 1])}])
         width = out
     return {
-        "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": cfg.get("in_channels", 3),
-        "out_channels": cfg.get("out_channels", 3), "latent_channels": cfg.get("latent_channels", 128),
-        "encoder_blocks": encoder, "decoder_blocks": list(reversed(decoder)),
-        "encoder_base_channels": widths[0], "decoder_base_channels": width,
-        "patch_size": cfg.get("patch_size", 4), "norm_layer": "pixel_norm", "latent_log_var": "uniform",
-        "use_quant_conv": False, "causal_decoder": bool(cfg.get("decoder_causal", False)),
+        "_class_name": "CausalVideoAutoencoder",
+        "dims": 3,
+        "in_channels": cfg.get("in_channels", 3),
+        "out_channels": cfg.get("out_channels", 3),
+        "latent_channels": cfg.get("latent_channels", 128),
+        "encoder_blocks": encoder,
+        "decoder_blocks": list(reversed(decoder)),
+        "encoder_base_channels": widths[0],
+        "decoder_base_channels": width,
+        "patch_size": cfg.get("patch_size", 4),
+        "norm_layer": "pixel_norm",
+        "latent_log_var": "uniform",
+        "use_quant_conv": False,
+        "causal_decoder": bool(cfg.get("decoder_causal", False)),
         "timestep_conditioning": bool(cfg.get("timestep_conditioning", False)),
-        "spatial_padding_mode": "zeros", "scaling_factor": cfg.get("scaling_factor", 1.0),
+        "spatial_padding_mode": "zeros",
+        "scaling_factor": cfg.get("scaling_factor", 1.0),
     }
 
 
 def scheduler_metadata_from_diffusers(cfg: dict | None, generation: int) -> dict:
     if cfg and cfg.get("use_dynamic_shifting"):
-        return {"num_train_timesteps": cfg.get("num_train_timesteps", 1000), "sampler": "Uniform",
-                "shifting": "SD3", "base_resolution": None, "target_shift_terminal": cfg.get("shift_terminal")}
+        return {
+            "num_train_timesteps": cfg.get("num_train_timesteps", 1000),
+            "sampler": "Uniform",
+            "shifting": "SD3",
+            "base_resolution": None,
+            "target_shift_terminal": cfg.get("shift_terminal"),
+        }
     return default_scheduler_config(generation)
 
 
@@ -678,8 +807,10 @@ def _folder_files(folder: str) -> list[SafetensorsFile]:
     if len(files) != 1:
         pickles = [f for f in os.listdir(folder) if f.endswith(PICKLE_SUFFIXES)]
         hint = f" (pickle weights {pickles} are refused: they can run arbitrary code)" if pickles else ""
-        raise CheckpointError(f"{folder}: expected one diffusion_pytorch_model*.safetensors file or a sharded "
-                              f".safetensors.index.json, found {files or 'none'}{hint}")
+        raise CheckpointError(
+            f"{folder}: expected one diffusion_pytorch_model*.safetensors file or a sharded "
+            f".safetensors.index.json, found {files or 'none'}{hint}"
+        )
     return [SafetensorsFile(os.path.join(folder, files[0]))]
 
 
@@ -694,8 +825,10 @@ def _load_diffusers_folder(folder: str, dtype, device) -> LoadedCheckpoint:
     parts = {name: os.path.join(folder, name) for name in ("transformer", "vae")}
     missing = [n for n, p in parts.items() if not os.path.isfile(os.path.join(p, "config.json"))]
     if missing:
-        raise CheckpointError(f"{folder}: a diffusers LTX-Video folder needs transformer/ and vae/ subfolders with "
-                              f"config.json; missing: {', '.join(m + '/config.json' for m in missing)}")
+        raise CheckpointError(
+            f"{folder}: a diffusers LTX-Video folder needs transformer/ and vae/ subfolders with "
+            f"config.json; missing: {', '.join(m + '/config.json' for m in missing)}"
+        )
     dit_cfg = read_json(os.path.join(parts["transformer"], "config.json"))
     vae_cfg = read_json(os.path.join(parts["vae"], "config.json"))
     sched_path = os.path.join(folder, "scheduler", "scheduler_config.json")
@@ -705,9 +838,16 @@ def _load_diffusers_folder(folder: str, dtype, device) -> LoadedCheckpoint:
     return _load_diffusers(folder, dit_cfg, vae_cfg, sched_cfg, dit_index, vae_index, dtype, device)
 
 
-def _load_diffusers(where: str, dit_cfg: dict, vae_cfg: dict, sched_cfg: dict | None,
-                    dit_index: dict[str, TensorInfo], vae_index: dict[str, TensorInfo],
-                    dtype, device) -> LoadedCheckpoint:
+def _load_diffusers(
+    where: str,
+    dit_cfg: dict,
+    vae_cfg: dict,
+    sched_cfg: dict | None,
+    dit_index: dict[str, TensorInfo],
+    vae_index: dict[str, TensorInfo],
+    dtype,
+    device,
+) -> LoadedCheckpoint:
     generation = _vae_generation_from_diffusers(vae_cfg)
     config = {
         "transformer": transformer_metadata_from_diffusers(dit_cfg, generation >= 2, where),
@@ -726,20 +866,32 @@ def _load_diffusers(where: str, dit_cfg: dict, vae_cfg: dict, sched_cfg: dict | 
     ours = {k: vae_index[n] for k, n in names.items() if n in vae_index}
     _check_no_leftovers(vae_index, set(names.values()), "VAE", where)
     channels = config["vae"]["latent_channels"]
-    defaults = {k: (torch.arange(channels, dtype=torch.float32) if k.endswith(".channel") else
-                    torch.zeros(channels)) for k in vae_keys if k in _DROPPED_STATISTICS}
+    defaults = {
+        k: (torch.arange(channels, dtype=torch.float32) if k.endswith(".channel") else torch.zeros(channels))
+        for k in vae_keys
+        if k in _DROPPED_STATISTICS
+    }
     fill_module(vae, ours, dtype, device, "diffusers VAE", defaults)
     return LoadedCheckpoint(
-        transformer=transformer, vae=vae, transformer_config=transformer_config, vae_config=vae_config,
-        scheduler_config=config["scheduler"], allowed_inference_steps=None,
-        version=version_string(generation, transformer_config.num_layers), path=where, metadata=config)
+        transformer=transformer,
+        vae=vae,
+        transformer_config=transformer_config,
+        vae_config=vae_config,
+        scheduler_config=config["scheduler"],
+        allowed_inference_steps=None,
+        version=version_string(generation, transformer_config.num_layers),
+        path=where,
+        metadata=config,
+    )
 
 
 def _check_no_leftovers(index: dict[str, TensorInfo], used: set[str], what: str, where: str) -> None:
     extra = sorted(k for k in index if k not in used)
     if extra:
-        raise CheckpointError(f"{where}: the diffusers {what} has {len(extra)} keys our model does not expect, "
-                              f"e.g. {', '.join(extra[:MAX_LISTED])}")
+        raise CheckpointError(
+            f"{where}: the diffusers {what} has {len(extra)} keys our model does not expect, "
+            f"e.g. {', '.join(extra[:MAX_LISTED])}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -752,12 +904,20 @@ def infer_upsampler_config(shapes: dict[str, tuple]) -> dict:
     up = shapes["upsampler.0.weight"]
     layouts = {4: (True, False), 2: (False, True), 8: (True, True)}  # channel factor -> (spatial, temporal)
     if up[0] % mid or up[0] // mid not in layouts:
-        raise ValueError(f"upsampler.0.weight has {up[0]} output channels for {mid} mid channels; expected 2, 4 or "
-                         "8 times as many (temporal, spatial, both)")
+        raise ValueError(
+            f"upsampler.0.weight has {up[0]} output channels for {mid} mid channels; expected 2, 4 or "
+            "8 times as many (temporal, spatial, both)"
+        )
     spatial, temporal = layouts[up[0] // mid]
-    return {"_class_name": "LatentUpsampler", "in_channels": initial[1], "mid_channels": mid,
-            "num_blocks_per_stage": len(_block_indices(shapes, "res_blocks.")), "dims": len(initial) - 2,
-            "spatial_upsample": spatial, "temporal_upsample": temporal}
+    return {
+        "_class_name": "LatentUpsampler",
+        "in_channels": initial[1],
+        "mid_channels": mid,
+        "num_blocks_per_stage": len(_block_indices(shapes, "res_blocks.")),
+        "dims": len(initial) - 2,
+        "spatial_upsample": spatial,
+        "temporal_upsample": temporal,
+    }
 
 
 def load_latent_upsampler(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> LatentUpsampler:
@@ -765,8 +925,9 @@ def load_latent_upsampler(path, dtype: torch.dtype = torch.bfloat16, device="cpu
     file = SafetensorsFile(str(path))
     keys = file.keys()
     if "initial_conv.weight" not in keys or "upsampler.0.weight" not in keys:
-        raise CheckpointError(f"{file.path}: not an LTX-Video latent upsampler (no initial_conv/upsampler keys); "
-                              + describe_keys(keys))
+        raise CheckpointError(
+            f"{file.path}: not an LTX-Video latent upsampler (no initial_conv/upsampler keys); " + describe_keys(keys)
+        )
     index = build_index(file, "")
     config = file.config()
     try:

@@ -18,6 +18,7 @@ Rules (official LTX-Video 0.9.5+ conditioning items; strength s in [0, 1]):
 Random draws: one fresh noise tensor per extra-token keyframe, shaped like its prefix latent (b, C, f', h, w), drawn
 from the sampler's CPU generator in keyframe order right after the initial noise (the official order).
 """
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -33,6 +34,7 @@ CLIP_PREFIX_LATENT_FRAMES = 2
 class Keyframe:
     """latent: (B or 1, C, f, h, w) NORMALIZED latent of an image (f = 1) or clip (8k+1 pixel frames, f = k+1)
     at the video's latent height/width; pixel_frame: first pixel frame it occupies; strength: 1 = hard condition."""
+
     latent: torch.Tensor
     pixel_frame: int
     strength: float = 1.0
@@ -53,26 +55,37 @@ def validate_keyframe(kf: Keyframe, latent_shape: Sequence[int]) -> None:
         raise ValueError(f"keyframe latent must be (B, C, f, h, w), got shape {tuple(kf.latent.shape)}")
     kb, kc, kf_frames, kh, kw = kf.latent.shape
     if kc != c or (kh, kw) != (h, w) or kb not in (1, latent_shape[0]):
-        raise ValueError(f"keyframe latent shape {tuple(kf.latent.shape)} does not fit the video latent "
-                         f"{tuple(latent_shape)}: need batch 1 or {latent_shape[0]}, {c} channels, {h}x{w} latent "
-                         f"pixels (resize the image to the video size before encoding)")
+        raise ValueError(
+            f"keyframe latent shape {tuple(kf.latent.shape)} does not fit the video latent "
+            f"{tuple(latent_shape)}: need batch 1 or {latent_shape[0]}, {c} channels, {h}x{w} latent "
+            f"pixels (resize the image to the video size before encoding)"
+        )
     if not 0.0 <= kf.strength <= 1.0:
         raise ValueError(f"keyframe strength must be in [0, 1], got {kf.strength}")
     num_pixel_frames = (frames - 1) * TEMPORAL_FACTOR + 1
     kf_pixel_frames = (kf_frames - 1) * TEMPORAL_FACTOR + 1
     last = num_pixel_frames - kf_pixel_frames
     if not 0 <= kf.pixel_frame <= last:
-        raise ValueError(f"keyframe pixel_frame {kf.pixel_frame} out of range: a {kf_pixel_frames}-frame keyframe "
-                         f"in a {num_pixel_frames}-frame video must start at a frame in [0, {last}]")
+        raise ValueError(
+            f"keyframe pixel_frame {kf.pixel_frame} out of range: a {kf_pixel_frames}-frame keyframe "
+            f"in a {num_pixel_frames}-frame video must start at a frame in [0, {last}]"
+        )
     if kf_frames > 1 and kf.pixel_frame % TEMPORAL_FACTOR != 0:
         lower = kf.pixel_frame // TEMPORAL_FACTOR * TEMPORAL_FACTOR
         higher = min(lower + TEMPORAL_FACTOR, last // TEMPORAL_FACTOR * TEMPORAL_FACTOR)
-        raise ValueError(f"a video keyframe ({kf_pixel_frames} frames) must start at a multiple of 8, got "
-                         f"pixel_frame {kf.pixel_frame}; nearest valid: {lower} or {higher}")
+        raise ValueError(
+            f"a video keyframe ({kf_pixel_frames} frames) must start at a multiple of 8, got "
+            f"pixel_frame {kf.pixel_frame}; nearest valid: {lower} or {higher}"
+        )
 
 
-def apply_keyframes(latents: torch.Tensor, keyframes: Sequence[Keyframe], generator: torch.Generator,
-                    causal_fix: bool, frame_rate: float) -> ConditionedTokens:
+def apply_keyframes(
+    latents: torch.Tensor,
+    keyframes: Sequence[Keyframe],
+    generator: torch.Generator,
+    causal_fix: bool,
+    frame_rate: float,
+) -> ConditionedTokens:
     """latents: (B, C, F, H, W) float32 initial (noised) latents. Returns the token sequence with extra keyframe
     tokens prepended, their coordinates in seconds and the conditioning mask (None when there are no keyframes)."""
     b, c, frames, h, w = latents.shape
@@ -98,8 +111,9 @@ def apply_keyframes(latents: torch.Tensor, keyframes: Sequence[Keyframe], genera
         noise = torch.randn(cond.shape, generator=generator, dtype=torch.float32).to(device)
         cond = torch.lerp(noise, cond, s).expand(b, -1, -1, -1, -1)
         extra_tokens.append(patchify(cond))
-        extra_coords.append(video_coords(b, cond.shape[2], h, w, frame_rate, causal_fix, device=device,
-                                         frame_offset=kf.pixel_frame))
+        extra_coords.append(
+            video_coords(b, cond.shape[2], h, w, frame_rate, causal_fix, device=device, frame_offset=kf.pixel_frame)
+        )
         extra_mask.append(torch.full(extra_tokens[-1].shape[:2], s, device=device))
 
     tokens = torch.cat([*extra_tokens, patchify(latents)], dim=1)

@@ -10,6 +10,7 @@ timestep t (defaults t = 0.05, s = 0.025: the current official configs). eps and
 from torch.Generator("cpu").manual_seed(seed + DECODE_SEED_OFFSET) (the official code uses the global RNG), so a
 seed fixes the whole video.
 """
+
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -48,11 +49,15 @@ def check_video_size(width: int, height: int, num_frames: int) -> None:
     """Raise ValueError unless width/height are multiples of 32 and num_frames = 8k + 1 (naming the nearest)."""
     for name, value in (("width", width), ("height", height)):
         if value < SPATIAL_MULTIPLE or value % SPATIAL_MULTIPLE:
-            raise ValueError(f"{name} {value} must be a positive multiple of 32; nearest valid: "
-                             f"{_nearest_valid(value, SPATIAL_MULTIPLE, SPATIAL_MULTIPLE)}")
+            raise ValueError(
+                f"{name} {value} must be a positive multiple of 32; nearest valid: "
+                f"{_nearest_valid(value, SPATIAL_MULTIPLE, SPATIAL_MULTIPLE)}"
+            )
     if num_frames < 1 or (num_frames - 1) % TEMPORAL_MULTIPLE:
-        raise ValueError(f"num_frames {num_frames} must be 8k+1 (1, 9, 17, ..., 121, ...); nearest valid: "
-                         f"{_nearest_valid(num_frames, TEMPORAL_MULTIPLE, 1)}")
+        raise ValueError(
+            f"num_frames {num_frames} must be 8k+1 (1, 9, 17, ..., 121, ...); nearest valid: "
+            f"{_nearest_valid(num_frames, TEMPORAL_MULTIPLE, 1)}"
+        )
 
 
 def latent_shape(width: int, height: int, num_frames: int) -> tuple[int, int, int]:
@@ -72,11 +77,11 @@ def preprocess_images(images: torch.Tensor, width: int, height: int) -> torch.Te
     if src_w * height > width * src_h:  # too wide: crop width
         crop_w = max(1, round(src_h * width / height))
         left = (src_w - crop_w) // 2
-        x = x[..., left:left + crop_w]
+        x = x[..., left : left + crop_w]
     else:  # too tall: crop height
         crop_h = max(1, round(src_w * height / width))
         top = (src_h - crop_h) // 2
-        x = x[..., top:top + crop_h, :]
+        x = x[..., top : top + crop_h, :]
     if x.shape[-2:] != (height, width):
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
     x = x.clamp(0.0, 1.0) * 2.0 - 1.0
@@ -86,6 +91,7 @@ def preprocess_images(images: torch.Tensor, width: int, height: int) -> torch.Te
 @dataclass
 class ImageKeyframe:
     """Pixel keyframe for generate(): an image (H, W, 3) or clip (N, H, W, 3) in [0, 1] placed at pixel_frame."""
+
     images: torch.Tensor
     pixel_frame: int = 0
     strength: float = 1.0
@@ -118,8 +124,9 @@ class VideoPipeline:
 
     def schedule(self, steps: int, width: int, height: int, num_frames: int, kind: str = "auto") -> list[float]:
         """Timesteps for this video size; checked against the checkpoint's allowed_inference_steps if any."""
-        return timesteps(kind, steps, latent_shape(width, height, num_frames), self.scheduler_config,
-                         self.allowed_inference_steps)
+        return timesteps(
+            kind, steps, latent_shape(width, height, num_frames), self.scheduler_config, self.allowed_inference_steps
+        )
 
     @torch.no_grad()
     def encode_keyframe(self, keyframe: ImageKeyframe, width: int, height: int, num_frames: int) -> Keyframe:
@@ -134,8 +141,13 @@ class VideoPipeline:
         return Keyframe(latent, keyframe.pixel_frame, keyframe.strength)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor, seed: int, decode_timestep: float | None = None,
-               decode_noise_scale: float | None = None) -> torch.Tensor:
+    def decode(
+        self,
+        latents: torch.Tensor,
+        seed: int,
+        decode_timestep: float | None = None,
+        decode_noise_scale: float | None = None,
+    ) -> torch.Tensor:
         """Normalized latents (B, C, f, h, w) -> frames (B, F, H, W, 3) float32 in [0, 1]."""
         t = self.decode_timestep if decode_timestep is None else decode_timestep
         s = self.decode_noise_scale if decode_noise_scale is None else decode_noise_scale
@@ -147,18 +159,32 @@ class VideoPipeline:
         t = t if self.vae.config.timestep_conditioning else None
         if self.tiled_decode:
             from .ltxv.vae_tiling import decode_tiled
+
             video = decode_tiled(self.vae, raw, timestep=t, generator=generator)
         else:
             video = self.vae.decode(raw, timestep=t, generator=generator)
         return ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1)
 
     @torch.no_grad()
-    def generate(self, prompt: str, negative_prompt: str = "", width: int = 768, height: int = 512,
-                 num_frames: int = 121, frame_rate: float = 25.0, steps: int = 40,
-                 guidance: Guidance | Sequence[Guidance] | None = None, seed: int = 0, keyframes: Sequence[ImageKeyframe] = (),
-                 schedule: str = "auto", image_cond_noise_scale: float = 0.15, stochastic: bool = False,
-                 decode_timestep: float | None = None, decode_noise_scale: float | None = None,
-                 callback: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 768,
+        height: int = 512,
+        num_frames: int = 121,
+        frame_rate: float = 25.0,
+        steps: int = 40,
+        guidance: Guidance | Sequence[Guidance] | None = None,
+        seed: int = 0,
+        keyframes: Sequence[ImageKeyframe] = (),
+        schedule: str = "auto",
+        image_cond_noise_scale: float = 0.15,
+        stochastic: bool = False,
+        decode_timestep: float | None = None,
+        decode_noise_scale: float | None = None,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
         """Generate one video -> frames (num_frames, height, width, 3) float32 in [0, 1].
 
         guidance: one Guidance, or one per step (sampling.guidance_per_step); default Guidance() (cfg 3, no STG).
@@ -173,14 +199,26 @@ class VideoPipeline:
         latent_keyframes = [self.encode_keyframe(k, width, height, num_frames) for k in keyframes]
         channels = self.transformer.config.in_channels
         start = torch.zeros(1, channels, *latent_shape(width, height, num_frames), device=self.device)
-        latents = sample(self.transformer, start, positive, negative, ts, guidance, seed,
-                         keyframes=latent_keyframes, frame_rate=frame_rate,
-                         image_cond_noise_scale=image_cond_noise_scale, stochastic=stochastic, callback=callback)
+        latents = sample(
+            self.transformer,
+            start,
+            positive,
+            negative,
+            ts,
+            guidance,
+            seed,
+            keyframes=latent_keyframes,
+            frame_rate=frame_rate,
+            image_cond_noise_scale=image_cond_noise_scale,
+            stochastic=stochastic,
+            callback=callback,
+        )
         return self.decode(latents, seed, decode_timestep, decode_noise_scale)[0]
 
 
-def load_pipeline(checkpoint_path, text_encoder_path, dtype: torch.dtype = torch.bfloat16, device="cpu",
-                  tokenizer_dir=None) -> VideoPipeline:
+def load_pipeline(
+    checkpoint_path, text_encoder_path, dtype: torch.dtype = torch.bfloat16, device="cpu", tokenizer_dir=None
+) -> VideoPipeline:
     """Official single-file (or diffusers-folder) checkpoint + T5 file -> VideoPipeline. The prompt length is the
     T5 file's "max_tokens" metadata when it has one (the built-in tiny model), else follows the checkpoint version
     (128 tokens for 0.9.0/0.9.1, 256 later); the schedule follows the checkpoint's "scheduler" metadata."""
@@ -188,11 +226,21 @@ def load_pipeline(checkpoint_path, text_encoder_path, dtype: torch.dtype = torch
     from .text_encoder import load_text_encoder, max_tokens_for_version
 
     ckpt = load_checkpoint(checkpoint_path, dtype=dtype, device=device)
-    text_encoder = load_text_encoder(text_encoder_path, dtype=dtype, device=device, tokenizer_dir=tokenizer_dir,
-                                     default_max_tokens=max_tokens_for_version(ckpt.version))
-    return VideoPipeline(ckpt.transformer, ckpt.vae, text_encoder, ckpt.scheduler_config,
-                         ckpt.allowed_inference_steps, version=ckpt.version)
+    text_encoder = load_text_encoder(
+        text_encoder_path,
+        dtype=dtype,
+        device=device,
+        tokenizer_dir=tokenizer_dir,
+        default_max_tokens=max_tokens_for_version(ckpt.version),
+    )
+    return VideoPipeline(
+        ckpt.transformer,
+        ckpt.vae,
+        text_encoder,
+        ckpt.scheduler_config,
+        ckpt.allowed_inference_steps,
+        version=ckpt.version,
+    )
 
 
-__all__ = ["VideoPipeline", "ImageKeyframe", "load_pipeline", "check_video_size", "latent_shape",
-           "preprocess_images"]
+__all__ = ["VideoPipeline", "ImageKeyframe", "load_pipeline", "check_video_size", "latent_shape", "preprocess_images"]

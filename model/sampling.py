@@ -23,13 +23,15 @@ CPU and GPU runs start from identical noise. Draw order and layouts (chosen equa
 The official pipeline draws 1-3 from its generator the same way (on CPU in float32 that is bit-identical), but
 draws 4 from the global RNG.
 """
+
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
 from .conditioning import Keyframe, apply_keyframes
-from .ltxv.dit import SKIP_MODES as STG_MODES, SkipLayers
+from .ltxv.dit import SKIP_MODES as STG_MODES
+from .ltxv.dit import SkipLayers
 from .ltxv.positions import unpatchify
 
 T_EPS = 1e-6
@@ -38,6 +40,7 @@ T_EPS = 1e-6
 @dataclass
 class TextCondition:
     """embeddings: (B, L, C) T5 output; mask: (B, L) 1 = real token, 0 = padding."""
+
     embeddings: torch.Tensor
     mask: torch.Tensor
 
@@ -55,13 +58,16 @@ class Guidance:
 __all__ = ["TextCondition", "Guidance", "Keyframe", "sample", "guidance_per_step"]
 
 
-def guidance_per_step(timesteps: Sequence[float], thresholds: Sequence[float],
-                      guidances: Sequence[Guidance]) -> list[Guidance]:
+def guidance_per_step(
+    timesteps: Sequence[float], thresholds: Sequence[float], guidances: Sequence[Guidance]
+) -> list[Guidance]:
     """Expand a guidance table (official `guidance_timesteps`, ComfyUI-LTXVideo STG preset `sigmas`) to one Guidance
     per timestep: step t uses guidances[j] for the first j with thresholds[j] <= t, else the last entry."""
     if len(thresholds) != len(guidances) or not guidances:
-        raise ValueError(f"guidance table: {len(thresholds)} thresholds for {len(guidances)} Guidance values; "
-                         f"need the same non-zero number")
+        raise ValueError(
+            f"guidance table: {len(thresholds)} thresholds for {len(guidances)} Guidance values; "
+            f"need the same non-zero number"
+        )
     out = []
     for t in timesteps:
         j = next((j for j, threshold in enumerate(thresholds) if threshold <= t), len(guidances) - 1)
@@ -84,24 +90,32 @@ def _pad_text(text: TextCondition, length: int) -> tuple[torch.Tensor, torch.Ten
     return emb, mask
 
 
-def _text_batch(positive: TextCondition, negative: TextCondition | None, use_uncond: bool, use_perturbed: bool,
-                batch: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _text_batch(
+    positive: TextCondition,
+    negative: TextCondition | None,
+    use_uncond: bool,
+    use_perturbed: bool,
+    batch: int,
+    device,
+    dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Text for the copies (uncond?, cond, perturbed?) stacked along the batch, each copy `batch` samples."""
     texts = ([negative] if use_uncond else []) + [positive] + ([positive] if use_perturbed else [])
     length = max(t.embeddings.shape[1] for t in texts)
     embs, masks = [], []
     for t in texts:
         if t.embeddings.shape[0] not in (1, batch) or t.mask.shape != t.embeddings.shape[:2]:
-            raise ValueError(f"text condition embeddings {tuple(t.embeddings.shape)} / mask {tuple(t.mask.shape)} "
-                             f"do not fit batch {batch}: need (1 or {batch}, L, C) and (same, L)")
+            raise ValueError(
+                f"text condition embeddings {tuple(t.embeddings.shape)} / mask {tuple(t.mask.shape)} "
+                f"do not fit batch {batch}: need (1 or {batch}, L, C) and (same, L)"
+            )
         emb, mask = _pad_text(t, length)
         embs.append(emb.expand(batch, -1, -1))
         masks.append(mask.expand(batch, -1))
     return torch.cat(embs).to(device=device, dtype=dtype), torch.cat(masks).to(device)
 
 
-def _combine(pred: torch.Tensor, guidance: Guidance, use_uncond: bool, use_perturbed: bool,
-             batch: int) -> torch.Tensor:
+def _combine(pred: torch.Tensor, guidance: Guidance, use_uncond: bool, use_perturbed: bool, batch: int) -> torch.Tensor:
     """pred: (num_copies*B, N, C) float32 velocities -> guided (B, N, C)."""
     copies = list(pred.split(batch))
     v_uncond = copies.pop(0) if use_uncond else None
@@ -123,9 +137,17 @@ def _combine(pred: torch.Tensor, guidance: Guidance, use_uncond: bool, use_pertu
     return v
 
 
-def _guided_velocity(transformer, tokens: torch.Tensor, coords: torch.Tensor, tau: torch.Tensor,
-                     positive: TextCondition, negative: TextCondition | None, guidance: Guidance,
-                     model_dtype: torch.dtype, text_batches: dict) -> torch.Tensor:
+def _guided_velocity(
+    transformer,
+    tokens: torch.Tensor,
+    coords: torch.Tensor,
+    tau: torch.Tensor,
+    positive: TextCondition,
+    negative: TextCondition | None,
+    guidance: Guidance,
+    model_dtype: torch.dtype,
+    text_batches: dict,
+) -> torch.Tensor:
     """One batched forward over the guidance copies (uncond?, cond, perturbed?) -> guided velocity (B, N, C) fp32.
     `text_batches` keeps the stacked text per copy layout for the whole run: the same tensors at every step, so
     the transformer's text K/V cache hits by identity."""
@@ -134,16 +156,21 @@ def _guided_velocity(transformer, tokens: torch.Tensor, coords: torch.Tensor, ta
     num_copies = 1 + int(use_uncond) + int(use_perturbed)
     layout = (use_uncond, use_perturbed)
     if layout not in text_batches:
-        text_batches[layout] = _text_batch(positive, negative, use_uncond, use_perturbed, b, tokens.device,
-                                           model_dtype)
+        text_batches[layout] = _text_batch(positive, negative, use_uncond, use_perturbed, b, tokens.device, model_dtype)
     text, text_mask = text_batches[layout]
     skip = None
     if use_perturbed:
         perturbed = torch.zeros(num_copies * b, dtype=torch.bool, device=tokens.device)
         perturbed[-b:] = True
         skip = SkipLayers(blocks=tuple(guidance.stg_blocks), mode=guidance.stg_mode, perturbed=perturbed)
-    pred = transformer(tokens.repeat(num_copies, 1, 1).to(model_dtype), coords.repeat(num_copies, 1, 1), text,
-                       text_mask, tau.repeat(num_copies, 1), skip=skip)
+    pred = transformer(
+        tokens.repeat(num_copies, 1, 1).to(model_dtype),
+        coords.repeat(num_copies, 1, 1),
+        text,
+        text_mask,
+        tau.repeat(num_copies, 1),
+        skip=skip,
+    )
     return _combine(pred.float(), guidance, use_uncond, use_perturbed, b)
 
 
@@ -159,11 +186,21 @@ def _randn(shape, generator: torch.Generator, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative: TextCondition | None,
-           timesteps: Sequence[float], guidance: Guidance | Sequence[Guidance], seed: int, keyframes: Sequence[Keyframe] = (),
-           frame_rate: float = 25.0, denoise: float = 1.0, image_cond_noise_scale: float = 0.0,
-           stochastic: bool = False, callback: Callable[[int, int, torch.Tensor], None] | None = None
-           ) -> torch.Tensor:
+def sample(
+    transformer,
+    latents: torch.Tensor,
+    positive: TextCondition,
+    negative: TextCondition | None,
+    timesteps: Sequence[float],
+    guidance: Guidance | Sequence[Guidance],
+    seed: int,
+    keyframes: Sequence[Keyframe] = (),
+    frame_rate: float = 25.0,
+    denoise: float = 1.0,
+    image_cond_noise_scale: float = 0.0,
+    stochastic: bool = False,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
     """Denoise and return (B, C, F, H, W) float32 NORMALIZED latents.
 
     transformer: LTXVideoTransformer (its config's causal_temporal_positioning selects the temporal coordinates).
@@ -183,16 +220,20 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
         raise ValueError(f"denoise must be in (0, 1], got {denoise}")
     ts = [float(t) for t in timesteps]
     if not ts or not all(0.0 < t <= 1.0 for t in ts) or any(a <= b for a, b in zip(ts, ts[1:])):
-        raise ValueError(f"timesteps must be a non-empty, strictly descending list in (0, 1] without the final 0, "
-                         f"got {ts}")
+        raise ValueError(
+            f"timesteps must be a non-empty, strictly descending list in (0, 1] without the final 0, got {ts}"
+        )
     per_step = [guidance] * len(timesteps) if isinstance(guidance, Guidance) else list(guidance)
     if len(per_step) != len(timesteps):
-        raise ValueError(f"guidance: got a list of {len(per_step)} Guidance values for {len(timesteps)} timesteps; "
-                         f"pass one Guidance or one per timestep")
+        raise ValueError(
+            f"guidance: got a list of {len(per_step)} Guidance values for {len(timesteps)} timesteps; "
+            f"pass one Guidance or one per timestep"
+        )
     kept = kept_steps(timesteps, denoise)
     if not kept:
-        raise ValueError(f"no timestep of the schedule {list(timesteps)} is <= denoise {denoise}; "
-                         f"use a larger denoise or more steps")
+        raise ValueError(
+            f"no timestep of the schedule {list(timesteps)} is <= denoise {denoise}; use a larger denoise or more steps"
+        )
     schedule = [float(timesteps[i]) for i in kept]
     per_step = [per_step[i] for i in kept]
     for g in per_step:
@@ -222,12 +263,13 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
         if mask is not None and image_cond_noise_scale > 0.0:
             eps = _randn(tokens.shape, generator, device)
             hard = (mask > 1.0 - T_EPS)[..., None]
-            tokens = torch.where(hard, init_tokens + image_cond_noise_scale * eps * t ** 2, tokens)
+            tokens = torch.where(hard, init_tokens + image_cond_noise_scale * eps * t**2, tokens)
 
         # per-token timestep: conditioning tokens sit at noise level 1 - strength until t drops below it
         tau = t.expand(b, 1) if mask is None else torch.minimum(t, 1.0 - mask)  # (B, 1) or (B, N)
-        v = _guided_velocity(transformer, tokens, cond.coords, tau, positive, negative, per_step[i], model_dtype,
-                             text_batches)
+        v = _guided_velocity(
+            transformer, tokens, cond.coords, tau, positive, negative, per_step[i], model_dtype, text_batches
+        )
 
         tau_next = _next_timesteps(tau, schedule_t)[..., None]  # (B, 1 or N, 1)
         x0 = tokens - tau[..., None] * v
@@ -242,6 +284,6 @@ def sample(transformer, latents: torch.Tensor, positive: TextCondition, negative
             tokens = torch.where(update, stepped, tokens)
 
         if callback is not None:
-            callback(i, len(schedule), unpatchify(x0[:, cond.num_extra:], frames, h, w))
+            callback(i, len(schedule), unpatchify(x0[:, cond.num_extra :], frames, h, w))
 
-    return unpatchify(tokens[:, cond.num_extra:], frames, h, w)
+    return unpatchify(tokens[:, cond.num_extra :], frames, h, w)

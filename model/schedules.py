@@ -15,6 +15,7 @@ The arithmetic is float32 torch in the official scheduler's order of operations:
 cancellation in the terminal stretch moves values by up to ~1e-3 from the exact formula, and the official
 checkpoints were run with those float32 values, so we reproduce them. Returned as Python floats.
 """
+
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -38,6 +39,7 @@ DISTILLED_SECOND_PASS = (0.9094, 0.725, 0.4219)
 @dataclass
 class SchedulerConfig:
     """The official "scheduler" metadata dict (RectifiedFlowScheduler arguments)."""
+
     sampler: str = "Uniform"
     shifting: str | None = None
     base_resolution: int = 32 * 32
@@ -81,9 +83,9 @@ def linear_quadratic(steps: int, threshold_noise: float = 0.025, linear_steps: i
     # Quadratic a*i^2 + b*i + c on i in [linear_steps, steps]: value threshold_noise and slope
     # threshold_noise/linear_steps at i = linear_steps, value 1 at i = steps.
     excess = linear_steps - threshold_noise * steps
-    a = excess / (linear_steps * quadratic_steps ** 2)
-    b = threshold_noise / linear_steps - 2 * excess / quadratic_steps ** 2
-    c = a * linear_steps ** 2
+    a = excess / (linear_steps * quadratic_steps**2)
+    b = threshold_noise / linear_steps - 2 * excess / quadratic_steps**2
+    c = a * linear_steps**2
     noise = [i * threshold_noise / linear_steps for i in range(linear_steps)]
     noise += [a * i * i + b * i + c for i in range(linear_steps, steps)]
     return torch.tensor([1.0 - x for x in noise], dtype=torch.float32)
@@ -152,13 +154,19 @@ def distilled(steps: int) -> list[float]:
         return linear_quadratic(8).tolist()
     if steps in (7, 3):  # float32, as set_timesteps(timesteps=list) holds them
         return torch.tensor(DISTILLED_FIRST_PASS if steps == 7 else DISTILLED_SECOND_PASS).tolist()
-    raise ValueError(f"distilled schedule: steps must be 8 (0.9.6 distilled), 7 (0.9.7/0.9.8 distilled first pass) "
-                     f"or 3 (second pass), got {steps}")
+    raise ValueError(
+        f"distilled schedule: steps must be 8 (0.9.6 distilled), 7 (0.9.7/0.9.8 distilled first pass) "
+        f"or 3 (second pass), got {steps}"
+    )
 
 
-def timesteps(kind: str, steps: int, latent_shape: Sequence[int],
-              scheduler_config: SchedulerConfig | dict | None = None,
-              allowed_inference_steps: Sequence[float] | None = None) -> list[float]:
+def timesteps(
+    kind: str,
+    steps: int,
+    latent_shape: Sequence[int],
+    scheduler_config: SchedulerConfig | dict | None = None,
+    allowed_inference_steps: Sequence[float] | None = None,
+) -> list[float]:
     """Descending timesteps (no trailing 0) for `steps` sampling steps.
 
     kind: "auto" | "shifted" | "linear_quadratic" | "distilled" (see the module docstring).
@@ -193,5 +201,7 @@ def check_allowed(ts: Sequence[float], allowed_inference_steps: Sequence[float])
     allowed = [round(float(a), 4) for a in allowed_inference_steps]
     bad = [round(t, 4) for t in ts if round(t, 4) not in allowed]
     if bad:
-        raise ValueError(f"timesteps {bad} are not allowed by this checkpoint; its allowed_inference_steps are "
-                         f"{allowed} (distilled checkpoints: use the 'distilled' schedule with 8, 7 or 3 steps)")
+        raise ValueError(
+            f"timesteps {bad} are not allowed by this checkpoint; its allowed_inference_steps are "
+            f"{allowed} (distilled checkpoints: use the 'distilled' schedule with 8, 7 or 3 steps)"
+        )

@@ -7,6 +7,7 @@ the fast path there.
 
     transformer = apply_speed_options(transformer, SpeedOptions(attention="auto", compile=True, fp8=False))
 """
+
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ class SpeedOptions:
     back to a bf16 checkpoint afterwards.
     cache_text_kv: compute the cross-attention keys/values of the text once per distinct text (and weights)
     instead of at every step. fused_kernels: feed-forward bias + GELU in the matmul epilogue (CUDA)."""
+
     attention: str = "auto"
     compile: bool = False
     fp8: bool = False
@@ -48,6 +50,7 @@ def compile_supported() -> tuple[bool, str]:
     if not hasattr(torch.compiler, "set_stance"):
         return False, f"PyTorch {torch.__version__} is too old (needs >= 2.6)"
     from torch.utils._triton import has_triton
+
     if not has_triton():
         return False, "Triton is not installed or does not support this GPU"
     return True, ""
@@ -85,8 +88,12 @@ class TextKVCache:
         elif self.source is not None and source[0] is self.source[0] and source[1] is not None:
             hit = source[1] == self.source[1]  # the same tensor, unmodified: no need to compare (no GPU sync)
         else:
-            hit = (self.text.shape == text.shape and self.text.dtype == text.dtype
-                   and self.text.device == text.device and torch.equal(self.text, text))
+            hit = (
+                self.text.shape == text.shape
+                and self.text.dtype == text.dtype
+                and self.text.device == text.device
+                and torch.equal(self.text, text)
+            )
         if not hit:
             context = transformer.caption_projection(text)  # (B, L, D)
             self.kv = [block.attn2.project_context(context) for block in transformer.transformer_blocks]
@@ -117,13 +124,19 @@ def apply_speed_options(transformer: nn.Module, options: SpeedOptions) -> nn.Mod
         convert_linears_to_fp8(blocks)
         fp8_matmuls = torch.cuda.is_available() and fp8_matmul_supported("cuda")
         if not fp8_matmuls:
-            warnings.warn("SpeedOptions(fp8=True): no GPU with FP8 matmuls (CUDA compute capability >= 8.9 and "
-                          "PyTorch with row-scaled torch._scaled_mm) found; weights are stored in FP8 but the "
-                          "matmuls run dequantised in the activation dtype (memory saving only)", stacklevel=2)
+            warnings.warn(
+                "SpeedOptions(fp8=True): no GPU with FP8 matmuls (CUDA compute capability >= 8.9 and "
+                "PyTorch with row-scaled torch._scaled_mm) found; weights are stored in FP8 but the "
+                "matmuls run dequantised in the activation dtype (memory saving only)",
+                stacklevel=2,
+            )
         elif not options.compile:
-            warnings.warn("SpeedOptions(fp8=True) without compile=True: the per-token activation quantisation runs "
-                          "unfused and the model is slower than in bf16 (memory saving only); add compile=True "
-                          "for speed", stacklevel=2)
+            warnings.warn(
+                "SpeedOptions(fp8=True) without compile=True: the per-token activation quantisation runs "
+                "unfused and the model is slower than in bf16 (memory saving only); add compile=True "
+                "for speed",
+                stacklevel=2,
+            )
 
     compiled = False
     if options.compile:
@@ -161,8 +174,11 @@ def apply_speed_options(transformer: nn.Module, options: SpeedOptions) -> nn.Mod
         transformer.register_forward_hook(leave, always_call=True),
     )
     transformer.speed_options = options
-    transformer.speed_state = {"fp8_matmuls": fp8_matmuls, "compiled": compiled,
-                               "fp8_layers": sum(isinstance(m, FP8Linear) for m in blocks.modules())}
+    transformer.speed_state = {
+        "fp8_matmuls": fp8_matmuls,
+        "compiled": compiled,
+        "fp8_layers": sum(isinstance(m, FP8Linear) for m in blocks.modules()),
+    }
     return transformer
 
 
@@ -174,6 +190,7 @@ def apply_vae_speed_options(vae: nn.Module, options: SpeedOptions) -> nn.Module:
     state-dict keys. (Channels-last convolution weights and cuDNN autotuning were measured too and were not faster.)
     """
     from .ltxv.vae import ResnetBlock3D
+
     for handle in getattr(vae, "_speed_hooks", ()):
         handle.remove()
     vae._speed_hooks = ()
@@ -200,6 +217,8 @@ def apply_vae_speed_options(vae: nn.Module, options: SpeedOptions) -> nn.Module:
         def leave(module, args, output):
             stacks.pop().close()
 
-        vae._speed_hooks = (vae.decoder.register_forward_pre_hook(enter),
-                            vae.decoder.register_forward_hook(leave, always_call=True))
+        vae._speed_hooks = (
+            vae.decoder.register_forward_pre_hook(enter),
+            vae.decoder.register_forward_hook(leave, always_call=True),
+        )
     return vae

@@ -12,6 +12,7 @@ Weights are filled tensor by tensor into a model built on the meta device (check
 Encoding follows the official pipeline: prompt.strip(), EOS appended, padded to max_tokens, truncated at
 max_tokens, attention mask passed to T5; the output is T5's last hidden state (after the final RMSNorm).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,8 +24,18 @@ import re
 import torch
 from transformers import AutoTokenizer, ByT5Tokenizer, T5Config, T5EncoderModel
 
-from .checkpoint import (CheckpointError, SafetensorsFile, TensorInfo, build_index, check_dtype, describe_keys,
-                         fill_module, parameters_on_meta, read_json, save_safetensors)
+from .checkpoint import (
+    CheckpointError,
+    SafetensorsFile,
+    TensorInfo,
+    build_index,
+    check_dtype,
+    describe_keys,
+    fill_module,
+    parameters_on_meta,
+    read_json,
+    save_safetensors,
+)
 from .sampling import TextCondition
 
 logger = logging.getLogger(__name__)
@@ -36,9 +47,20 @@ TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
 BYTE_VOCAB_SIZE = 384  # ByT5: 3 special tokens + 256 bytes + 125 sentinel ids
 T5_ANCHOR = "encoder.block.0.layer.0.SelfAttention.q.weight"
 # Config fields written by save_text_encoder / read from metadata.
-CONFIG_FIELDS = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads", "relative_attention_num_buckets",
-                 "relative_attention_max_distance", "layer_norm_epsilon", "feed_forward_proj", "pad_token_id",
-                 "eos_token_id")
+CONFIG_FIELDS = (
+    "vocab_size",
+    "d_model",
+    "d_kv",
+    "d_ff",
+    "num_layers",
+    "num_heads",
+    "relative_attention_num_buckets",
+    "relative_attention_max_distance",
+    "layer_norm_epsilon",
+    "feed_forward_proj",
+    "pad_token_id",
+    "eos_token_id",
+)
 
 
 def max_tokens_for_version(version: str | None) -> int:
@@ -74,8 +96,14 @@ class TextEncoder:
         if isinstance(prompts, str) or not all(isinstance(p, str) for p in prompts):
             raise TypeError(f"TextEncoder.encode: prompts must be a list of strings, got {prompts!r:.80}")
         prompts = [p.strip() for p in prompts]
-        batch = self.tokenizer(prompts, padding="max_length", max_length=self.max_tokens, truncation=True,
-                               add_special_tokens=True, return_tensors="pt")
+        batch = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.max_tokens,
+            truncation=True,
+            add_special_tokens=True,
+            return_tensors="pt",
+        )
         for prompt, mask in zip(prompts, batch["attention_mask"]):
             if mask[-1] and len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"]) > self.max_tokens:
                 logger.warning("prompt truncated to %d tokens: %r", self.max_tokens, prompt[:80])
@@ -109,13 +137,18 @@ def infer_t5_config(shapes: dict[str, tuple]) -> dict:
     gated = "encoder.block.0.layer.1.DenseReluDense.wi_0.weight" in shapes
     wi = "wi_0" if gated else "wi"
     return {
-        "vocab_size": embed[0], "d_model": embed[1],
+        "vocab_size": embed[0],
+        "d_model": embed[1],
         "d_kv": shapes["encoder.block.0.layer.0.SelfAttention.q.weight"][0] // heads,
         "d_ff": shapes[f"encoder.block.0.layer.1.DenseReluDense.{wi}.weight"][0],
         "num_layers": len({int(m.group(1)) for k in shapes if (m := re.match(r"encoder\.block\.(\d+)\.", k))}),
-        "num_heads": heads, "relative_attention_num_buckets": bias[0], "relative_attention_max_distance": 128,
-        "layer_norm_epsilon": 1e-6, "feed_forward_proj": "gated-gelu" if gated else "relu",
-        "pad_token_id": 0, "eos_token_id": 1,
+        "num_heads": heads,
+        "relative_attention_num_buckets": bias[0],
+        "relative_attention_max_distance": 128,
+        "layer_norm_epsilon": 1e-6,
+        "feed_forward_proj": "gated-gelu" if gated else "relu",
+        "pad_token_id": 0,
+        "eos_token_id": 1,
     }
 
 
@@ -139,11 +172,22 @@ def _fill_t5(index: dict[str, TensorInfo], config: T5Config, dtype: torch.dtype,
         return torch.float32 if any(f".{name}." in f".{key}" for name in keep_fp32) else dtype
 
     try:
-        fill_module(model, index, dtype, device, f"T5 text encoder ({where})", dtype_for=dtype_for,
-                    skip={"encoder.embed_tokens.weight"})
+        fill_module(
+            model,
+            index,
+            dtype,
+            device,
+            f"T5 text encoder ({where})",
+            dtype_for=dtype_for,
+            skip={"encoder.embed_tokens.weight"},
+        )
     except CheckpointError as e:
-        raise CheckpointError(str(e).replace("the model built from its config", "a T5 encoder with config "
-                                             f"{ {k: getattr(config, k) for k in CONFIG_FIELDS[:6]} }")) from None
+        raise CheckpointError(
+            str(e).replace(
+                "the model built from its config",
+                f"a T5 encoder with config { {k: getattr(config, k) for k in CONFIG_FIELDS[:6]} }",
+            )
+        ) from None
     return model.eval()
 
 
@@ -229,7 +273,7 @@ def load_tokenizer(path: str, tokenizer_dir: str | None = None, allow_download: 
             return AutoTokenizer.from_pretrained(place, local_files_only=True)
         except Exception as e:  # noqa: BLE001 - every failure is reported below
             tried.append(f"{place} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})")
-    for online in ([False, True] if allow_download else [False]):
+    for online in [False, True] if allow_download else [False]:
         try:
             return AutoTokenizer.from_pretrained(HUB_TOKENIZER, local_files_only=not online)
         except Exception as e:  # noqa: BLE001
@@ -237,9 +281,12 @@ def load_tokenizer(path: str, tokenizer_dir: str | None = None, allow_download: 
             tried.append(f"{HUB_TOKENIZER} from the {where} ({type(e).__name__})")
     if not allow_download:
         tried.append(f"{HUB_TOKENIZER} from the Hugging Face hub (not tried: downloads are off)")
-    raise FileNotFoundError(f"{path}: no T5 tokenizer found. Looked in:\n  " + "\n  ".join(tried) +
-                            "\nPass tokenizer_dir=<folder with tokenizer.json or spiece.model>, or put such a folder "
-                            f"beside the weights as {os.path.basename(path)}.tokenizer/")
+    raise FileNotFoundError(
+        f"{path}: no T5 tokenizer found. Looked in:\n  "
+        + "\n  ".join(tried)
+        + "\nPass tokenizer_dir=<folder with tokenizer.json or spiece.model>, or put such a folder "
+        f"beside the weights as {os.path.basename(path)}.tokenizer/"
+    )
 
 
 def is_byte_level(metadata: dict, vocab_size: int) -> bool:
@@ -250,9 +297,15 @@ def is_byte_level(metadata: dict, vocab_size: int) -> bool:
 # Public loader / saver
 
 
-def load_text_encoder(path, dtype: torch.dtype = torch.bfloat16, device="cpu", tokenizer_dir=None,
-                      max_tokens: int | None = None, allow_download: bool = False,
-                      default_max_tokens: int = DEFAULT_MAX_TOKENS) -> TextEncoder:
+def load_text_encoder(
+    path,
+    dtype: torch.dtype = torch.bfloat16,
+    device="cpu",
+    tokenizer_dir=None,
+    max_tokens: int | None = None,
+    allow_download: bool = False,
+    default_max_tokens: int = DEFAULT_MAX_TOKENS,
+) -> TextEncoder:
     """T5 encoder weights (single file or folder) + tokenizer -> TextEncoder.
 
     max_tokens: prompt length in tokens (padding and truncation); when None, the file's metadata "max_tokens"
@@ -273,8 +326,10 @@ def load_text_encoder(path, dtype: torch.dtype = torch.bfloat16, device="cpu", t
     else:
         tokenizer = load_tokenizer(path, tokenizer_dir, allow_download)
     if len(tokenizer) > model.config.vocab_size:
-        raise CheckpointError(f"{path}: the tokenizer has {len(tokenizer)} tokens but the T5 embedding only "
-                              f"{model.config.vocab_size}; wrong tokenizer for these weights")
+        raise CheckpointError(
+            f"{path}: the tokenizer has {len(tokenizer)} tokens but the T5 embedding only "
+            f"{model.config.vocab_size}; wrong tokenizer for these weights"
+        )
     if max_tokens is None:
         max_tokens = int(metadata.get("max_tokens", default_max_tokens))
     return TextEncoder(model, tokenizer, max_tokens=max_tokens, path=path)

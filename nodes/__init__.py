@@ -15,6 +15,7 @@ Sizes that the model cannot make (width/height not a multiple of 32, frame count
 at validation time with the nearest valid values, never silently changed: a node's output is always exactly the
 size asked for.
 """
+
 from .latents import VideoDiTEmptyLatentVideo, VideoDiTImageToVideo, VideoDiTVAEDecode, VideoDiTVAEEncode
 from .loaders import VideoDiTModelLoader, VideoDiTTextEncode, VideoDiTTextEncoderLoader
 from .sampler import VideoDiTSampler

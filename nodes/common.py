@@ -1,4 +1,5 @@
 """Shared pieces of the node layer: socket types, input checks with messages that name the input."""
+
 import math
 
 CATEGORY = "VideoDiT"
@@ -14,7 +15,7 @@ TEMPORAL_FACTOR = 8  # pixel frames per latent frame after the first
 LATENT_CHANNELS = 128
 MAX_RESOLUTION = 8192
 MAX_FRAMES = 8 * 1024 + 1
-MAX_SEED = 2 ** 64 - 1
+MAX_SEED = 2**64 - 1
 
 
 class InputError(ValueError):
@@ -35,11 +36,14 @@ def check_pixel_size(name: str, value) -> str | None:
         return None
     value = int(value)
     if value < SPATIAL_FACTOR or value > MAX_RESOLUTION or value % SPATIAL_FACTOR:
-        near = nearest_multiples(min(max(value, SPATIAL_FACTOR), MAX_RESOLUTION), SPATIAL_FACTOR,
-                                 minimum=SPATIAL_FACTOR)
+        near = nearest_multiples(
+            min(max(value, SPATIAL_FACTOR), MAX_RESOLUTION), SPATIAL_FACTOR, minimum=SPATIAL_FACTOR
+        )
         near = " or ".join(str(n) for n in dict.fromkeys(near))
-        return (f"{name} must be a multiple of {SPATIAL_FACTOR} between {SPATIAL_FACTOR} and {MAX_RESOLUTION} "
-                f"(the VAE compresses {SPATIAL_FACTOR}x in space): got {value}; nearest valid: {near}")
+        return (
+            f"{name} must be a multiple of {SPATIAL_FACTOR} between {SPATIAL_FACTOR} and {MAX_RESOLUTION} "
+            f"(the VAE compresses {SPATIAL_FACTOR}x in space): got {value}; nearest valid: {near}"
+        )
     return None
 
 
@@ -51,8 +55,10 @@ def check_frame_count(name: str, value) -> str | None:
     if value < 1 or value > MAX_FRAMES or (value - 1) % TEMPORAL_FACTOR:
         near = nearest_multiples(min(max(value, 1), MAX_FRAMES), TEMPORAL_FACTOR, offset=1, minimum=1)
         near = " or ".join(str(n) for n in dict.fromkeys(near))
-        return (f"{name} must be 8k+1 (1, 9, 17, ..., 97, ...; the VAE keeps the first frame and compresses 8 frames "
-                f"per latent frame after it): got {value}; nearest valid: {near}")
+        return (
+            f"{name} must be 8k+1 (1, 9, 17, ..., 97, ...; the VAE keeps the first frame and compresses 8 frames "
+            f"per latent frame after it): got {value}; nearest valid: {near}"
+        )
     return None
 
 
@@ -101,4 +107,3 @@ def check_inputs(cls, values: dict) -> None:
                 problems.append(message)
     if problems:
         raise InputError(f"{cls.__name__}: " + "; ".join(problems))
-

@@ -5,6 +5,7 @@ Inside ComfyUI the facilities come from `folder_paths`, `comfy.utils`, `comfy.mo
 and the tests use it as the package `videodit`). Outside ComfyUI the folders come from `configure_headless()`
 (the CLI flags) or defaults, progress goes to a terminal bar and nothing can interrupt.
 """
+
 import os
 import re
 import sys
@@ -33,6 +34,7 @@ HEADLESS_SUBDIRS = {
 @dataclass
 class HeadlessDirs:
     """Folders used when not running inside ComfyUI (set by the CLI)."""
+
     models_dir: str = field(default_factory=lambda: os.path.join(os.getcwd(), "models"))
     output_dir: str = field(default_factory=lambda: os.path.join(os.getcwd(), "output"))
     input_dir: str = field(default_factory=lambda: os.path.join(os.getcwd(), "input"))
@@ -65,6 +67,7 @@ def comfy_folder_paths():
 
 
 # ---------------------------------------------------------------------------------------------- model folders
+
 
 def list_models(folder_key: str) -> list[str]:
     """Relative file names (sorted) in the ComfyUI folders behind `folder_key` ("checkpoints"/"text_encoders")."""
@@ -122,6 +125,7 @@ def _headless_full_path(key, name):
 
 # ---------------------------------------------------------------------------------------------- input / output
 
+
 def output_directory() -> str:
     folder_paths = comfy_folder_paths()
     return folder_paths.get_output_directory() if folder_paths is not None else HEADLESS.output_dir
@@ -138,7 +142,8 @@ def save_path(filename_prefix: str, output_dir: str, width: int, height: int):
     folder_paths = comfy_folder_paths()
     if folder_paths is not None:
         folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, output_dir, width, height)
+            filename_prefix, output_dir, width, height
+        )
         return folder, filename, counter, subfolder
     prefix = filename_prefix.replace("%width%", str(width)).replace("%height%", str(height))
     subfolder, filename = os.path.split(os.path.normpath(prefix))
@@ -164,11 +169,13 @@ def metadata_disabled() -> bool:
 
 # ---------------------------------------------------------------------------------------------- devices
 
+
 def torch_device() -> torch.device:
     """The device models run on: ComfyUI's choice (honours --cpu), else CUDA when available."""
     if comfy_folder_paths() is not None:
         try:
             import comfy.model_management as mm
+
             return mm.get_torch_device()
         except ImportError:
             pass
@@ -196,6 +203,7 @@ def module_bytes(module: torch.nn.Module) -> int:
 
 # ---------------------------------------------------------------------------------------------- progress
 
+
 def check_interrupt():
     """Raise ComfyUI's InterruptProcessingException when the user pressed Cancel (no-op outside ComfyUI)."""
     if comfy_folder_paths() is None:
@@ -212,7 +220,7 @@ def previews_enabled() -> bool:
     if comfy_folder_paths() is None:
         return False
     try:
-        from comfy.cli_args import args, LatentPreviewMethod
+        from comfy.cli_args import LatentPreviewMethod, args
     except ImportError:
         return False
     return args.preview_method != LatentPreviewMethod.NoPreviews
@@ -221,6 +229,7 @@ def previews_enabled() -> bool:
 def preview_size() -> int:
     try:
         from comfy.cli_args import args
+
         return int(args.preview_size)
     except (ImportError, AttributeError):
         return 512
@@ -236,6 +245,7 @@ class Progress:
         if comfy_folder_paths() is not None:
             try:
                 import comfy.utils
+
                 self.comfy_bar = comfy.utils.ProgressBar(total)
             except ImportError:
                 pass
@@ -253,4 +263,3 @@ class Progress:
             if value >= self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
-

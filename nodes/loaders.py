@@ -1,4 +1,5 @@
 """Loader nodes: the video model (DiT + VAE from one checkpoint) and the T5 text encoder; text encoding."""
+
 import os
 from dataclasses import dataclass, field
 
@@ -6,7 +7,7 @@ import torch
 
 from ..model import speed
 from . import host
-from .common import (CATEGORY, CONDITIONING_TYPE, MODEL_TYPE, TEXT_ENCODER_TYPE, VAE_TYPE, check_inputs)
+from .common import CATEGORY, CONDITIONING_TYPE, MODEL_TYPE, TEXT_ENCODER_TYPE, VAE_TYPE, check_inputs
 
 BUILTIN_MODEL = "videodit-tiny (built-in)"
 BUILTIN_TEXT_ENCODER = "t5-tiny (built-in)"
@@ -20,7 +21,7 @@ PLACEMENTS = ["gpu", "offload to cpu between runs"]
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """"auto": bf16 on a GPU that supports it, fp16 on older GPUs, fp32 on CPU."""
+    """ "auto": bf16 on a GPU that supports it, fp16 on older GPUs, fp32 on CPU."""
     if name != "auto":
         return TORCH_DTYPES[name]
     if device.type == "cuda":
@@ -39,6 +40,7 @@ def _to_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module
 @dataclass
 class VideoVAE:
     """VIDEODIT_VAE: the causal video VAE and where it runs."""
+
     vae: torch.nn.Module
     device: torch.device
     dtype: torch.dtype
@@ -57,6 +59,7 @@ class VideoVAE:
 @dataclass
 class VideoModel:
     """VIDEODIT_MODEL: the DiT plus everything sampling needs from its checkpoint."""
+
     transformer: torch.nn.Module
     scheduler_config: dict
     allowed_inference_steps: list | None
@@ -82,6 +85,7 @@ class VideoModel:
 class VideoTextEncoder:
     """VIDEODIT_TEXT_ENCODER: the T5 encoder, kept in CPU RAM and moved to its compute device only while it
     encodes (T5-XXL is about 9.5 GB in bf16: resident on the GPU it would crowd out the DiT)."""
+
     encoder: object  # model.text_encoder.TextEncoder
     device: torch.device
 
@@ -121,48 +125,83 @@ def resolve_file(folder_key: str, name: str) -> str:
     if name in BUILTIN_FILES:
         path = BUILTIN_FILES[name]
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"the built-in model '{name}' is missing: {path} does not exist "
-                                    f"(reinstall the pack or check the weights/ folder)")
+            raise FileNotFoundError(
+                f"the built-in model '{name}' is missing: {path} does not exist "
+                f"(reinstall the pack or check the weights/ folder)"
+            )
         return path
     return host.model_path(folder_key, name)
 
 
 class VideoDiTModelLoader:
-    DESCRIPTION = ("Loads an LTX-Video checkpoint (official single file: DiT + VAE; config from its metadata) or "
-                   "the built-in tiny model. Models stay cached between runs.")
+    DESCRIPTION = (
+        "Loads an LTX-Video checkpoint (official single file: DiT + VAE; config from its metadata) or "
+        "the built-in tiny model. Models stay cached between runs."
+    )
     CATEGORY = CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = (MODEL_TYPE, VAE_TYPE)
     RETURN_NAMES = ("model", "vae")
-    OUTPUT_TOOLTIPS = ("The video diffusion transformer with its scheduler settings and version.",
-                       "The causal video VAE of the same checkpoint (encode images, decode latents).")
+    OUTPUT_TOOLTIPS = (
+        "The video diffusion transformer with its scheduler settings and version.",
+        "The causal video VAE of the same checkpoint (encode images, decode latents).",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
         required = {
-            "checkpoint": (checkpoint_choices(), {
-                "default": BUILTIN_MODEL,
-                "tooltip": "LTX-Video checkpoint from models/checkpoints or models/diffusion_models "
-                           "(e.g. ltx-video-2b-v0.9.5.safetensors), or the tiny built-in model."}),
-            "dtype": (DTYPES, {"default": "auto",
-                               "tooltip": "Weight and compute precision. auto: bf16 on GPUs that support it, "
-                                          "fp16 on older GPUs, fp32 on CPU."}),
-            "placement": (PLACEMENTS, {"default": "gpu",
-                                       "tooltip": "gpu: keep the weights on the GPU between runs (fastest). "
-                                                  "offload: move them to CPU RAM after each run to free VRAM."}),
-            "attention": (list(speed.ATTENTION_CHOICES), {
-                "default": "auto", "tooltip": "Attention kernel: auto = cuDNN attention on Hopper and newer GPUs, "
-                                              "PyTorch's choice elsewhere; the others prefer that SDPA kernel."}),
-            "compile": ("BOOLEAN", {
-                "default": False, "tooltip": "torch.compile the transformer blocks and the VAE decoder (CUDA with "
-                                             "Triton; the first run of each size compiles for a while, later runs "
-                                             "are faster). Ignored with a warning where it cannot work."}),
-            "fp8": ("BOOLEAN", {
-                "default": False, "tooltip": "Store the large linear layers in fp8 (halves their weight memory on "
-                                             "any device). The matmuls themselves run in fp8 only in bf16 on GPUs "
-                                             "of compute capability >= 8.9 (Ada, Hopper); elsewhere the weights "
-                                             "are dequantised per layer, which is slower. Pair it with compile "
-                                             "for speed."}),
+            "checkpoint": (
+                checkpoint_choices(),
+                {
+                    "default": BUILTIN_MODEL,
+                    "tooltip": "LTX-Video checkpoint from models/checkpoints or models/diffusion_models "
+                    "(e.g. ltx-video-2b-v0.9.5.safetensors), or the tiny built-in model.",
+                },
+            ),
+            "dtype": (
+                DTYPES,
+                {
+                    "default": "auto",
+                    "tooltip": "Weight and compute precision. auto: bf16 on GPUs that support it, "
+                    "fp16 on older GPUs, fp32 on CPU.",
+                },
+            ),
+            "placement": (
+                PLACEMENTS,
+                {
+                    "default": "gpu",
+                    "tooltip": "gpu: keep the weights on the GPU between runs (fastest). "
+                    "offload: move them to CPU RAM after each run to free VRAM.",
+                },
+            ),
+            "attention": (
+                list(speed.ATTENTION_CHOICES),
+                {
+                    "default": "auto",
+                    "tooltip": "Attention kernel: auto = cuDNN attention on Hopper and newer GPUs, "
+                    "PyTorch's choice elsewhere; the others prefer that SDPA kernel.",
+                },
+            ),
+            "compile": (
+                "BOOLEAN",
+                {
+                    "default": False,
+                    "tooltip": "torch.compile the transformer blocks and the VAE decoder (CUDA with "
+                    "Triton; the first run of each size compiles for a while, later runs "
+                    "are faster). Ignored with a warning where it cannot work.",
+                },
+            ),
+            "fp8": (
+                "BOOLEAN",
+                {
+                    "default": False,
+                    "tooltip": "Store the large linear layers in fp8 (halves their weight memory on "
+                    "any device). The matmuls themselves run in fp8 only in bf16 on GPUs "
+                    "of compute capability >= 8.9 (Ada, Hopper); elsewhere the weights "
+                    "are dequantised per layer, which is slower. Pair it with compile "
+                    "for speed.",
+                },
+            ),
         }
         return {"required": required}
 
@@ -174,8 +213,16 @@ class VideoDiTModelLoader:
         device = host.torch_device()
         torch_dtype = resolve_dtype(dtype, device)
         offload = placement != "gpu"
-        key = (os.path.realpath(path), os.path.getmtime(path), str(torch_dtype), str(device), offload,
-               attention, bool(compile), bool(fp8))
+        key = (
+            os.path.realpath(path),
+            os.path.getmtime(path),
+            str(torch_dtype),
+            str(device),
+            offload,
+            attention,
+            bool(compile),
+            bool(fp8),
+        )
 
         def load():
             loaded = load_checkpoint(path, dtype=torch_dtype, device="cpu")
@@ -185,8 +232,17 @@ class VideoDiTModelLoader:
             transformer = speed.apply_speed_options(transformer, options)
             vae_module = speed.apply_vae_speed_options(vae_module, options)
             vae = VideoVAE(vae_module, device, torch_dtype, offload, path)
-            model = VideoModel(transformer, loaded.scheduler_config, loaded.allowed_inference_steps, loaded.version,
-                               path, device, torch_dtype, offload, vae)
+            model = VideoModel(
+                transformer,
+                loaded.scheduler_config,
+                loaded.allowed_inference_steps,
+                loaded.version,
+                path,
+                device,
+                torch_dtype,
+                offload,
+                vae,
+            )
             if not offload:
                 model.acquire()
                 vae.acquire()
@@ -205,19 +261,32 @@ class VideoDiTTextEncoderLoader:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "text_encoder": (text_encoder_choices(), {
-                "default": BUILTIN_TEXT_ENCODER,
-                "tooltip": "T5 file from models/text_encoders (or the legacy models/clip), e.g. "
-                           "t5xxl_fp16.safetensors, or the tiny built-in encoder."}),
-            "dtype": (DTYPES, {"default": "auto", "tooltip": "Precision of the T5 weights (auto: bf16 on GPU, "
-                                                             "fp32 on CPU)."}),
-            "device": (["default", "cpu"], {"default": "default",
-                                            "tooltip": "Where T5 encodes. default: the GPU ComfyUI uses, moved "
-                                                       "there only while encoding and back to system RAM after, "
-                                                       "so it never competes with the DiT for VRAM. cpu: encode on "
-                                                       "the CPU (slower; no transfer)."}),
-        }}
+        return {
+            "required": {
+                "text_encoder": (
+                    text_encoder_choices(),
+                    {
+                        "default": BUILTIN_TEXT_ENCODER,
+                        "tooltip": "T5 file from models/text_encoders (or the legacy models/clip), e.g. "
+                        "t5xxl_fp16.safetensors, or the tiny built-in encoder.",
+                    },
+                ),
+                "dtype": (
+                    DTYPES,
+                    {"default": "auto", "tooltip": "Precision of the T5 weights (auto: bf16 on GPU, fp32 on CPU)."},
+                ),
+                "device": (
+                    ["default", "cpu"],
+                    {
+                        "default": "default",
+                        "tooltip": "Where T5 encodes. default: the GPU ComfyUI uses, moved "
+                        "there only while encoding and back to system RAM after, "
+                        "so it never competes with the DiT for VRAM. cpu: encode on "
+                        "the CPU (slower; no transfer).",
+                    },
+                ),
+            }
+        }
 
     def load(self, text_encoder, dtype, device):
         check_inputs(type(self), dict(dtype=dtype, device=device))
@@ -227,8 +296,15 @@ class VideoDiTTextEncoderLoader:
         torch_device = host.torch_device() if device == "default" else torch.device("cpu")
         torch_dtype = resolve_dtype(dtype, torch_device)
         key = (os.path.realpath(path), os.path.getmtime(path), str(torch_dtype), str(torch_device))
-        return (cached("text_encoder", key, lambda: VideoTextEncoder(
-            load_text_encoder(path, dtype=torch_dtype, device=host.offload_device()), torch_device)),)
+        return (
+            cached(
+                "text_encoder",
+                key,
+                lambda: VideoTextEncoder(
+                    load_text_encoder(path, dtype=torch_dtype, device=host.offload_device()), torch_device
+                ),
+            ),
+        )
 
 
 class VideoDiTTextEncode:
@@ -241,12 +317,21 @@ class VideoDiTTextEncode:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "text_encoder": (TEXT_ENCODER_TYPE, {"tooltip": "From VideoDiT Text Encoder Loader."}),
-            "text": ("STRING", {"multiline": True, "dynamicPrompts": True, "default": "",
-                                "tooltip": "The prompt. LTX-Video likes long, literal descriptions of the scene, "
-                                           "the motion and the camera."}),
-        }}
+        return {
+            "required": {
+                "text_encoder": (TEXT_ENCODER_TYPE, {"tooltip": "From VideoDiT Text Encoder Loader."}),
+                "text": (
+                    "STRING",
+                    {
+                        "multiline": True,
+                        "dynamicPrompts": True,
+                        "default": "",
+                        "tooltip": "The prompt. LTX-Video likes long, literal descriptions of the scene, "
+                        "the motion and the camera.",
+                    },
+                ),
+            }
+        }
 
     def encode(self, text_encoder, text):
         return (text_encoder.encode(text),)

@@ -1,10 +1,19 @@
 """The sampler node: rectified-flow denoising with CFG + STG, keyframes, progress, previews and interrupt."""
+
 import torch
 from PIL import Image
 
 from . import host
-from .common import (CATEGORY, CONDITIONING_TYPE, MAX_SEED, MODEL_TYPE, InputError, check_inputs, check_number,
-                     input_spec)
+from .common import (
+    CATEGORY,
+    CONDITIONING_TYPE,
+    MAX_SEED,
+    MODEL_TYPE,
+    InputError,
+    check_inputs,
+    check_number,
+    input_spec,
+)
 from .latents import latent_geometry
 
 SCHEDULES = ["auto", "shifted", "linear_quadratic", "distilled"]
@@ -13,18 +22,20 @@ PREVIEW_FIT_SIZE = 16  # latent pixels per side used to fit the preview projecti
 
 
 def parse_blocks(text: str, num_layers: int | None) -> tuple[int, ...]:
-    """"19" or "14, 19" -> (14, 19); InputError naming stg_blocks when malformed or out of range."""
+    """ "19" or "14, 19" -> (14, 19); InputError naming stg_blocks when malformed or out of range."""
     parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
     try:
         blocks = tuple(int(p) for p in parts)
     except ValueError:
-        raise InputError(f"stg_blocks must be block numbers separated by commas, e.g. '19' or '14,19': "
-                         f"got {text!r}") from None
+        raise InputError(
+            f"stg_blocks must be block numbers separated by commas, e.g. '19' or '14,19': got {text!r}"
+        ) from None
     if num_layers is not None:
         bad = [b for b in blocks if not 0 <= b < num_layers]
         if bad:
-            raise InputError(f"stg_blocks: block(s) {bad} do not exist; this model has {num_layers} blocks "
-                             f"(0-{num_layers - 1})")
+            raise InputError(
+                f"stg_blocks: block(s) {bad} do not exist; this model has {num_layers} blocks (0-{num_layers - 1})"
+            )
     return blocks
 
 
@@ -63,8 +74,10 @@ def latent_to_preview(x0: torch.Tensor, factors: torch.Tensor, bias: torch.Tenso
 
 
 class VideoDiTSampler:
-    DESCRIPTION = ("Generates the video latent: rectified-flow sampling with classifier-free guidance (cfg) and "
-                   "spatio-temporal skip guidance (stg), conditioned on the prompt and any keyframes in the latent.")
+    DESCRIPTION = (
+        "Generates the video latent: rectified-flow sampling with classifier-free guidance (cfg) and "
+        "spatio-temporal skip guidance (stg), conditioned on the prompt and any keyframes in the latent."
+    )
     CATEGORY = CATEGORY
     FUNCTION = "sample"
     RETURN_TYPES = ("LATENT",)
@@ -73,40 +86,114 @@ class VideoDiTSampler:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "model": (MODEL_TYPE, {"tooltip": "From VideoDiT Model Loader."}),
-            "positive": (CONDITIONING_TYPE, {"tooltip": "The prompt (VideoDiT Text Encode)."}),
-            "negative": (CONDITIONING_TYPE, {"tooltip": "The negative prompt (used when cfg > 1)."}),
-            "latent": ("LATENT", {"tooltip": "Empty Latent Video (text-to-video), Image To Video (keyframes), or a "
-                                             "video latent to refine with denoise < 1."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True,
-                             "tooltip": "Noise seed: the same seed and settings give the same video on CPU and "
-                                        "GPU (noise is drawn on the CPU)."}),
-            "steps": ("INT", {"default": 30, "min": 1, "max": 1000,
-                              "tooltip": "Sampling steps: 30-40 for quality, 20 for speed; distilled models: 8."}),
-            "cfg": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
-                              "tooltip": "Classifier-free guidance scale (official 3.0; 1 = off, faster)."}),
-            "stg": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
-                              "tooltip": "Spatio-temporal skip guidance scale: steers away from a copy with the "
-                                         "stg_blocks' self-attention skipped; improves structure and motion "
-                                         "(official 1.0; 0 = off, faster)."}),
-            "stg_blocks": ("STRING", {"default": "19",
-                                      "tooltip": "Transformer blocks skipped for STG, comma separated: '19' for the "
-                                                 "2B model (official), e.g. '14,19' to try more."}),
-            "rescale": ("FLOAT", {"default": 0.7, "min": 0.0, "max": 1.0, "step": 0.01,
-                                  "tooltip": "Rescales the guided prediction's std towards the plain one (0.7 "
-                                             "official; 1 = no rescale). Only with STG."}),
-            "schedule": (SCHEDULES, {"default": "auto",
-                                     "tooltip": "Timestep schedule. auto: what the checkpoint says; shifted: 0.9.0/"
-                                                "0.9.1 style; linear_quadratic: 0.9.5+; distilled: fixed lists of "
-                                                "the distilled models (8, 7 or 3 steps)."}),
-            "denoise": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01,
-                                  "tooltip": "1 = generate from noise; lower values keep that much of the input "
-                                             "latent (video-to-video refinement)."}),
-            "frame_rate": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 240.0, "step": 0.01,
-                                     "tooltip": "Frame rate the model is told; 0 = the latent's frame rate (from "
-                                                "Empty Latent Video)."}),
-        }}
+        return {
+            "required": {
+                "model": (MODEL_TYPE, {"tooltip": "From VideoDiT Model Loader."}),
+                "positive": (CONDITIONING_TYPE, {"tooltip": "The prompt (VideoDiT Text Encode)."}),
+                "negative": (CONDITIONING_TYPE, {"tooltip": "The negative prompt (used when cfg > 1)."}),
+                "latent": (
+                    "LATENT",
+                    {
+                        "tooltip": "Empty Latent Video (text-to-video), Image To Video (keyframes), or a "
+                        "video latent to refine with denoise < 1."
+                    },
+                ),
+                "seed": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": MAX_SEED,
+                        "control_after_generate": True,
+                        "tooltip": "Noise seed: the same seed and settings give the same video on CPU and "
+                        "GPU (noise is drawn on the CPU).",
+                    },
+                ),
+                "steps": (
+                    "INT",
+                    {
+                        "default": 30,
+                        "min": 1,
+                        "max": 1000,
+                        "tooltip": "Sampling steps: 30-40 for quality, 20 for speed; distilled models: 8.",
+                    },
+                ),
+                "cfg": (
+                    "FLOAT",
+                    {
+                        "default": 3.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": "Classifier-free guidance scale (official 3.0; 1 = off, faster).",
+                    },
+                ),
+                "stg": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": "Spatio-temporal skip guidance scale: steers away from a copy with the "
+                        "stg_blocks' self-attention skipped; improves structure and motion "
+                        "(official 1.0; 0 = off, faster).",
+                    },
+                ),
+                "stg_blocks": (
+                    "STRING",
+                    {
+                        "default": "19",
+                        "tooltip": "Transformer blocks skipped for STG, comma separated: '19' for the "
+                        "2B model (official), e.g. '14,19' to try more.",
+                    },
+                ),
+                "rescale": (
+                    "FLOAT",
+                    {
+                        "default": 0.7,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "Rescales the guided prediction's std towards the plain one (0.7 "
+                        "official; 1 = no rescale). Only with STG.",
+                    },
+                ),
+                "schedule": (
+                    SCHEDULES,
+                    {
+                        "default": "auto",
+                        "tooltip": "Timestep schedule. auto: what the checkpoint says; shifted: 0.9.0/"
+                        "0.9.1 style; linear_quadratic: 0.9.5+; distilled: fixed lists of "
+                        "the distilled models (8, 7 or 3 steps).",
+                    },
+                ),
+                "denoise": (
+                    "FLOAT",
+                    {
+                        "default": 1.0,
+                        "min": 0.01,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "1 = generate from noise; lower values keep that much of the input "
+                        "latent (video-to-video refinement).",
+                    },
+                ),
+                "frame_rate": (
+                    "FLOAT",
+                    {
+                        "default": 0.0,
+                        "min": 0.0,
+                        "max": 240.0,
+                        "step": 0.01,
+                        "tooltip": "Frame rate the model is told; 0 = the latent's frame rate (from "
+                        "Empty Latent Video).",
+                    },
+                ),
+            }
+        }
 
     @classmethod
     def VALIDATE_INPUTS(cls, cfg):
@@ -115,10 +202,35 @@ class VideoDiTSampler:
         message = check_number("cfg", cfg, spec[1], spec[0])
         return message or True
 
-    def sample(self, model, positive, negative, latent, seed, steps, cfg, stg, stg_blocks, rescale, schedule,
-               denoise, frame_rate):
-        check_inputs(type(self), dict(seed=seed, steps=steps, cfg=cfg, stg=stg, rescale=rescale, schedule=schedule,
-                                      denoise=denoise, frame_rate=frame_rate))
+    def sample(
+        self,
+        model,
+        positive,
+        negative,
+        latent,
+        seed,
+        steps,
+        cfg,
+        stg,
+        stg_blocks,
+        rescale,
+        schedule,
+        denoise,
+        frame_rate,
+    ):
+        check_inputs(
+            type(self),
+            dict(
+                seed=seed,
+                steps=steps,
+                cfg=cfg,
+                stg=stg,
+                rescale=rescale,
+                schedule=schedule,
+                denoise=denoise,
+                frame_rate=frame_rate,
+            ),
+        )
         from ..model import schedules
         from ..model.sampling import Guidance, TextCondition, kept_steps, sample
 
@@ -131,8 +243,13 @@ class VideoDiTSampler:
         samples = latent["samples"].float()
         _, _, f, h, w = samples.shape
         try:
-            ts = schedules.timesteps(schedule, int(steps), (f, h, w), model.scheduler_config,
-                                     model.allowed_inference_steps if schedule in ("auto", "distilled") else None)
+            ts = schedules.timesteps(
+                schedule,
+                int(steps),
+                (f, h, w),
+                model.scheduler_config,
+                model.allowed_inference_steps if schedule in ("auto", "distilled") else None,
+            )
         except ValueError as e:
             raise InputError(f"schedule '{schedule}' with steps={steps}: {e}") from e
         guidance = Guidance(cfg=float(cfg), stg=float(stg), stg_blocks=blocks or (19,), rescale=float(rescale))
@@ -155,10 +272,19 @@ class VideoDiTSampler:
 
         try:
             with torch.inference_mode():
-                out = sample(transformer, samples.to(device), to_device(positive),
-                             to_device(negative) if negative is not None else None, ts, guidance, int(seed),
-                             keyframes=[_keyframe_to(kf, device) for kf in latent.get("keyframes", ())],
-                             frame_rate=rate, denoise=float(denoise), callback=callback)
+                out = sample(
+                    transformer,
+                    samples.to(device),
+                    to_device(positive),
+                    to_device(negative) if negative is not None else None,
+                    ts,
+                    guidance,
+                    int(seed),
+                    keyframes=[_keyframe_to(kf, device) for kf in latent.get("keyframes", ())],
+                    frame_rate=rate,
+                    denoise=float(denoise),
+                    callback=callback,
+                )
         finally:
             model.release()
         result = dict(latent)
@@ -169,5 +295,6 @@ class VideoDiTSampler:
 
 
 def _keyframe_to(keyframe, device):
-    return type(keyframe)(latent=keyframe.latent.to(device), pixel_frame=keyframe.pixel_frame,
-                          strength=keyframe.strength)
+    return type(keyframe)(
+        latent=keyframe.latent.to(device), pixel_frame=keyframe.pixel_frame, strength=keyframe.strength
+    )

@@ -1,4 +1,5 @@
 """The save node: frames -> MP4 / WebM / GIF / animated WebP in ComfyUI's output folder, with the workflow inside."""
+
 import json
 import os
 
@@ -11,9 +12,11 @@ from .video_io import FORMATS, write_video
 
 
 class VideoDiTSaveVideo:
-    DESCRIPTION = ("Saves frames as a video in ComfyUI's output folder (never overwriting) with the prompt and "
-                   "workflow embedded, so dropping the file on ComfyUI restores the graph. MP4/WebM via ffmpeg "
-                   "(imageio-ffmpeg), GIF/WebP via Pillow.")
+    DESCRIPTION = (
+        "Saves frames as a video in ComfyUI's output folder (never overwriting) with the prompt and "
+        "workflow embedded, so dropping the file on ComfyUI restores the graph. MP4/WebM via ffmpeg "
+        "(imageio-ffmpeg), GIF/WebP via Pillow."
+    )
     CATEGORY = CATEGORY
     FUNCTION = "save"
     OUTPUT_NODE = True
@@ -25,18 +28,43 @@ class VideoDiTSaveVideo:
         return {
             "required": {
                 "images": ("IMAGE", {"tooltip": "Frames to save (from VideoDiT VAE Decode or any IMAGE batch)."}),
-                "fps": ("FLOAT", {"default": 25.0, "min": 0.01, "max": 240.0, "step": 0.01,
-                                  "tooltip": "Playback frame rate; use the frame rate the video was generated for."}),
-                "format": (list(FORMATS), {"default": "mp4 (h264)",
-                                           "tooltip": "mp4: H.264 yuv420p, plays everywhere, starts fast on the "
-                                                      "web. webm: VP9. gif / animated webp: images that loop."}),
-                "crf": ("INT", {"default": 19, "min": 0, "max": 63,
-                                "tooltip": "Quality: lower = better and bigger (H.264 0-51, 19 is visually clean; "
-                                           "VP9 0-63; for WebP 0 = lossless, else quality 100-crf)."}),
-                "filename_prefix": ("STRING", {"default": "VideoDiT/video",
-                                               "tooltip": "File name prefix inside the output folder; a folder "
-                                                          "part ('VideoDiT/video') makes a sub-folder. A counter "
-                                                          "is appended."}),
+                "fps": (
+                    "FLOAT",
+                    {
+                        "default": 25.0,
+                        "min": 0.01,
+                        "max": 240.0,
+                        "step": 0.01,
+                        "tooltip": "Playback frame rate; use the frame rate the video was generated for.",
+                    },
+                ),
+                "format": (
+                    list(FORMATS),
+                    {
+                        "default": "mp4 (h264)",
+                        "tooltip": "mp4: H.264 yuv420p, plays everywhere, starts fast on the "
+                        "web. webm: VP9. gif / animated webp: images that loop.",
+                    },
+                ),
+                "crf": (
+                    "INT",
+                    {
+                        "default": 19,
+                        "min": 0,
+                        "max": 63,
+                        "tooltip": "Quality: lower = better and bigger (H.264 0-51, 19 is visually clean; "
+                        "VP9 0-63; for WebP 0 = lossless, else quality 100-crf).",
+                    },
+                ),
+                "filename_prefix": (
+                    "STRING",
+                    {
+                        "default": "VideoDiT/video",
+                        "tooltip": "File name prefix inside the output folder; a folder "
+                        "part ('VideoDiT/video') makes a sub-folder. A counter "
+                        "is appended.",
+                    },
+                ),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
@@ -44,8 +72,10 @@ class VideoDiTSaveVideo:
     def save(self, images, fps, format, crf, filename_prefix, prompt=None, extra_pnginfo=None):
         check_inputs(type(self), dict(fps=fps, format=format, crf=crf))
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
-            raise InputError(f"images: expected frames (count, height, width, 3) with at least one frame, got "
-                             f"{getattr(images, 'shape', type(images).__name__)}")
+            raise InputError(
+                f"images: expected frames (count, height, width, 3) with at least one frame, got "
+                f"{getattr(images, 'shape', type(images).__name__)}"
+            )
         frames = (images[..., :3].float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu().numpy()
         num_frames, height, width, _ = frames.shape
         if format == "mp4 (h264)" and (height < 2 or width < 2):

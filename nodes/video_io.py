@@ -6,6 +6,7 @@ MP4 — QuickTime `mdta` keys `prompt` / `workflow` (movflags use_metadata_tags,
 tags 0x0110 "prompt:<json>" and 0x010F "workflow:<json>"; GIF — a comment with both (no ComfyUI reader).
 Values are passed through an ffmetadata file, not the command line (a workflow can exceed the argument limit).
 """
+
 import json
 import os
 import subprocess
@@ -25,6 +26,7 @@ FORMATS = {
 
 def ffmpeg_exe() -> str:
     import imageio_ffmpeg
+
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
@@ -38,8 +40,12 @@ def _ffmetadata_escape(text: str) -> str:
 
 
 def _run_ffmpeg(args: list[str], stdin_bytes: bytes | None, what: str):
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args],
-                          input=stdin_bytes, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args],
+        input=stdin_bytes,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"ffmpeg failed while {what}: {proc.stderr.decode(errors='replace').strip()[-2000:]}")
     return proc.stdout
@@ -58,8 +64,18 @@ def write_video(frames: np.ndarray, path: str, fps: float, fmt: str, crf: int, m
         even_h, even_w = height - height % 2, width - width % 2
         frames = np.ascontiguousarray(frames[:, :even_h, :even_w])
         height, width = even_h, even_w
-        codec = ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "medium",
-                 "-movflags", "+faststart+use_metadata_tags"]
+        codec = [
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-crf",
+            str(crf),
+            "-preset",
+            "medium",
+            "-movflags",
+            "+faststart+use_metadata_tags",
+        ]
     else:
         codec = ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p", "-crf", str(crf), "-b:v", "0"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,9 +84,32 @@ def write_video(frames: np.ndarray, path: str, fps: float, fmt: str, crf: int, m
             f.write(";FFMETADATA1\n")
             for key, value in metadata.items():
                 f.write(f"{_ffmetadata_escape(key)}={_ffmetadata_escape(value)}\n")
-        args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:.6g}", "-i", "-",
-                "-f", "ffmetadata", "-i", meta_file, "-map", "0:v", "-map_metadata", "1",
-                *codec, "-frames:v", str(num_frames), "-f", muxer, path]
+        args = [
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            f"{fps:.6g}",
+            "-i",
+            "-",
+            "-f",
+            "ffmetadata",
+            "-i",
+            meta_file,
+            "-map",
+            "0:v",
+            "-map_metadata",
+            "1",
+            *codec,
+            "-frames:v",
+            str(num_frames),
+            "-f",
+            muxer,
+            path,
+        ]
         _run_ffmpeg(args, frames.tobytes(), f"writing {path}")
 
 
@@ -79,8 +118,15 @@ def _write_pillow(frames, path, fps, fmt, crf, metadata):
     duration_ms = max(int(round(1000.0 / fps)), 1)
     if fmt == "gif":
         comment = json.dumps({k: json.loads(v) for k, v in metadata.items()}) if metadata else ""
-        images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration_ms, loop=0,
-                       comment=comment.encode("utf-8"))
+        images[0].save(
+            path,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=duration_ms,
+            loop=0,
+            comment=comment.encode("utf-8"),
+        )
         return
     exif = Image.Exif()
     tag = 0x0110  # Model: "prompt:..."; then Make (0x010F) and downwards for the other keys, as ComfyUI does
@@ -88,13 +134,23 @@ def _write_pillow(frames, path, fps, fmt, crf, metadata):
         exif[tag] = f"{key}:{metadata[key]}"
         tag -= 1
     quality = max(0, min(100, 100 - int(crf)))  # crf 0 = best, like the video codecs
-    images[0].save(path, format="WEBP", save_all=True, append_images=images[1:], duration=duration_ms, loop=0,
-                   quality=quality, lossless=crf == 0, exif=exif)
+    images[0].save(
+        path,
+        format="WEBP",
+        save_all=True,
+        append_images=images[1:],
+        duration=duration_ms,
+        loop=0,
+        quality=quality,
+        lossless=crf == 0,
+        exif=exif,
+    )
 
 
 def read_video(path: str) -> tuple[np.ndarray, float]:
     """Decode a video file back to uint8 (F, H, W, 3) and its frame rate (used by the tests and the CLI report)."""
     import imageio_ffmpeg
+
     reader = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
     meta = next(reader)
     width, height = meta["size"]
@@ -127,7 +183,7 @@ def read_metadata(path: str) -> dict[str, str]:
         if split is None:
             continue
         key = "".join(ch for _, ch in entry[:split]).lower()
-        tags[key] = "".join(ch for _, ch in entry[split + 1:])
+        tags[key] = "".join(ch for _, ch in entry[split + 1 :])
     return tags
 
 
@@ -137,9 +193,34 @@ def h264_round_trip(image: np.ndarray, crf: int) -> np.ndarray:
     height, width, _ = image.shape
     with tempfile.TemporaryDirectory() as tmp:
         clip = os.path.join(tmp, "frame.mp4")
-        _run_ffmpeg(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-i", "-",
-                     "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-preset", "veryfast",
-                     "-frames:v", "1", "-f", "mp4", clip], np.ascontiguousarray(image).tobytes(), "compressing an image")
-        raw = _run_ffmpeg(["-i", clip, "-f", "rawvideo", "-pix_fmt", "rgb24", "-frames:v", "1", "-"], None,
-                          "decompressing an image")
+        _run_ffmpeg(
+            [
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "rgb24",
+                "-s",
+                f"{width}x{height}",
+                "-i",
+                "-",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                "-crf",
+                str(crf),
+                "-preset",
+                "veryfast",
+                "-frames:v",
+                "1",
+                "-f",
+                "mp4",
+                clip,
+            ],
+            np.ascontiguousarray(image).tobytes(),
+            "compressing an image",
+        )
+        raw = _run_ffmpeg(
+            ["-i", clip, "-f", "rawvideo", "-pix_fmt", "rgb24", "-frames:v", "1", "-"], None, "decompressing an image"
+        )
     return np.frombuffer(raw, np.uint8).reshape(height, width, 3).copy()

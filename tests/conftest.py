@@ -1,5 +1,6 @@
 """Shared fixtures: the tiny models the node/CLI/server tests run (built-in weights when present, else random ones
 of the same configuration written to a temp models folder)."""
+
 import os
 from dataclasses import dataclass, field
 
@@ -30,8 +31,16 @@ def write_random_checkpoint(path):
     torch.manual_seed(0)
     transformer = LTXVideoTransformer(configs.transformer_config())
     vae = CausalVideoVAE(configs.vae_config())
-    save_checkpoint(path, transformer, vae, {"transformer": transformer.config.to_metadata(),
-                                             "vae": vae.config.to_metadata(), "scheduler": configs.SCHEDULER})
+    save_checkpoint(
+        path,
+        transformer,
+        vae,
+        {
+            "transformer": transformer.config.to_metadata(),
+            "vae": vae.config.to_metadata(),
+            "scheduler": configs.SCHEDULER,
+        },
+    )
 
 
 def write_random_text_encoder(path) -> bool:
@@ -40,7 +49,6 @@ def write_random_text_encoder(path) -> bool:
     except ImportError:
         return False  # the loading helper's model/text_encoder.py has not landed yet
     from transformers import T5EncoderModel
-
     from videodit.tiny import configs
 
     torch.manual_seed(0)
@@ -54,15 +62,22 @@ def tiny_models(tmp_path_factory):
     for sub in ("checkpoints", "text_encoders"):
         (root / sub).mkdir()
     if os.path.isfile(BUILTIN_CHECKPOINT) and os.path.isfile(BUILTIN_TEXT_ENCODER):
-        return TinyModels(str(root), "videodit-tiny (built-in)", "t5-tiny (built-in)", BUILTIN_CHECKPOINT,
-                          BUILTIN_TEXT_ENCODER)
+        return TinyModels(
+            str(root), "videodit-tiny (built-in)", "t5-tiny (built-in)", BUILTIN_CHECKPOINT, BUILTIN_TEXT_ENCODER
+        )
     checkpoint = root / "checkpoints" / "random-tiny.safetensors"
     text_encoder = root / "text_encoders" / "random-t5-tiny.safetensors"
     write_random_checkpoint(str(checkpoint))
     if not write_random_text_encoder(str(text_encoder)):
         return TinyModels(str(root), checkpoint.name, None, str(checkpoint), None)
-    return TinyModels(str(root), checkpoint.name, text_encoder.name, str(checkpoint), str(text_encoder),
-                      [f"1.checkpoint={checkpoint.name}", f"2.text_encoder={text_encoder.name}"])
+    return TinyModels(
+        str(root),
+        checkpoint.name,
+        text_encoder.name,
+        str(checkpoint),
+        str(text_encoder),
+        [f"1.checkpoint={checkpoint.name}", f"2.text_encoder={text_encoder.name}"],
+    )
 
 
 @pytest.fixture
@@ -78,7 +93,11 @@ def headless(tmp_path, tiny_models):
     from videodit.nodes import host
 
     saved = (host.HEADLESS.models_dir, host.HEADLESS.output_dir, host.HEADLESS.input_dir, host.HEADLESS.show_progress)
-    host.configure_headless(models_dir=tiny_models.models_dir, output_dir=str(tmp_path / "output"),
-                            input_dir=str(tmp_path / "input"), show_progress=False)
+    host.configure_headless(
+        models_dir=tiny_models.models_dir,
+        output_dir=str(tmp_path / "output"),
+        input_dir=str(tmp_path / "input"),
+        show_progress=False,
+    )
     yield host.HEADLESS
     host.configure_headless(*saved)

@@ -4,6 +4,7 @@ types, links intact, widget values kept as written, and the frontend's own API c
 Needs COMFYUI_DIR (see test_comfyui_server.py) and Chromium (/usr/bin/chromium or CHROMIUM=path; Debian package
 `chromium`). Uses the `websockets` package for the DevTools connection.
 """
+
 import itertools
 import json
 import os
@@ -14,7 +15,6 @@ import time
 import urllib.request
 
 import pytest
-
 from test_comfyui_server import WORKFLOWS, comfyui_dir, free_port, start_server
 
 UI_FILES = sorted(f for f in os.listdir(WORKFLOWS) if f.endswith(".json"))
@@ -66,9 +66,20 @@ def page(tmp_path_factory):
     server = start_server(comfy, tmp, str(models))
     port = free_port()
     profile = tempfile.mkdtemp(dir=tmp)
-    browser = subprocess.Popen([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                f"--remote-debugging-port={port}", f"--user-data-dir={profile}", "about:blank"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    browser = subprocess.Popen(
+        [
+            chromium,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--remote-debugging-port={port}",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         targets = None
         for _ in range(120):
@@ -82,14 +93,17 @@ def page(tmp_path_factory):
             time.sleep(0.5)
         assert targets, "Chromium did not open a DevTools page"
         from websockets.sync.client import connect
+
         with connect(targets[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
             devtools = DevTools(ws)
             devtools.call("Page.enable")
             devtools.call("Page.navigate", url=server.url + "/")
             deadline = time.time() + 180
             while time.time() < deadline:
-                ready = devtools.evaluate("!!(window.app && window.app.graph && window.LiteGraph && "
-                                          "window.LiteGraph.registered_node_types['VideoDiTSampler'])")
+                ready = devtools.evaluate(
+                    "!!(window.app && window.app.graph && window.LiteGraph && "
+                    "window.LiteGraph.registered_node_types['VideoDiTSampler'])"
+                )
                 if ready:
                     break
                 time.sleep(1)

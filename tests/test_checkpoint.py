@@ -1,6 +1,7 @@
 """Checkpoint loading: official single file (with and without metadata, fp16, fp8, scaled fp8), diffusers folders
 written by diffusers' own classes, the latent upsampler file, and the errors for files that are not what they seem.
 All models are tiny and random; files go to tmp_path."""
+
 import json
 import os
 import pickle
@@ -8,10 +9,18 @@ import pickle
 import pytest
 import torch
 from safetensors.torch import save_file
-
-from videodit.model.checkpoint import (CheckpointError, diffusers_dit_key, diffusers_vae_key, infer_vae_config,
-                                       load_checkpoint, load_latent_upsampler, official_transformer_metadata,
-                                       save_checkpoint, save_safetensors, vae_generation)
+from videodit.model.checkpoint import (
+    CheckpointError,
+    diffusers_dit_key,
+    diffusers_vae_key,
+    infer_vae_config,
+    load_checkpoint,
+    load_latent_upsampler,
+    official_transformer_metadata,
+    save_checkpoint,
+    save_safetensors,
+    vae_generation,
+)
 from videodit.model.ltxv.dit import LTXVideoTransformer, TransformerConfig
 from videodit.model.ltxv.upsampler import LatentUpsampler, UpsamplerConfig
 from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
@@ -19,35 +28,88 @@ from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
 LATENT = 16
 UP = ["compress_all", {"residual": True, "multiplier": 2}]
 # Tiny versions of the three VAE generations (same block vocabulary and order as the released files).
-SMALL_090 = [["res_x", 1], ["compress_all", 1], ["res_x_y", 1], ["compress_all", 1], ["res_x_y", 1],
-             ["compress_all", 1], ["res_x", 1], ["res_x", 1]]
+SMALL_090 = [
+    ["res_x", 1],
+    ["compress_all", 1],
+    ["res_x_y", 1],
+    ["compress_all", 1],
+    ["res_x_y", 1],
+    ["compress_all", 1],
+    ["res_x", 1],
+    ["res_x", 1],
+]
 VAE_BLOCKS = {
     "0.9.0": {"blocks": SMALL_090},
-    "0.9.1": {"encoder_blocks": SMALL_090, "timestep_conditioning": True, "decoder_blocks": [
-        ["res_x", {"num_layers": 1, "inject_noise": True}], UP, ["res_x", {"num_layers": 2, "inject_noise": True}],
-        UP, ["res_x", {"num_layers": 1, "inject_noise": True}], UP, ["res_x", {"num_layers": 1}]]},
-    "0.9.5": {"timestep_conditioning": True, "encoder_blocks": [
-        ["res_x", {"num_layers": 1}], ["compress_space_res", {"multiplier": 2}], ["res_x", {"num_layers": 1}],
-        ["compress_time_res", {"multiplier": 2}], ["res_x", {"num_layers": 1}],
-        ["compress_all_res", {"multiplier": 2}], ["res_x", {"num_layers": 1}],
-        ["compress_all_res", {"multiplier": 2}], ["res_x", {"num_layers": 1}]],
-        "decoder_blocks": [["res_x", {"num_layers": 1}], UP, ["res_x", {"num_layers": 1}], UP,
-                           ["res_x", {"num_layers": 1}], UP, ["res_x", {"num_layers": 1}]]},
+    "0.9.1": {
+        "encoder_blocks": SMALL_090,
+        "timestep_conditioning": True,
+        "decoder_blocks": [
+            ["res_x", {"num_layers": 1, "inject_noise": True}],
+            UP,
+            ["res_x", {"num_layers": 2, "inject_noise": True}],
+            UP,
+            ["res_x", {"num_layers": 1, "inject_noise": True}],
+            UP,
+            ["res_x", {"num_layers": 1}],
+        ],
+    },
+    "0.9.5": {
+        "timestep_conditioning": True,
+        "encoder_blocks": [
+            ["res_x", {"num_layers": 1}],
+            ["compress_space_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 1}],
+            ["compress_time_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 1}],
+            ["compress_all_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 1}],
+            ["compress_all_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": 1}],
+        ],
+        "decoder_blocks": [
+            ["res_x", {"num_layers": 1}],
+            UP,
+            ["res_x", {"num_layers": 1}],
+            UP,
+            ["res_x", {"num_layers": 1}],
+            UP,
+            ["res_x", {"num_layers": 1}],
+        ],
+    },
 }
 
 
 def vae_metadata(version: str) -> dict:
-    return {"_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
-            "latent_channels": LATENT, "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform",
-            "use_quant_conv": False, "causal_decoder": False, "scaling_factor": 1.0, "encoder_base_channels": 8,
-            "decoder_base_channels": 8, **VAE_BLOCKS[version]}
+    return {
+        "_class_name": "CausalVideoAutoencoder",
+        "dims": 3,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": LATENT,
+        "patch_size": 4,
+        "norm_layer": "pixel_norm",
+        "latent_log_var": "uniform",
+        "use_quant_conv": False,
+        "causal_decoder": False,
+        "scaling_factor": 1.0,
+        "encoder_base_channels": 8,
+        "decoder_base_channels": 8,
+        **VAE_BLOCKS[version],
+    }
 
 
 def transformer_metadata(causal: bool) -> dict:
     # 32 heads like every official model, so that shape-based inference (which assumes 32) applies
-    return official_transformer_metadata(num_layers=2, num_attention_heads=32, attention_head_dim=2,
-                                         cross_attention_dim=64, caption_channels=24, in_channels=LATENT,
-                                         out_channels=LATENT, causal_temporal_positioning=causal)
+    return official_transformer_metadata(
+        num_layers=2,
+        num_attention_heads=32,
+        attention_head_dim=2,
+        cross_attention_dim=64,
+        caption_channels=24,
+        in_channels=LATENT,
+        out_channels=LATENT,
+        causal_temporal_positioning=causal,
+    )
 
 
 def randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -65,9 +127,12 @@ def randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 
 def tiny_models(version: str = "0.9.5", seed: int = 0):
-    config = {"transformer": transformer_metadata(causal=version == "0.9.5"), "vae": vae_metadata(version),
-              "scheduler": {"sampler": "LinearQuadratic", "shifting": None},
-              "allowed_inference_steps": [1.0, 0.9937, 0.9875]}
+    config = {
+        "transformer": transformer_metadata(causal=version == "0.9.5"),
+        "vae": vae_metadata(version),
+        "scheduler": {"sampler": "LinearQuadratic", "shifting": None},
+        "allowed_inference_steps": [1.0, 0.9937, 0.9875],
+    }
     transformer = randomize(LTXVideoTransformer(TransformerConfig.from_metadata(config["transformer"])), seed)
     vae = randomize(CausalVideoVAE(VAEConfig.from_metadata(config["vae"])), seed + 1)
     return transformer, vae, config
@@ -75,14 +140,19 @@ def tiny_models(version: str = "0.9.5", seed: int = 0):
 
 def same_structure(a: VAEConfig, b: VAEConfig) -> bool:
     """Same block names, flags and tensor shapes (block params may be spelled differently: 1 vs {multiplier: 2})."""
+
     def names(blocks):
         return [(n, p.get("residual", False), p.get("inject_noise", False)) for n, p in blocks]
 
     with torch.device("meta"):
         shapes_a = {k: v.shape for k, v in CausalVideoVAE(a).state_dict().items()}
         shapes_b = {k: v.shape for k, v in CausalVideoVAE(b).state_dict().items()}
-    return (names(a.encoder_blocks) == names(b.encoder_blocks) and names(a.decoder_blocks) == names(b.decoder_blocks)
-            and a.timestep_conditioning == b.timestep_conditioning and shapes_a == shapes_b)
+    return (
+        names(a.encoder_blocks) == names(b.encoder_blocks)
+        and names(a.decoder_blocks) == names(b.decoder_blocks)
+        and a.timestep_conditioning == b.timestep_conditioning
+        and shapes_a == shapes_b
+    )
 
 
 def dit_inputs(seed: int = 0):
@@ -160,8 +230,9 @@ def test_config_inferred_without_metadata(tmp_path, version):
     assert torch.equal(vae_out(ckpt.vae), vae_out(vae))
 
 
-@pytest.mark.parametrize("version,preset", [("0.9.0", VAEConfig.v0_9_0), ("0.9.1", VAEConfig.v0_9_1),
-                                            ("0.9.5", VAEConfig.v0_9_5)])
+@pytest.mark.parametrize(
+    "version,preset", [("0.9.0", VAEConfig.v0_9_0), ("0.9.1", VAEConfig.v0_9_1), ("0.9.5", VAEConfig.v0_9_5)]
+)
 def test_vae_inference_on_full_size_shapes(version, preset):
     """Full-size released VAE layouts (built on meta: shapes only) are recognised and re-inferred exactly."""
     with torch.device("meta"):
@@ -192,7 +263,7 @@ def test_fp16_and_fp8_files_load(tmp_path):
         fp8 = {k: (v.to(fp8_dtype) if v.ndim >= 2 else v) for k, v in state.items()}
         save_safetensors(tmp_path / "fp8.safetensors", fp8, meta)
         ckpt = load_checkpoint(tmp_path / "fp8.safetensors", dtype=torch.float32)
-        for key, value in transformer.state_dict().items():
+        for key in transformer.state_dict():
             expected = fp8["model.diffusion_model." + key].to(torch.float32)
             assert torch.equal(ckpt.transformer.state_dict()[key], expected), key
         relative = (dit_out(ckpt.transformer, inputs) - reference).abs().max() / reference.abs().max()
@@ -219,17 +290,35 @@ def test_fp16_and_fp8_files_load(tmp_path):
 
 
 def diffusers_configs():
-    transformer = {"in_channels": LATENT, "out_channels": LATENT, "patch_size": 1, "patch_size_t": 1,
-                   "num_attention_heads": 32, "attention_head_dim": 2, "cross_attention_dim": 64, "num_layers": 2,
-                   "caption_channels": 24, "qk_norm": "rms_norm_across_heads", "norm_eps": 1e-6}
+    transformer = {
+        "in_channels": LATENT,
+        "out_channels": LATENT,
+        "patch_size": 1,
+        "patch_size_t": 1,
+        "num_attention_heads": 32,
+        "attention_head_dim": 2,
+        "cross_attention_dim": 64,
+        "num_layers": 2,
+        "caption_channels": 24,
+        "qk_norm": "rms_norm_across_heads",
+        "norm_eps": 1e-6,
+    }
     # the 0.9.5 layout (LTXVideo095DownBlock3D encoder, residual x2 upsamplers, conditioned decoder), narrow
-    vae = {"latent_channels": LATENT, "block_out_channels": (8, 16, 32, 64, 128),
-           "down_block_types": ("LTXVideo095DownBlock3D",) * 4, "layers_per_block": (1, 1, 1, 1, 1),
-           "spatio_temporal_scaling": (True, True, True, True),
-           "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-           "decoder_block_out_channels": (16, 32, 64), "decoder_layers_per_block": (1, 1, 1, 1),
-           "decoder_spatio_temporal_scaling": (True, True, True), "decoder_inject_noise": (False,) * 4,
-           "upsample_residual": (True, True, True), "upsample_factor": (2, 2, 2), "timestep_conditioning": True}
+    vae = {
+        "latent_channels": LATENT,
+        "block_out_channels": (8, 16, 32, 64, 128),
+        "down_block_types": ("LTXVideo095DownBlock3D",) * 4,
+        "layers_per_block": (1, 1, 1, 1, 1),
+        "spatio_temporal_scaling": (True, True, True, True),
+        "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+        "decoder_block_out_channels": (16, 32, 64),
+        "decoder_layers_per_block": (1, 1, 1, 1),
+        "decoder_spatio_temporal_scaling": (True, True, True),
+        "decoder_inject_noise": (False,) * 4,
+        "upsample_residual": (True, True, True),
+        "upsample_factor": (2, 2, 2),
+        "timestep_conditioning": True,
+    }
     return transformer, vae
 
 
@@ -249,21 +338,32 @@ def test_diffusers_folder(tmp_path, sharded):
     assert ckpt.version == "0.9.5"
     assert ckpt.transformer_config.causal_temporal_positioning
     # every tensor is the diffusers tensor under the mapped name
-    d_state = {**{"dit." + k: v for k, v in d_dit.state_dict().items()},
-               **{"vae." + k: v for k, v in d_vae.state_dict().items()}}
+    d_state = {
+        **{"dit." + k: v for k, v in d_dit.state_dict().items()},
+        **{"vae." + k: v for k, v in d_vae.state_dict().items()},
+    }
     for key, value in ckpt.transformer.state_dict().items():
         assert torch.equal(value, d_state["dit." + diffusers_dit_key(key)]), key
     for key, value in ckpt.vae.state_dict().items():
-        if key in ("per_channel_statistics.channel", "per_channel_statistics.mean-of-stds",
-                   "per_channel_statistics.mean-of-stds_over_std-of-means"):
+        if key in (
+            "per_channel_statistics.channel",
+            "per_channel_statistics.mean-of-stds",
+            "per_channel_statistics.mean-of-stds_over_std-of-means",
+        ):
             continue
         assert torch.equal(value, d_state["vae." + diffusers_vae_key(key, 2)]), key
 
     # outputs against diffusers' own forward passes
     tokens, coords, text, mask, timestep = dit_inputs()
     with torch.no_grad():
-        expected = d_dit(hidden_states=tokens, encoder_hidden_states=text, timestep=(timestep[:, 0] * 1000),
-                         encoder_attention_mask=mask, video_coords=coords, return_dict=False)[0]
+        expected = d_dit(
+            hidden_states=tokens,
+            encoder_hidden_states=text,
+            timestep=(timestep[:, 0] * 1000),
+            encoder_attention_mask=mask,
+            video_coords=coords,
+            return_dict=False,
+        )[0]
     dit_diff = (dit_out(ckpt.transformer, (tokens, coords, text, mask, timestep)) - expected).abs().max().item()
     assert dit_diff <= 1e-5, dit_diff  # fp32
     raw = torch.randn(1, LATENT, 2, 2, 2, generator=torch.Generator().manual_seed(1))
@@ -271,8 +371,10 @@ def test_diffusers_folder(tmp_path, sharded):
         expected = d_vae.decode(raw, temb=torch.tensor([0.05]), return_dict=False)[0]
         got = ckpt.vae.decode(raw, timestep=0.05)
     vae_diff = ((got - expected).abs().max() / expected.abs().max()).item()
-    print(f"diffusers folder: DiT max|diff| {dit_diff:.2e}, VAE decode max|diff|/max|out| {vae_diff:.2e} "
-          f"(max|out| {expected.abs().max().item():.1f})")
+    print(
+        f"diffusers folder: DiT max|diff| {dit_diff:.2e}, VAE decode max|diff|/max|out| {vae_diff:.2e} "
+        f"(max|out| {expected.abs().max().item():.1f})"
+    )
     assert vae_diff <= 1e-6, vae_diff  # fp32; diffusers PixelNorm uses rsqrt (design doc 2.4)
 
     # a weight file of the folder's transformer/ (what a file picker shows) loads the same folder
@@ -285,17 +387,35 @@ def test_diffusers_folder(tmp_path, sharded):
 # diffusers configs of the released VAEs (diffusers' conversion script), full size: checked on meta, shapes only
 DIFFUSERS_RELEASED_VAES = {
     0: ({}, VAEConfig.v0_9_0),
-    1: ({"decoder_block_out_channels": (256, 512, 1024), "decoder_layers_per_block": (5, 6, 7, 8),
-         "decoder_spatio_temporal_scaling": (True, True, True), "decoder_inject_noise": (True, True, True, False),
-         "upsample_residual": (True, True, True), "upsample_factor": (2, 2, 2), "timestep_conditioning": True},
-        VAEConfig.v0_9_1),
-    2: ({"block_out_channels": (128, 256, 512, 1024, 2048), "down_block_types": ("LTXVideo095DownBlock3D",) * 4,
-         "layers_per_block": (4, 6, 6, 2, 2), "spatio_temporal_scaling": (True,) * 4,
-         "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
-         "decoder_block_out_channels": (256, 512, 1024), "decoder_layers_per_block": (5, 5, 5, 5),
-         "decoder_spatio_temporal_scaling": (True,) * 3, "decoder_inject_noise": (False,) * 4,
-         "upsample_residual": (True,) * 3, "upsample_factor": (2, 2, 2), "timestep_conditioning": True},
-        VAEConfig.v0_9_5),
+    1: (
+        {
+            "decoder_block_out_channels": (256, 512, 1024),
+            "decoder_layers_per_block": (5, 6, 7, 8),
+            "decoder_spatio_temporal_scaling": (True, True, True),
+            "decoder_inject_noise": (True, True, True, False),
+            "upsample_residual": (True, True, True),
+            "upsample_factor": (2, 2, 2),
+            "timestep_conditioning": True,
+        },
+        VAEConfig.v0_9_1,
+    ),
+    2: (
+        {
+            "block_out_channels": (128, 256, 512, 1024, 2048),
+            "down_block_types": ("LTXVideo095DownBlock3D",) * 4,
+            "layers_per_block": (4, 6, 6, 2, 2),
+            "spatio_temporal_scaling": (True,) * 4,
+            "downsample_type": ("spatial", "temporal", "spatiotemporal", "spatiotemporal"),
+            "decoder_block_out_channels": (256, 512, 1024),
+            "decoder_layers_per_block": (5, 5, 5, 5),
+            "decoder_spatio_temporal_scaling": (True,) * 3,
+            "decoder_inject_noise": (False,) * 4,
+            "upsample_residual": (True,) * 3,
+            "upsample_factor": (2, 2, 2),
+            "timestep_conditioning": True,
+        },
+        VAEConfig.v0_9_5,
+    ),
 }
 
 
@@ -305,15 +425,20 @@ def test_diffusers_vae_mapping_full_size(generation):
     onto exactly the diffusers key of the same shape (latents_mean/std being the two used statistics)."""
     diffusers = pytest.importorskip("diffusers")
     from videodit.model.checkpoint import vae_metadata_from_diffusers
+
     overrides, preset = DIFFUSERS_RELEASED_VAES[generation]
     with torch.device("meta"):
         theirs = {k: v.shape for k, v in diffusers.AutoencoderKLLTXVideo(**overrides).state_dict().items()}
-        config = VAEConfig.from_metadata(vae_metadata_from_diffusers(dict(
-            diffusers.AutoencoderKLLTXVideo(**overrides).config), "test"))
+        config = VAEConfig.from_metadata(
+            vae_metadata_from_diffusers(dict(diffusers.AutoencoderKLLTXVideo(**overrides).config), "test")
+        )
         ours = {k: v.shape for k, v in CausalVideoVAE(config).state_dict().items()}
     assert same_structure(config, preset())
-    dropped = {"per_channel_statistics.channel", "per_channel_statistics.mean-of-stds",
-               "per_channel_statistics.mean-of-stds_over_std-of-means"}
+    dropped = {
+        "per_channel_statistics.channel",
+        "per_channel_statistics.mean-of-stds",
+        "per_channel_statistics.mean-of-stds_over_std-of-means",
+    }
     mapped = {diffusers_vae_key(k, generation): shape for k, shape in ours.items() if k not in dropped}
     assert mapped == theirs
 
@@ -363,8 +488,11 @@ def test_truncated_file(tmp_path, official_file):
 
 
 def test_t5_file_given_as_checkpoint(tmp_path):
-    t5 = {"encoder.block.0.layer.0.SelfAttention.q.weight": torch.zeros(8, 8), "shared.weight": torch.zeros(4, 8),
-          "encoder.final_layer_norm.weight": torch.ones(8)}
+    t5 = {
+        "encoder.block.0.layer.0.SelfAttention.q.weight": torch.zeros(8, 8),
+        "shared.weight": torch.zeros(4, 8),
+        "encoder.final_layer_norm.weight": torch.ones(8),
+    }
     path = tmp_path / "t5xxl_fp16.safetensors"
     save_file(t5, str(path))
     with pytest.raises(CheckpointError) as err:
@@ -375,6 +503,7 @@ def test_t5_file_given_as_checkpoint(tmp_path):
 
 def test_renamed_key(tmp_path, official_file):
     from safetensors import safe_open
+
     with safe_open(str(official_file), "pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
         meta = f.metadata()
@@ -392,6 +521,7 @@ def test_renamed_key(tmp_path, official_file):
 
 def test_wrong_shape_named_with_both_shapes(tmp_path, official_file):
     from safetensors import safe_open
+
     with safe_open(str(official_file), "pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
         meta = f.metadata()
@@ -404,6 +534,7 @@ def test_wrong_shape_named_with_both_shapes(tmp_path, official_file):
 
 def test_partial_and_foreign_files(tmp_path, official_file):
     from safetensors import safe_open
+
     with safe_open(str(official_file), "pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     cases = {

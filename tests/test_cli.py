@@ -1,4 +1,5 @@
 """Headless runner: the tiny workflows to videos (frames, size, metadata), overrides, clear errors, no partial files."""
+
 import json
 import os
 import shutil
@@ -6,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from videodit.cli import main
 from videodit.nodes.video_io import read_metadata, read_video
 
@@ -32,8 +32,9 @@ def model_args(tiny_models):
 def test_tiny_workflows_make_videos(name, tmp_path, capsys, with_text_encoder):
     out_dir = tmp_path / "out"
     workflow = os.path.join(API, f"{name}_api.json")
-    code, out, err = run_cli(capsys, workflow, "--output-dir", str(out_dir), "--set", "6.steps=2",
-                             *model_args(with_text_encoder))
+    code, out, err = run_cli(
+        capsys, workflow, "--output-dir", str(out_dir), "--set", "6.steps=2", *model_args(with_text_encoder)
+    )
     assert code == 0, err
     (path,) = out.split()
     assert path == str(out_dir / "VideoDiT" / f"{name}_00001_.mp4") and os.path.isfile(path)
@@ -49,39 +50,59 @@ def test_tiny_workflows_make_videos(name, tmp_path, capsys, with_text_encoder):
 
 def test_set_by_title_and_second_run_does_not_overwrite(tmp_path, capsys, with_text_encoder):
     workflow = os.path.join(API, "tiny_t2v_api.json")
-    args = [workflow, "--output-dir", str(tmp_path), "--set", "Sampler.steps=2", "--set", "Empty latent video.frames=9",
-            "--set", "Positive prompt.text=a blue square moving up on a white background", "--set",
-            "Save video.format=gif", *model_args(with_text_encoder)]
+    args = [
+        workflow,
+        "--output-dir",
+        str(tmp_path),
+        "--set",
+        "Sampler.steps=2",
+        "--set",
+        "Empty latent video.frames=9",
+        "--set",
+        "Positive prompt.text=a blue square moving up on a white background",
+        "--set",
+        "Save video.format=gif",
+        *model_args(with_text_encoder),
+    ]
     first = run_cli(capsys, *args)
     second = run_cli(capsys, *args)
     assert first[0] == 0 and second[0] == 0, first[2] + second[2]
     assert first[1].strip().endswith("tiny_t2v_00001_.gif") and second[1].strip().endswith("tiny_t2v_00002_.gif")
     from PIL import Image
+
     with Image.open(first[1].strip()) as img:
         assert img.n_frames == 9 and img.size == (128, 128)
 
 
 def test_console_script_module_entry(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "videodit.cli", "run", "missing.json"], capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "videodit.cli", "run", "missing.json"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and "cannot read workflow missing.json" in result.stderr
 
 
-@pytest.mark.parametrize("override,expected", [
-    ("99.steps=3", "'99' is not a node id or title"),
-    ("6.stepz=3", "node 6 (VideoDiTSampler) has no input 'stepz'; its inputs are: model, positive"),
-    ("6.steps", "expected NODE.INPUT=VALUE"),
-    ("6.steps=0", "node 6: VideoDiTSampler: steps must be between 1 and 1000: got 0"),
-    ("6.seed=-5", "seed must be between 0 and"),
-    ("6.cfg=NaN", "node 6: VideoDiTSampler: cfg must be a finite number: got nan"),
-    ("5.width=100", "width must be a multiple of 32 between 32 and 8192 (the VAE compresses 32x in space): got 100; "
-                    "nearest valid: 96 or 128"),
-    ("5.frames=0", "node 5: VideoDiTEmptyLatentVideo: frames must be between 1 and 8193: got 0"),
-    ("1.checkpoint=nope.safetensors", "checkpoint: 'nope.safetensors' is not one of"),
-])
+@pytest.mark.parametrize(
+    "override,expected",
+    [
+        ("99.steps=3", "'99' is not a node id or title"),
+        ("6.stepz=3", "node 6 (VideoDiTSampler) has no input 'stepz'; its inputs are: model, positive"),
+        ("6.steps", "expected NODE.INPUT=VALUE"),
+        ("6.steps=0", "node 6: VideoDiTSampler: steps must be between 1 and 1000: got 0"),
+        ("6.seed=-5", "seed must be between 0 and"),
+        ("6.cfg=NaN", "node 6: VideoDiTSampler: cfg must be a finite number: got nan"),
+        (
+            "5.width=100",
+            "width must be a multiple of 32 between 32 and 8192 (the VAE compresses 32x in space): got 100; "
+            "nearest valid: 96 or 128",
+        ),
+        ("5.frames=0", "node 5: VideoDiTEmptyLatentVideo: frames must be between 1 and 8193: got 0"),
+        ("1.checkpoint=nope.safetensors", "checkpoint: 'nope.safetensors' is not one of"),
+    ],
+)
 def test_bad_inputs_fail_before_running(override, expected, tmp_path, capsys, tiny_models):
-    code, out, err = run_cli(capsys, os.path.join(API, "tiny_t2v_api.json"), "--output-dir", str(tmp_path),
-                             "--set", override)
+    code, out, err = run_cli(
+        capsys, os.path.join(API, "tiny_t2v_api.json"), "--output-dir", str(tmp_path), "--set", override
+    )
     assert code == 1 and expected in err, err
     assert not os.path.exists(tmp_path / "VideoDiT")
 
@@ -101,16 +122,25 @@ def test_unreadable_image_is_named_and_nothing_is_left_behind(tmp_path, capsys, 
     shutil.copy(os.path.join(API, "tiny_i2v_api.json"), wf_dir / "tiny_i2v_api.json")
     (wf_dir / "red_circle_start.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image at all")
     out_dir = tmp_path / "out"
-    code, _, err = run_cli(capsys, str(wf_dir / "tiny_i2v_api.json"), "--output-dir", str(out_dir),
-                           *model_args(with_text_encoder))
+    code, _, err = run_cli(
+        capsys, str(wf_dir / "tiny_i2v_api.json"), "--output-dir", str(out_dir), *model_args(with_text_encoder)
+    )
     assert code == 1 and "LoadImage: cannot read image 'red_circle_start.png'" in err, err
     assert not any(files for _, _, files in os.walk(out_dir))  # nothing written (os.walk of a missing dir: [])
 
 
 def test_missing_image_lists_where_it_looked(tmp_path, capsys, tiny_models):
-    code, _, err = run_cli(capsys, os.path.join(API, "tiny_i2v_api.json"), "--output-dir", str(tmp_path),
-                           "--set", "10.image=nothing.png", "--input-dir", str(tmp_path / "in"),
-                           *model_args(tiny_models))
+    code, _, err = run_cli(
+        capsys,
+        os.path.join(API, "tiny_i2v_api.json"),
+        "--output-dir",
+        str(tmp_path),
+        "--set",
+        "10.image=nothing.png",
+        "--input-dir",
+        str(tmp_path / "in"),
+        *model_args(tiny_models),
+    )
     assert code == 1 and "LoadImage: image 'nothing.png' not found (looked in:" in err and str(tmp_path / "in") in err
 
 
@@ -127,8 +157,15 @@ def test_failure_while_saving_leaves_no_partial_file(tmp_path, capsys, with_text
 
     monkeypatch.setattr(video_io, "_run_ffmpeg", failing_ffmpeg)
     out_dir = tmp_path / "out"
-    code, _, err = run_cli(capsys, os.path.join(API, "tiny_t2v_api.json"), "--output-dir", str(out_dir),
-                           "--set", "6.steps=1", *model_args(with_text_encoder))
+    code, _, err = run_cli(
+        capsys,
+        os.path.join(API, "tiny_t2v_api.json"),
+        "--output-dir",
+        str(out_dir),
+        "--set",
+        "6.steps=1",
+        *model_args(with_text_encoder),
+    )
     assert code == 1 and "node 8 (VideoDiTSaveVideo) failed: RuntimeError: ffmpeg failed while writing" in err
     assert out_dir.is_dir() and not any(files for _, _, files in os.walk(out_dir))
 
@@ -138,8 +175,9 @@ def test_builtin_model_follows_the_keyframes(tmp_path, capsys):
     keyframe it ends where that image has its circle (the shipped end image, and the same image moved 16 pixels
     left, which the prompt alone does not lead to), found by the tiny world's shape tracker."""
     import numpy as np
-    from PIL import Image
     from conftest import BUILTIN_CHECKPOINT, BUILTIN_TEXT_ENCODER
+    from PIL import Image
+
     if not (os.path.isfile(BUILTIN_CHECKPOINT) and os.path.isfile(BUILTIN_TEXT_ENCODER)):
         pytest.skip("the built-in tiny weights (weights/*.safetensors) are not there yet")
     from videodit.tiny.evaluate import track
@@ -150,8 +188,9 @@ def test_builtin_model_follows_the_keyframes(tmp_path, capsys):
     Image.fromarray(np.roll(end_image, int(moved_x - last_x), axis=1)).save(moved)  # black around the circle
 
     def run_and_track(workflow, *overrides):
-        code, out, err = run_cli(capsys, os.path.join(API, workflow), "--output-dir", str(tmp_path),
-                                 "--set", "6.steps=8", *overrides)
+        code, out, err = run_cli(
+            capsys, os.path.join(API, workflow), "--output-dir", str(tmp_path), "--set", "6.steps=8", *overrides
+        )
         assert code == 0, err
         frames, _ = read_video(out.strip())
         return track(frames.astype("float32") / 255.0)

@@ -6,6 +6,7 @@ it with, default this one). Skipped, with the reason printed, when it is not set
 
     COMFYUI_DIR=/work/comfyui COMFYUI_PYTHON=/work/comfyui-venv/bin/python python -m pytest -s tests/test_comfyui_server.py
 """
+
 import json
 import math
 import os
@@ -19,7 +20,6 @@ import urllib.request
 import uuid
 
 import pytest
-
 from videodit.nodes import NODE_CLASS_MAPPINGS
 from videodit.nodes.video_io import read_metadata, read_video
 
@@ -76,8 +76,10 @@ def start_server(comfy, tmp, models_dir):
     packs.mkdir()
     os.symlink(REPO, packs / "ComfyUI-VideoDiT")
     yaml = tmp / "extra_model_paths.yaml"
-    yaml.write_text(f"videodit_test:\n    custom_nodes: {packs}\n    checkpoints: {models_dir}/checkpoints\n"
-                    f"    text_encoders: {models_dir}/text_encoders\n")
+    yaml.write_text(
+        f"videodit_test:\n    custom_nodes: {packs}\n    checkpoints: {models_dir}/checkpoints\n"
+        f"    text_encoders: {models_dir}/text_encoders\n"
+    )
     output_dir, input_dir, user_dir = tmp / "output", tmp / "input", tmp / "user"
     for d in (output_dir, input_dir, user_dir):
         d.mkdir()
@@ -88,10 +90,29 @@ def start_server(comfy, tmp, models_dir):
     port = free_port()
     log_path = tmp / "comfyui.log"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    cmd = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-           "--extra-model-paths-config", str(yaml), "--output-directory", str(output_dir),
-           "--input-directory", str(input_dir), "--user-directory", str(user_dir), "--disable-auto-launch",
-           "--database-url", "sqlite:///:memory:", "--disable-api-nodes", "--preview-method", "latent2rgb"]
+    cmd = [
+        python,
+        "main.py",
+        "--cpu",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--extra-model-paths-config",
+        str(yaml),
+        "--output-directory",
+        str(output_dir),
+        "--input-directory",
+        str(input_dir),
+        "--user-directory",
+        str(user_dir),
+        "--disable-auto-launch",
+        "--database-url",
+        "sqlite:///:memory:",
+        "--disable-api-nodes",
+        "--preview-method",
+        "latent2rgb",
+    ]
     log = open(log_path, "w")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     process = subprocess.Popen(cmd, cwd=comfy, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -193,7 +214,7 @@ def test_object_info_lists_every_node(server):
         assert name in info, f"{name} missing from /object_info; log:\n{server.log()[-3000:]}"
         assert info[name]["category"] == "VideoDiT" and info[name]["python_module"].startswith("custom_nodes.")
         assert info[name]["output"] == list(cls.RETURN_TYPES)
-    assert "IMPORT FAILED" not in "\n".join(l for l in server.log().splitlines() if "VideoDiT" in l)
+    assert "IMPORT FAILED" not in "\n".join(line for line in server.log().splitlines() if "VideoDiT" in line)
 
 
 def test_template_browser_lists_only_ui_workflows(server):
@@ -235,27 +256,57 @@ def test_our_frames_feed_core_savers_and_native_latents_feed_our_decoder(server,
     prompt = tiny_prompt("tiny_t2v", tiny_models)
     del prompt["8"]
     prompt["6"]["inputs"]["steps"] = 2
-    prompt.update({
-        "20": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["7", 0], "filename_prefix": "core/webp",
-                                                            "fps": 25.0, "lossless": False, "quality": 80,
-                                                            "method": "default"}},
-        "21": {"class_type": "CreateVideo", "inputs": {"images": ["7", 0], "fps": 25.0}},
-        "22": {"class_type": "SaveVideo", "inputs": {"video": ["21", 0], "filename_prefix": "core/video",
-                                                     "format": "auto", "codec": "auto"}},
-        "23": {"class_type": "EmptyLTXVLatentVideo", "inputs": {"width": 64, "height": 96, "length": 17,
-                                                                "batch_size": 1}},
-        "24": {"class_type": "VideoDiTVAEDecode", "inputs": {"vae": ["1", 1], "latent": ["23", 0],
-                                                             "decode_timestep": 0.05, "decode_noise_scale": 0.025,
-                                                             "tiling": "off"}},
-        "25": {"class_type": "VideoDiTSaveVideo", "inputs": {"images": ["24", 0], "fps": 25.0, "format": "webm (vp9)",
-                                                             "crf": 30, "filename_prefix": "core/native"}},
-    })
+    prompt.update(
+        {
+            "20": {
+                "class_type": "SaveAnimatedWEBP",
+                "inputs": {
+                    "images": ["7", 0],
+                    "filename_prefix": "core/webp",
+                    "fps": 25.0,
+                    "lossless": False,
+                    "quality": 80,
+                    "method": "default",
+                },
+            },
+            "21": {"class_type": "CreateVideo", "inputs": {"images": ["7", 0], "fps": 25.0}},
+            "22": {
+                "class_type": "SaveVideo",
+                "inputs": {"video": ["21", 0], "filename_prefix": "core/video", "format": "auto", "codec": "auto"},
+            },
+            "23": {
+                "class_type": "EmptyLTXVLatentVideo",
+                "inputs": {"width": 64, "height": 96, "length": 17, "batch_size": 1},
+            },
+            "24": {
+                "class_type": "VideoDiTVAEDecode",
+                "inputs": {
+                    "vae": ["1", 1],
+                    "latent": ["23", 0],
+                    "decode_timestep": 0.05,
+                    "decode_noise_scale": 0.025,
+                    "tiling": "off",
+                },
+            },
+            "25": {
+                "class_type": "VideoDiTSaveVideo",
+                "inputs": {
+                    "images": ["24", 0],
+                    "fps": 25.0,
+                    "format": "webm (vp9)",
+                    "crf": 30,
+                    "filename_prefix": "core/native",
+                },
+            },
+        }
+    )
     prompt_id, messages, _ = run(server, prompt)
     errors = [m["data"] for m in messages if m["type"] == "execution_error"]
     assert not errors, errors
     outputs = history(server, prompt_id)["outputs"]
     webp = outputs["20"]["images"][0]
     from PIL import Image
+
     with Image.open(os.path.join(server.output_dir, webp["subfolder"], webp["filename"])) as img:
         assert img.n_frames == 25 and img.size == (128, 128)
     video = outputs["22"]["images"][0]
@@ -287,19 +338,32 @@ def node_error_details(answer, node_id):
     return " | ".join(f"{e['type']}: {e['message']}: {e['details']}" for e in answer["node_errors"][node_id]["errors"])
 
 
-@pytest.mark.parametrize("node_id,field,value,expected", [
-    ("5", "width", 100, "custom_validation_failed: Custom validation failed for node: width - width must be a "
-                        "multiple of 32 between 32 and 8192 (the VAE compresses 32x in space): got 100; nearest "
-                        "valid: 96 or 128"),
-    ("5", "frames", 0, "frames must be 8k+1"),
-    ("5", "frames", 30, "nearest valid: 25 or 33"),
-    ("6", "steps", 0, "value_smaller_than_min: Value 0 smaller than min of 1: steps"),
-    ("6", "seed", -1, "value_smaller_than_min: Value -1 smaller than min of 0: seed"),
-    ("6", "cfg", math.nan, "cfg - cfg must be a finite number: got nan"),
-    ("6", "cfg", math.inf, "cfg - cfg must be a finite number: got inf"),
-    ("1", "checkpoint", "missing-model.safetensors", "value_not_in_list: Value not in list: checkpoint: "
-                                                     "'missing-model.safetensors' not in"),
-], ids=lambda v: str(v)[:20])
+@pytest.mark.parametrize(
+    "node_id,field,value,expected",
+    [
+        (
+            "5",
+            "width",
+            100,
+            "custom_validation_failed: Custom validation failed for node: width - width must be a "
+            "multiple of 32 between 32 and 8192 (the VAE compresses 32x in space): got 100; nearest "
+            "valid: 96 or 128",
+        ),
+        ("5", "frames", 0, "frames must be 8k+1"),
+        ("5", "frames", 30, "nearest valid: 25 or 33"),
+        ("6", "steps", 0, "value_smaller_than_min: Value 0 smaller than min of 1: steps"),
+        ("6", "seed", -1, "value_smaller_than_min: Value -1 smaller than min of 0: seed"),
+        ("6", "cfg", math.nan, "cfg - cfg must be a finite number: got nan"),
+        ("6", "cfg", math.inf, "cfg - cfg must be a finite number: got inf"),
+        (
+            "1",
+            "checkpoint",
+            "missing-model.safetensors",
+            "value_not_in_list: Value not in list: checkpoint: 'missing-model.safetensors' not in",
+        ),
+    ],
+    ids=lambda v: str(v)[:20],
+)
 def test_bad_inputs_are_rejected_at_prompt_time(server, tiny_models, node_id, field, value, expected):
     prompt = tiny_prompt("tiny_t2v", tiny_models)
     prompt[node_id]["inputs"][field] = value
@@ -309,10 +373,14 @@ def test_bad_inputs_are_rejected_at_prompt_time(server, tiny_models, node_id, fi
     assert server.alive()
 
 
-@pytest.mark.parametrize("node_id,field,value,expected", [
-    ("1", "checkpoint", "truncated.safetensors", "truncated.safetensors"),
-    ("10", "image", "broken.png", "cannot identify image file"),
-], ids=lambda v: str(v)[:20])
+@pytest.mark.parametrize(
+    "node_id,field,value,expected",
+    [
+        ("1", "checkpoint", "truncated.safetensors", "truncated.safetensors"),
+        ("10", "image", "broken.png", "cannot identify image file"),
+    ],
+    ids=lambda v: str(v)[:20],
+)
 def test_execution_errors_name_the_file_and_the_server_lives(server, tiny_models, node_id, field, value, expected):
     prompt = tiny_prompt("tiny_i2v", tiny_models)
     prompt[node_id]["inputs"][field] = value

@@ -3,10 +3,10 @@
 Parity: the same random fp32 state dict loaded (strict) into both models, outputs compared to <= 1e-5 max |diff|.
 Run with `pytest -s tests/test_dit.py` to see the measured differences.
 """
+
 import pytest
 import torch
-
-from videodit.model.ltxv.dit import LTXVideoTransformer, SkipLayers, TransformerConfig, ltxv_13b, ltxv_2b
+from videodit.model.ltxv.dit import LTXVideoTransformer, SkipLayers, TransformerConfig, ltxv_2b, ltxv_13b
 from videodit.model.ltxv.positions import patchify, unpatchify, video_coords
 
 transformer3d = pytest.importorskip("ltx_video.models.transformers.transformer3d")
@@ -27,9 +27,16 @@ OFFICIAL_STRATEGY = {
 
 def small_config(heads: int, head_dim: int) -> TransformerConfig:
     dim = heads * head_dim
-    return TransformerConfig(num_layers=2, num_attention_heads=heads, attention_head_dim=head_dim,
-                             cross_attention_dim=dim, caption_channels=CAPTION_CHANNELS, in_channels=IN_CHANNELS,
-                             out_channels=IN_CHANNELS, causal_temporal_positioning=True)
+    return TransformerConfig(
+        num_layers=2,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        cross_attention_dim=dim,
+        caption_channels=CAPTION_CHANNELS,
+        in_channels=IN_CHANNELS,
+        out_channels=IN_CHANNELS,
+        causal_temporal_positioning=True,
+    )
 
 
 def build_pair(config: TransformerConfig, seed: int = 0):
@@ -67,9 +74,16 @@ def make_inputs(batch: int, generator_seed: int = 1):
 
 def run_official(official, tokens, coords, text, mask, timestep, skip_layer_mask=None, strategy=None):
     with torch.no_grad():
-        return official(hidden_states=tokens, indices_grid=coords, encoder_hidden_states=text, timestep=timestep,
-                        encoder_attention_mask=mask, skip_layer_mask=skip_layer_mask,
-                        skip_layer_strategy=strategy, return_dict=False)[0]
+        return official(
+            hidden_states=tokens,
+            indices_grid=coords,
+            encoder_hidden_states=text,
+            timestep=timestep,
+            encoder_attention_mask=mask,
+            skip_layer_mask=skip_layer_mask,
+            skip_layer_strategy=strategy,
+            return_dict=False,
+        )[0]
 
 
 def run_ours(ours, tokens, coords, text, mask, timestep, skip=None):
@@ -105,8 +119,10 @@ def test_forward_matches_official(heads, head_dim, per_token):
             ref = run_official(official, tokens, ref_coords, text, mask, timestep)
             out = run_ours(ours, tokens, coords, text, mask, timestep)
             diff = max_diff(out, ref)
-            print(f"D={heads * head_dim} per_token={per_token} fps={frame_rate} causal={causal}: "
-                  f"max|diff|={diff:.3e} (output max |x| {ref.abs().max():.2f})")
+            print(
+                f"D={heads * head_dim} per_token={per_token} fps={frame_rate} causal={causal}: "
+                f"max|diff|={diff:.3e} (output max |x| {ref.abs().max():.2f})"
+            )
             assert diff <= TOL
 
 
@@ -153,14 +169,16 @@ def test_stg_matches_official(mode):
 
     # B = 1 against the official mask path (its mask indexing is right for B = 1).
     official_mask = official.create_skip_layer_mask(1, 1, 0, [skip_block])
-    ref = run_official(official, tokens[:1], coords[:1], text[:1], mask[:1], timestep[:1],
-                       official_mask, OFFICIAL_STRATEGY[mode])
+    ref = run_official(
+        official, tokens[:1], coords[:1], text[:1], mask[:1], timestep[:1], official_mask, OFFICIAL_STRATEGY[mode]
+    )
     skip = SkipLayers(blocks=(skip_block,), mode=mode, perturbed=torch.tensor([True]))
     out = run_ours(ours, tokens[:1], coords[:1], text[:1], mask[:1], timestep[:1], skip)
     diff = max_diff(out, ref)
     plain = run_ours(ours, tokens[:1], coords[:1], text[:1], mask[:1], timestep[:1])
-    print(f"STG {mode} B=1: max|diff|={diff:.3e} (perturbation itself changes the output by "
-          f"{max_diff(out, plain):.3e})")
+    print(
+        f"STG {mode} B=1: max|diff|={diff:.3e} (perturbation itself changes the output by {max_diff(out, plain):.3e})"
+    )
     assert diff <= TOL
     assert max_diff(out, plain) > 1e-3
 
@@ -170,18 +188,27 @@ def test_stg_matches_official(mode):
     out = run_ours(ours, tokens, coords, text, mask, timestep, skip)
     for b in range(3):
         kwargs = dict(skip_layer_mask=official_mask, strategy=OFFICIAL_STRATEGY[mode]) if perturbed[b] else {}
-        ref = run_official(official, tokens[b:b + 1], coords[b:b + 1], text[b:b + 1], mask[b:b + 1],
-                           timestep[b:b + 1], **kwargs)
-        diff = max_diff(out[b:b + 1], ref)
+        ref = run_official(
+            official,
+            tokens[b : b + 1],
+            coords[b : b + 1],
+            text[b : b + 1],
+            mask[b : b + 1],
+            timestep[b : b + 1],
+            **kwargs,
+        )
+        diff = max_diff(out[b : b + 1], ref)
         print(f"STG {mode} B=3 sample {b} (perturbed={bool(perturbed[b])}): max|diff|={diff:.3e}")
         assert diff <= TOL
 
 
-@pytest.mark.parametrize("name,preset,overrides,params", [
-    ("2b", ltxv_2b, {}, 1_923_385_472),
-    ("13b", ltxv_13b, {"num_layers": 48, "attention_head_dim": 128, "cross_attention_dim": 4096},
-     13_042_569_344),
-])
+@pytest.mark.parametrize(
+    "name,preset,overrides,params",
+    [
+        ("2b", ltxv_2b, {}, 1_923_385_472),
+        ("13b", ltxv_13b, {"num_layers": 48, "attention_head_dim": 128, "cross_attention_dim": 4096}, 13_042_569_344),
+    ],
+)
 def test_full_size_keys_and_shapes(name, preset, overrides, params):
     official_config = {**OURS_TRANSFORMER_CONFIG, **overrides}
     with torch.device("meta"):
@@ -225,8 +252,12 @@ def test_video_coords_causal_values():
 
 def test_from_metadata_rejects_unsupported_values():
     base = dict(OURS_TRANSFORMER_CONFIG)
-    for key, value in [("positional_embedding_type", "absolute"), ("qk_norm", "layer_norm"),
-                       ("standardization_norm", "layer_norm"), ("adaptive_norm", "single_scale")]:
+    for key, value in [
+        ("positional_embedding_type", "absolute"),
+        ("qk_norm", "layer_norm"),
+        ("standardization_norm", "layer_norm"),
+        ("adaptive_norm", "single_scale"),
+    ]:
         with pytest.raises(ValueError, match=key):
             TransformerConfig.from_metadata({**base, key: value})
     without_qk_norm = {k: v for k, v in base.items() if k != "qk_norm"}
@@ -247,7 +278,13 @@ def test_forward_rejects_bad_shapes():
     with pytest.raises(ValueError, match="timestep"):
         ours(tokens, coords, text, mask, torch.zeros(2, 5))
     with pytest.raises(ValueError, match="blocks"):
-        ours(tokens, coords, text, mask, torch.zeros(2, 1),
-             SkipLayers(blocks=(2,), mode="attention_values", perturbed=torch.tensor([True, False])))
+        ours(
+            tokens,
+            coords,
+            text,
+            mask,
+            torch.zeros(2, 1),
+            SkipLayers(blocks=(2,), mode="attention_values", perturbed=torch.tensor([True, False])),
+        )
     with pytest.raises(ValueError, match="mode"):
         SkipLayers(blocks=(0,), mode="residual", perturbed=torch.tensor([True]))

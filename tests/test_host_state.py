@@ -5,12 +5,10 @@ state is compared before and after."""
 
 import pytest
 import torch
-
+from test_streaming import make_inputs, make_model
 from videodit.model.blocks import attention as attention_module
 from videodit.model.speed import ATTENTION_CHOICES, SpeedOptions, apply_speed_options
 from videodit.model.streaming import stream_blocks
-
-from test_streaming import make_inputs, make_model
 
 
 def global_state() -> dict:
@@ -23,8 +21,12 @@ def global_state() -> dict:
         "matmul_precision": torch.get_float32_matmul_precision(),
         "cuda_tf32": torch.backends.cuda.matmul.allow_tf32,
         "fp16_reduced": torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction,
-        "cudnn": (torch.backends.cudnn.enabled, torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic,
-                  torch.backends.cudnn.allow_tf32),
+        "cudnn": (
+            torch.backends.cudnn.enabled,
+            torch.backends.cudnn.benchmark,
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.allow_tf32,
+        ),
         "default_dtype": torch.get_default_dtype(),
         "grad": torch.is_grad_enabled(),
         "threads": torch.get_num_threads(),
@@ -46,7 +48,7 @@ def test_speed_options_leave_global_state_as_they_found_it(attention, compile_bl
         model(**make_inputs())
         bad = make_inputs()
         bad["text"] = bad["text"][..., :5]  # wrong caption width: fails inside the model's context
-        with pytest.raises(Exception):
+        with pytest.raises(RuntimeError):
             model(**bad)
     assert global_state() == before
 

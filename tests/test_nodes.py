@@ -1,4 +1,5 @@
 """Node schemas (valid for ComfyUI's V1 contract), bad inputs, and the node chain on the tiny model."""
+
 import inspect
 import json
 import os
@@ -8,7 +9,6 @@ import sys
 import pytest
 import torch
 from PIL import Image
-
 from videodit.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, host
 from videodit.nodes.common import InputError, check_inputs, input_spec
 from videodit.nodes.latents import VideoDiTEmptyLatentVideo, VideoDiTImageToVideo, VideoDiTVAEDecode
@@ -18,11 +18,26 @@ from videodit.nodes.save import VideoDiTSaveVideo
 from videodit.nodes.video_io import read_metadata, read_video
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
-OPTION_KEYS = {"default", "min", "max", "step", "round", "tooltip", "multiline", "dynamicPrompts",
-               "control_after_generate", "forceInput", "display", "placeholder", "label_on", "label_off"}
+OPTION_KEYS = {
+    "default",
+    "min",
+    "max",
+    "step",
+    "round",
+    "tooltip",
+    "multiline",
+    "dynamicPrompts",
+    "control_after_generate",
+    "forceInput",
+    "display",
+    "placeholder",
+    "label_on",
+    "label_off",
+}
 
 
 # ------------------------------------------------------------------------------------------------- schemas
+
 
 @pytest.mark.parametrize("name", sorted(NODE_CLASS_MAPPINGS))
 def test_schema_is_valid_v1(name):
@@ -67,9 +82,11 @@ def test_schema_is_valid_v1(name):
 
 
 def test_pack_imports_without_comfyui():
-    code = ("import sys, videodit; import videodit.nodes as n; "
-            "bad = [m for m in ('folder_paths', 'comfy', 'server', 'nodes') if m in sys.modules]; "
-            "assert not bad, bad; print(len(n.NODE_CLASS_MAPPINGS))")
+    code = (
+        "import sys, videodit; import videodit.nodes as n; "
+        "bad = [m for m in ('folder_paths', 'comfy', 'server', 'nodes') if m in sys.modules]; "
+        "assert not bad, bad; print(len(n.NODE_CLASS_MAPPINGS))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(len(NODE_CLASS_MAPPINGS))
@@ -77,16 +94,25 @@ def test_pack_imports_without_comfyui():
 
 def test_v1_reason_is_documented():
     import videodit.nodes
+
     doc = videodit.nodes.__doc__
     assert "V1" in doc and "V3" in doc and "validate" in doc
 
 
 # ------------------------------------------------------------------------------------------------- bad inputs
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("width", 100, "nearest valid: 96 or 128"), ("height", 500, "nearest valid: 480 or 512"),
-    ("width", 0, "nearest valid: 32"), ("frames", 100, "nearest valid: 97 or 105"),
-    ("frames", 0, "nearest valid: 1"), ("frames", 24, "nearest valid: 17 or 25")])
+
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("width", 100, "nearest valid: 96 or 128"),
+        ("height", 500, "nearest valid: 480 or 512"),
+        ("width", 0, "nearest valid: 32"),
+        ("frames", 100, "nearest valid: 97 or 105"),
+        ("frames", 0, "nearest valid: 1"),
+        ("frames", 24, "nearest valid: 17 or 25"),
+    ],
+)
 def test_bad_size_is_rejected_with_nearest_valid_values(field, value, expected):
     values = {"width": 768, "height": 512, "frames": 97, field: value}
     message = VideoDiTEmptyLatentVideo.VALIDATE_INPUTS(**values)
@@ -102,8 +128,17 @@ def test_valid_sizes_pass_and_make_the_latent_shape():
     assert (latent["width"], latent["height"], latent["frames"], latent["frame_rate"]) == (768, 512, 97, 24.0)
 
 
-@pytest.mark.parametrize("field,value", [("steps", 0), ("seed", -1), ("denoise", 0.0), ("stg", float("nan")),
-                                         ("rescale", float("inf")), ("schedule", "karras")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("steps", 0),
+        ("seed", -1),
+        ("denoise", 0.0),
+        ("stg", float("nan")),
+        ("rescale", float("inf")),
+        ("schedule", "karras"),
+    ],
+)
 def test_sampler_bad_constants_name_the_input(field, value):
     with pytest.raises(InputError, match=f"VideoDiTSampler: {field}"):
         check_inputs(VideoDiTSampler, {field: value})
@@ -175,6 +210,7 @@ def test_model_loader_lists_and_caches(headless, tiny_models):
 
 # ------------------------------------------------------------------------------------------------- the chain
 
+
 @pytest.fixture
 def tiny(headless, tiny_models):
     model, vae = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
@@ -183,6 +219,7 @@ def tiny(headless, tiny_models):
 
 def fake_condition(seed):
     from videodit.model.sampling import TextCondition
+
     g = torch.Generator().manual_seed(seed)
     return TextCondition(embeddings=torch.randn(1, 12, 256, generator=g), mask=torch.ones(1, 12))
 
@@ -191,13 +228,15 @@ def test_image_to_video_keyframes_and_exact_decode(tiny):
     model, vae = tiny
     (latent,) = VideoDiTEmptyLatentVideo().generate(128, 96, 17, 25.0, 1)
     wide = torch.rand(1, 90, 200, 3)  # another aspect ratio: center-cropped, resized
-    (keyed,) = VideoDiTImageToVideo().apply(vae, latent, wide, 0, 1.0, 29, image_2=wide, frame_index_2=-1,
-                                            strength_2=0.5, image_3=None)
+    (keyed,) = VideoDiTImageToVideo().apply(
+        vae, latent, wide, 0, 1.0, 29, image_2=wide, frame_index_2=-1, strength_2=0.5, image_3=None
+    )
     frames = [(k.pixel_frame, k.strength, tuple(k.latent.shape)) for k in keyed["keyframes"]]
     assert frames == [(0, 1.0, (1, 128, 1, 3, 4)), (16, 0.5, (1, 128, 1, 3, 4))]
     assert "keyframes" not in latent  # the input dict is not modified
-    (out,) = VideoDiTSampler().sample(model, fake_condition(1), fake_condition(2), keyed, 3, 2, 3.0, 1.0, "2", 0.7,
-                                      "auto", 1.0, 0.0)
+    (out,) = VideoDiTSampler().sample(
+        model, fake_condition(1), fake_condition(2), keyed, 3, 2, 3.0, 1.0, "2", 0.7, "auto", 1.0, 0.0
+    )
     assert out["samples"].shape == (1, 128, 3, 3, 4) and torch.isfinite(out["samples"]).all()
     # strength 1 at frame 0: the first latent frame is the encoded image, untouched by sampling
     torch.testing.assert_close(out["samples"][:, :, :1], keyed["keyframes"][0].latent, rtol=0, atol=1e-5)
@@ -252,6 +291,7 @@ def test_preview_projection_is_fitted_to_the_vae(tiny):
 
 # ------------------------------------------------------------------------------------------------- saving
 
+
 def frames_tensor(count=9, height=64, width=96):
     t = torch.linspace(0, 1, count)[:, None, None, None]
     x = torch.linspace(0, 1, width)[None, None, :, None]
@@ -263,8 +303,9 @@ def test_save_video_files_decode_with_metadata(headless, fmt):
     prompt = {"1": {"class_type": "X", "inputs": {"text": "a=b;c#d\\e\nf"}}}
     workflow = {"nodes": [{"id": 1}], "links": [], "big": "w" * 200_000}
     saver = VideoDiTSaveVideo()
-    result = saver.save(frames_tensor(), 24.0, fmt, 19, "clips/test", prompt=prompt,
-                        extra_pnginfo={"workflow": workflow})
+    result = saver.save(
+        frames_tensor(), 24.0, fmt, 19, "clips/test", prompt=prompt, extra_pnginfo={"workflow": workflow}
+    )
     (item,) = result["ui"]["images"]
     assert result["ui"]["animated"] == [True] and item["subfolder"] == "clips" and item["type"] == "output"
     path = os.path.join(headless.output_dir, "clips", item["filename"])
@@ -286,8 +327,9 @@ def test_mp4_moov_is_at_the_front(headless):
 
 def test_save_animated_webp_and_gif(headless):
     saver = VideoDiTSaveVideo()
-    webp = saver.save(frames_tensor(), 10.0, "webp (animated)", 10, "anim", prompt={"p": 1},
-                      extra_pnginfo={"workflow": {"w": 2}})["ui"]["images"][0]["filename"]
+    webp = saver.save(
+        frames_tensor(), 10.0, "webp (animated)", 10, "anim", prompt={"p": 1}, extra_pnginfo={"workflow": {"w": 2}}
+    )["ui"]["images"][0]["filename"]
     gif = saver.save(frames_tensor(), 10.0, "gif", 10, "anim")["ui"]["images"][0]["filename"]
     with Image.open(os.path.join(headless.output_dir, webp)) as img:
         assert img.n_frames == 9 and img.size == (96, 64)
@@ -333,10 +375,15 @@ def test_headless_progress_bar(capsys, monkeypatch):
 
 def test_latent_geometry_trusts_our_keys_only_when_they_fit_the_shape():
     from videodit.nodes.latents import latent_geometry
+
     samples = torch.zeros(1, 128, 3, 4, 5)
     assert latent_geometry({"samples": samples}) == (160, 128, 17, 25.0)  # a native LTXV latent
-    assert latent_geometry({"samples": samples, "width": 160, "height": 128, "frames": 17, "frame_rate": 24}) == \
-        (160, 128, 17, 24.0)
+    assert latent_geometry({"samples": samples, "width": 160, "height": 128, "frames": 17, "frame_rate": 24}) == (
+        160,
+        128,
+        17,
+        24.0,
+    )
     stale = {"samples": samples, "width": 768, "height": 512, "frames": 97}  # resized by another node
     assert latent_geometry(stale) == (160, 128, 17, 25.0)
     with pytest.raises(InputError, match="expected a video latent"):
@@ -359,17 +406,28 @@ def test_node_chain_equals_the_model_pipeline(headless, with_text_encoder):
     (positive,) = VideoDiTTextEncode().encode(encoder, prompt)
     (negative,) = VideoDiTTextEncode().encode(encoder, "")
     (latent,) = VideoDiTEmptyLatentVideo().generate(128, 128, 25, 25.0, 1)
-    (latent,) = VideoDiTImageToVideo().apply(vae, latent, first, 0, 1.0, 0, image_2=last, frame_index_2=-1,
-                                             strength_2=0.8)
-    (latent,) = VideoDiTSampler().sample(model, positive, negative, latent, 42, 4, 4.0, 0.0, "3", 0.7, "auto",
-                                         1.0, 0.0)
+    (latent,) = VideoDiTImageToVideo().apply(
+        vae, latent, first, 0, 1.0, 0, image_2=last, frame_index_2=-1, strength_2=0.8
+    )
+    (latent,) = VideoDiTSampler().sample(model, positive, negative, latent, 42, 4, 4.0, 0.0, "3", 0.7, "auto", 1.0, 0.0)
     (images,) = VideoDiTVAEDecode().decode(vae, latent, 0.05, 0.025, "off")
 
-    pipeline = load_pipeline(tiny_models.checkpoint_path, tiny_models.text_encoder_path, dtype=torch.float32,
-                             device=host.torch_device())  # where the nodes ran
-    reference = pipeline.generate(prompt, "", 128, 128, 25, 25.0, 4, Guidance(cfg=4.0, stg=0.0, stg_blocks=(3,)), 42,
-                                  [ImageKeyframe(first[0], 0), ImageKeyframe(last[0], 24, 0.8)],
-                                  image_cond_noise_scale=0.0)
+    pipeline = load_pipeline(
+        tiny_models.checkpoint_path, tiny_models.text_encoder_path, dtype=torch.float32, device=host.torch_device()
+    )  # where the nodes ran
+    reference = pipeline.generate(
+        prompt,
+        "",
+        128,
+        128,
+        25,
+        25.0,
+        4,
+        Guidance(cfg=4.0, stg=0.0, stg_blocks=(3,)),
+        42,
+        [ImageKeyframe(first[0], 0), ImageKeyframe(last[0], 24, 0.8)],
+        image_cond_noise_scale=0.0,
+    )
     assert images.shape == reference.shape == (25, 128, 128, 3)
     # On a GPU the loader's attention="auto" picks cuDNN attention while the plain pipeline uses PyTorch's default
     # kernel: same maths, different rounding. A wiring mistake (wrong frame, strength, schedule) differs by >0.1.
@@ -384,16 +442,24 @@ def test_vae_decode_noise_follows_the_sampling_seed_like_the_pipeline(headless, 
 
     from videodit.model.checkpoint import save_checkpoint
     from videodit.model.ltxv.dit import LTXVideoTransformer
-    from videodit.model.pipeline import load_pipeline
     from videodit.model.ltxv.vae import CausalVideoVAE
+    from videodit.model.pipeline import load_pipeline
     from videodit.tiny import configs
 
     torch.manual_seed(0)
     vae_config = dataclasses.replace(configs.vae_config(), timestep_conditioning=True)
     transformer, vae_module = LTXVideoTransformer(configs.transformer_config()), CausalVideoVAE(vae_config)
     path = os.path.join(with_text_encoder.models_dir, "checkpoints", "random-tiny-091.safetensors")
-    save_checkpoint(path, transformer, vae_module, {"transformer": transformer.config.to_metadata(),
-                                                    "vae": vae_config.to_metadata(), "scheduler": configs.SCHEDULER})
+    save_checkpoint(
+        path,
+        transformer,
+        vae_module,
+        {
+            "transformer": transformer.config.to_metadata(),
+            "vae": vae_config.to_metadata(),
+            "scheduler": configs.SCHEDULER,
+        },
+    )
     _, vae = VideoDiTModelLoader().load(os.path.basename(path), "fp32", "gpu")
     pipeline = load_pipeline(path, with_text_encoder.text_encoder_path, dtype=torch.float32, device="cpu")
     samples = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(3))
@@ -427,7 +493,8 @@ def test_vae_encode_round_trip_and_bad_sizes(tiny):
 
 def test_disable_metadata_writes_none(headless, monkeypatch):
     monkeypatch.setattr(host, "metadata_disabled", lambda: True)
-    result = VideoDiTSaveVideo().save(frames_tensor(), 25.0, "mp4 (h264)", 19, "nometa", prompt={"a": 1},
-                                      extra_pnginfo={"workflow": {"b": 2}})
+    result = VideoDiTSaveVideo().save(
+        frames_tensor(), 25.0, "mp4 (h264)", 19, "nometa", prompt={"a": 1}, extra_pnginfo={"workflow": {"b": 2}}
+    )
     tags = read_metadata(os.path.join(headless.output_dir, result["ui"]["images"][0]["filename"]))
     assert "prompt" not in tags and "workflow" not in tags

@@ -5,11 +5,11 @@ text embeddings and the same seed; the official pipeline returns latents (output
 Keyframe latents are handed to the official conditioning_items path by replacing its vae_encode with a lookup, so
 the comparison is about sampling and conditioning only. Run `pytest -s tests/test_sampling.py` to see the numbers.
 """
+
 from types import SimpleNamespace
 
 import pytest
 import torch
-
 from videodit.model.ltxv.dit import LTXVideoTransformer, TransformerConfig
 from videodit.model.ltxv.positions import video_coords
 from videodit.model.sampling import Guidance, Keyframe, TextCondition, sample
@@ -29,17 +29,33 @@ SEED = 1234
 
 # Tiny official VAE: only its scale factors (8, 32, 32) matter here (latents are compared, encode is stubbed).
 TINY_VAE = {
-    "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
-    "latent_channels": CHANNELS, "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform",
-    "use_quant_conv": False, "causal_decoder": False, "encoder_base_channels": 8, "decoder_base_channels": 8,
+    "_class_name": "CausalVideoAutoencoder",
+    "dims": 3,
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": CHANNELS,
+    "patch_size": 4,
+    "norm_layer": "pixel_norm",
+    "latent_log_var": "uniform",
+    "use_quant_conv": False,
+    "causal_decoder": False,
+    "encoder_base_channels": 8,
+    "decoder_base_channels": 8,
     "blocks": [["compress_all", 1], ["compress_all", 1], ["compress_all", 1]],
 }
 
 
 def tiny_config(causal: bool) -> TransformerConfig:
-    return TransformerConfig(num_layers=2, num_attention_heads=2, attention_head_dim=8, cross_attention_dim=16,
-                             caption_channels=CAPTION_CHANNELS, in_channels=CHANNELS, out_channels=CHANNELS,
-                             causal_temporal_positioning=causal)
+    return TransformerConfig(
+        num_layers=2,
+        num_attention_heads=2,
+        attention_head_dim=8,
+        cross_attention_dim=16,
+        caption_channels=CAPTION_CHANNELS,
+        in_channels=CHANNELS,
+        out_channels=CHANNELS,
+        causal_temporal_positioning=causal,
+    )
 
 
 def build_models(causal: bool):
@@ -55,11 +71,17 @@ def build_models(causal: bool):
 
 def official_pipeline(transformer, scheduler_config: dict):
     return pipeline_module.LTXVideoPipeline(
-        tokenizer=None, text_encoder=None, vae=CausalVideoAutoencoder.from_config(dict(TINY_VAE)),
-        transformer=transformer, scheduler=RectifiedFlowScheduler(**scheduler_config),
-        patchifier=SymmetricPatchifier(patch_size=1), prompt_enhancer_image_caption_model=None,
-        prompt_enhancer_image_caption_processor=None, prompt_enhancer_llm_model=None,
-        prompt_enhancer_llm_tokenizer=None)
+        tokenizer=None,
+        text_encoder=None,
+        vae=CausalVideoAutoencoder.from_config(dict(TINY_VAE)),
+        transformer=transformer,
+        scheduler=RectifiedFlowScheduler(**scheduler_config),
+        patchifier=SymmetricPatchifier(patch_size=1),
+        prompt_enhancer_image_caption_model=None,
+        prompt_enhancer_image_caption_processor=None,
+        prompt_enhancer_llm_model=None,
+        prompt_enhancer_llm_tokenizer=None,
+    )
 
 
 def texts():
@@ -74,23 +96,48 @@ def texts():
 def run_official(official, scheduler_config, steps, guidance: Guidance, positive, negative, **kwargs):
     pipe = official_pipeline(official, scheduler_config)
     f, h, w = LATENT
-    out = pipe(height=h * 32, width=w * 32, num_frames=(f - 1) * 8 + 1, frame_rate=25.0,
-               prompt=None, negative_prompt=None, num_inference_steps=steps,
-               prompt_embeds=positive.embeddings, prompt_attention_mask=positive.mask,
-               negative_prompt_embeds=negative.embeddings, negative_prompt_attention_mask=negative.mask,
-               guidance_scale=guidance.cfg, stg_scale=guidance.stg, rescaling_scale=guidance.rescale,
-               cfg_star_rescale=guidance.cfg_star, skip_layer_strategy=SkipLayerStrategy.AttentionValues,
-               skip_block_list=list(guidance.stg_blocks), generator=torch.Generator().manual_seed(SEED),
-               output_type="latent", is_video=True, vae_per_channel_normalize=True, **kwargs)
+    out = pipe(
+        height=h * 32,
+        width=w * 32,
+        num_frames=(f - 1) * 8 + 1,
+        frame_rate=25.0,
+        prompt=None,
+        negative_prompt=None,
+        num_inference_steps=steps,
+        prompt_embeds=positive.embeddings,
+        prompt_attention_mask=positive.mask,
+        negative_prompt_embeds=negative.embeddings,
+        negative_prompt_attention_mask=negative.mask,
+        guidance_scale=guidance.cfg,
+        stg_scale=guidance.stg,
+        rescaling_scale=guidance.rescale,
+        cfg_star_rescale=guidance.cfg_star,
+        skip_layer_strategy=SkipLayerStrategy.AttentionValues,
+        skip_block_list=list(guidance.stg_blocks),
+        generator=torch.Generator().manual_seed(SEED),
+        output_type="latent",
+        is_video=True,
+        vae_per_channel_normalize=True,
+        **kwargs,
+    )
     return out.images
 
 
-@pytest.mark.parametrize("scheduler_config,causal,guidance", [
-    ({"shifting": "SD3", "target_shift_terminal": 0.1}, False,
-     Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,), rescale=0.7)),  # 0.9.1-style
-    ({"sampler": "LinearQuadratic"}, True,
-     Guidance(cfg=4.0, stg=2.0, stg_blocks=(0,), rescale=0.5, cfg_star=True)),  # 0.9.5+/13B-style
-])
+@pytest.mark.parametrize(
+    "scheduler_config,causal,guidance",
+    [
+        (
+            {"shifting": "SD3", "target_shift_terminal": 0.1},
+            False,
+            Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,), rescale=0.7),
+        ),  # 0.9.1-style
+        (
+            {"sampler": "LinearQuadratic"},
+            True,
+            Guidance(cfg=4.0, stg=2.0, stg_blocks=(0,), rescale=0.5, cfg_star=True),
+        ),  # 0.9.5+/13B-style
+    ],
+)
 def test_t2v_matches_official_pipeline(scheduler_config, causal, guidance):
     official, ours = build_models(causal)
     positive, negative = texts()
@@ -99,7 +146,9 @@ def test_t2v_matches_official_pipeline(scheduler_config, causal, guidance):
     ts = timesteps("auto", steps, LATENT, scheduler_config)
     got = sample(ours, torch.zeros(1, CHANNELS, *LATENT), positive, negative, ts, guidance, SEED)
     diff = (got - ref).abs().max().item()
-    print(f"\nT2V {scheduler_config} {guidance}: max |ours - official| = {diff:.3e} (latent scale {ref.abs().max():.2f})")
+    print(
+        f"\nT2V {scheduler_config} {guidance}: max |ours - official| = {diff:.3e} (latent scale {ref.abs().max():.2f})"
+    )
     assert got.shape == ref.shape
     assert diff <= TOL
 
@@ -118,15 +167,36 @@ def test_i2v_keyframes_match_official_conditioning_items(monkeypatch):
 
     encoded = iter([first, clip, image])
     monkeypatch.setattr(pipeline_module, "vae_encode", lambda media, vae, **kw: next(encoded))
-    items = [pipeline_module.ConditioningItem(torch.zeros(1, 3, (k.latent.shape[2] - 1) * 8 + 1, h * 32, w * 32),
-                                              k.pixel_frame, k.strength) for k in keyframes]
+    items = [
+        pipeline_module.ConditioningItem(
+            torch.zeros(1, 3, (k.latent.shape[2] - 1) * 8 + 1, h * 32, w * 32), k.pixel_frame, k.strength
+        )
+        for k in keyframes
+    ]
     guidance = Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,), rescale=0.7)
     scheduler_config = {"sampler": "LinearQuadratic"}
-    ref = run_official(official, scheduler_config, 5, guidance, positive, negative, conditioning_items=items,
-                       image_cond_noise_scale=0.15)
+    ref = run_official(
+        official,
+        scheduler_config,
+        5,
+        guidance,
+        positive,
+        negative,
+        conditioning_items=items,
+        image_cond_noise_scale=0.15,
+    )
     ts = timesteps("auto", 5, LATENT, scheduler_config)
-    got = sample(ours, torch.zeros(1, CHANNELS, *LATENT), positive, negative, ts, guidance, SEED,
-                 keyframes=keyframes, image_cond_noise_scale=0.15)
+    got = sample(
+        ours,
+        torch.zeros(1, CHANNELS, *LATENT),
+        positive,
+        negative,
+        ts,
+        guidance,
+        SEED,
+        keyframes=keyframes,
+        image_cond_noise_scale=0.15,
+    )
     diff = (got - ref).abs().max().item()
     print(f"\nI2V keyframes (0, clip@8, image@13): max |ours - official| = {diff:.3e}")
     assert diff <= TOL
@@ -140,8 +210,16 @@ def test_denoise_matches_official_skip_initial_steps():
     positive, negative = texts()
     start = torch.randn(1, CHANNELS, *LATENT, generator=torch.Generator().manual_seed(5))
     guidance = Guidance(cfg=3.0, stg=0.0)
-    ref = run_official(official, {"sampler": "LinearQuadratic"}, 8, guidance, positive, negative,
-                       latents=start.clone(), skip_initial_inference_steps=5)
+    ref = run_official(
+        official,
+        {"sampler": "LinearQuadratic"},
+        8,
+        guidance,
+        positive,
+        negative,
+        latents=start.clone(),
+        skip_initial_inference_steps=5,
+    )
     ts = timesteps("linear_quadratic", 8, LATENT)
     got = sample(ours, start, positive, negative, ts, guidance, SEED, denoise=ts[5])
     diff = (got - ref).abs().max().item()
@@ -200,8 +278,15 @@ def test_cfg_one_is_a_single_forward():
 def test_guidance_copies_are_batched_in_one_forward():
     positive, negative = texts()
     model = ZeroVelocity()
-    sample(model, torch.zeros(2, CHANNELS, *LATENT), positive, negative, [1.0, 0.5],
-           Guidance(cfg=3.0, stg=1.0, stg_blocks=(0,)), SEED)
+    sample(
+        model,
+        torch.zeros(2, CHANNELS, *LATENT),
+        positive,
+        negative,
+        [1.0, 0.5],
+        Guidance(cfg=3.0, stg=1.0, stg_blocks=(0,)),
+        SEED,
+    )
     assert len(model.calls) == 2
     call = model.calls[0]
     assert call.tokens.shape[0] == 6  # (uncond, cond, perturbed) x batch 2
@@ -213,17 +298,34 @@ def test_guidance_copies_are_batched_in_one_forward():
 def test_callback_per_step_and_interrupt():
     positive, negative = texts()
     seen = []
-    sample(ZeroVelocity(), torch.zeros(1, CHANNELS, *LATENT), positive, None, [1.0, 0.6, 0.2], Guidance(cfg=1.0),
-           SEED, callback=lambda i, total, x0: seen.append((i, total, tuple(x0.shape))))
+    sample(
+        ZeroVelocity(),
+        torch.zeros(1, CHANNELS, *LATENT),
+        positive,
+        None,
+        [1.0, 0.6, 0.2],
+        Guidance(cfg=1.0),
+        SEED,
+        callback=lambda i, total, x0: seen.append((i, total, tuple(x0.shape))),
+    )
     assert seen == [(i, 3, (1, CHANNELS, *LATENT)) for i in range(3)]
 
     def stop(i, total, x0):
         if i == 1:
             raise InterruptedError("stop")
+
     model = ZeroVelocity()
     with pytest.raises(InterruptedError):
-        sample(model, torch.zeros(1, CHANNELS, *LATENT), positive, None, [1.0, 0.6, 0.2], Guidance(cfg=1.0),
-               SEED, callback=stop)
+        sample(
+            model,
+            torch.zeros(1, CHANNELS, *LATENT),
+            positive,
+            None,
+            [1.0, 0.6, 0.2],
+            Guidance(cfg=1.0),
+            SEED,
+            callback=stop,
+        )
     assert len(model.calls) == 2
 
 
@@ -244,25 +346,47 @@ def test_bad_inputs_raise_clear_errors():
         clip = torch.zeros(1, CHANNELS, 2, LATENT[1], LATENT[2])
         sample(model, x, positive, None, [1.0], Guidance(cfg=1.0), SEED, keyframes=[Keyframe(clip, 12)])
     with pytest.raises(ValueError, match=r"\[0, 24\]"):
-        sample(model, x, positive, None, [1.0], Guidance(cfg=1.0), SEED,
-               keyframes=[Keyframe(torch.zeros(1, CHANNELS, 1, LATENT[1], LATENT[2]), 25)])
+        sample(
+            model,
+            x,
+            positive,
+            None,
+            [1.0],
+            Guidance(cfg=1.0),
+            SEED,
+            keyframes=[Keyframe(torch.zeros(1, CHANNELS, 1, LATENT[1], LATENT[2]), 25)],
+        )
     with pytest.raises(ValueError, match="2x3 latent"):
-        sample(model, x, positive, None, [1.0], Guidance(cfg=1.0), SEED,
-               keyframes=[Keyframe(torch.zeros(1, CHANNELS, 1, 4, 4), 0)])
+        sample(
+            model,
+            x,
+            positive,
+            None,
+            [1.0],
+            Guidance(cfg=1.0),
+            SEED,
+            keyframes=[Keyframe(torch.zeros(1, CHANNELS, 1, 4, 4), 0)],
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pipeline: prompt -> sample -> decode, against the official pipeline's pixels
 
+
 def build_vaes():
     """Tiny official VAE (no timestep conditioning, so the official decode draws no noise) and ours, same weights."""
     from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
+
     torch.manual_seed(1)
     official = CausalVideoAutoencoder.from_config(dict(TINY_VAE))
     state = {k: v + 0.05 * torch.randn_like(v) for k, v in official.state_dict().items()}
-    stats = {"channel": torch.arange(CHANNELS).float(), "mean-of-means": 0.1 * torch.randn(CHANNELS),
-             "std-of-means": 0.5 + torch.rand(CHANNELS), "mean-of-stds": torch.rand(CHANNELS),
-             "mean-of-stds_over_std-of-means": torch.rand(CHANNELS)}
+    stats = {
+        "channel": torch.arange(CHANNELS).float(),
+        "mean-of-means": 0.1 * torch.randn(CHANNELS),
+        "std-of-means": 0.5 + torch.rand(CHANNELS),
+        "mean-of-stds": torch.rand(CHANNELS),
+        "mean-of-stds_over_std-of-means": torch.rand(CHANNELS),
+    }
     state.update({f"per_channel_statistics.{k}": v for k, v in stats.items()})
     official.load_state_dict(state)
     ours = CausalVideoVAE(VAEConfig.from_metadata(dict(TINY_VAE)))
@@ -298,35 +422,67 @@ def test_generate_matches_official_pipeline_pixels(monkeypatch, with_image):
     kwargs = {}
     if with_image:
         media = (image * 2 - 1).permute(2, 0, 1)[None, :, None]  # (1, 3, 1, H, W) in [-1, 1]
-        kwargs = {"conditioning_items": [pipeline_module.ConditioningItem(media, 0, 1.0)],
-                  "image_cond_noise_scale": 0.15}
+        kwargs = {
+            "conditioning_items": [pipeline_module.ConditioningItem(media, 0, 1.0)],
+            "image_cond_noise_scale": 0.15,
+        }
 
     pipe = official_pipeline(official, {"sampler": "LinearQuadratic"})
     pipe.vae = official_vae
-    ref = pipe(height=h * 32, width=w * 32, num_frames=(f - 1) * 8 + 1, frame_rate=25.0, prompt=None,
-               negative_prompt=None, num_inference_steps=3, prompt_embeds=positive.embeddings,
-               prompt_attention_mask=positive.mask, negative_prompt_embeds=negative.embeddings,
-               negative_prompt_attention_mask=negative.mask, guidance_scale=guidance.cfg, stg_scale=guidance.stg,
-               rescaling_scale=guidance.rescale, skip_layer_strategy=SkipLayerStrategy.AttentionValues,
-               skip_block_list=[1], generator=torch.Generator().manual_seed(SEED), output_type="pt",
-               is_video=True, vae_per_channel_normalize=True, **kwargs).images
+    ref = pipe(
+        height=h * 32,
+        width=w * 32,
+        num_frames=(f - 1) * 8 + 1,
+        frame_rate=25.0,
+        prompt=None,
+        negative_prompt=None,
+        num_inference_steps=3,
+        prompt_embeds=positive.embeddings,
+        prompt_attention_mask=positive.mask,
+        negative_prompt_embeds=negative.embeddings,
+        negative_prompt_attention_mask=negative.mask,
+        guidance_scale=guidance.cfg,
+        stg_scale=guidance.stg,
+        rescaling_scale=guidance.rescale,
+        skip_layer_strategy=SkipLayerStrategy.AttentionValues,
+        skip_block_list=[1],
+        generator=torch.Generator().manual_seed(SEED),
+        output_type="pt",
+        is_video=True,
+        vae_per_channel_normalize=True,
+        **kwargs,
+    ).images
     ref = ref[0].permute(1, 2, 3, 0)  # (F, H, W, 3) in [0, 1]
 
-    video = VideoPipeline(ours, ours_vae, StubTextEncoder({"a cat": positive, "": negative}),
-                          {"sampler": "LinearQuadratic"})
+    video = VideoPipeline(
+        ours, ours_vae, StubTextEncoder({"a cat": positive, "": negative}), {"sampler": "LinearQuadratic"}
+    )
     keyframes = [ImageKeyframe(image, 0, 1.0)] if with_image else []
-    frames = video.generate("a cat", "", width=w * 32, height=h * 32, num_frames=(f - 1) * 8 + 1, steps=3,
-                            guidance=guidance, seed=SEED, keyframes=keyframes, image_cond_noise_scale=0.15)
+    frames = video.generate(
+        "a cat",
+        "",
+        width=w * 32,
+        height=h * 32,
+        num_frames=(f - 1) * 8 + 1,
+        steps=3,
+        guidance=guidance,
+        seed=SEED,
+        keyframes=keyframes,
+        image_cond_noise_scale=0.15,
+    )
     diff = (frames - ref).abs().max().item()
     unsaturated = ((ref > 0) & (ref < 1)).float().mean().item()
-    print(f"\ngenerate {'I2V' if with_image else 'T2V'}: frames {tuple(frames.shape)}, max |ours - official| = "
-          f"{diff:.3e} ({unsaturated:.0%} of official pixels unclipped)")
+    print(
+        f"\ngenerate {'I2V' if with_image else 'T2V'}: frames {tuple(frames.shape)}, max |ours - official| = "
+        f"{diff:.3e} ({unsaturated:.0%} of official pixels unclipped)"
+    )
     assert frames.shape == ref.shape
     assert diff <= TOL
 
 
 def test_bad_sizes_name_nearest_valid_values():
     from videodit.model.pipeline import VideoPipeline, check_video_size
+
     with pytest.raises(ValueError, match="width 700 .*multiple of 32; nearest valid: 672 or 704"):
         check_video_size(700, 512, 121)
     with pytest.raises(ValueError, match="height 500 .*nearest valid: 480 or 512"):
@@ -344,6 +500,7 @@ def test_bad_sizes_name_nearest_valid_values():
 
 def test_preprocess_center_crops_to_target_aspect():
     from videodit.model.pipeline import preprocess_images
+
     image = torch.zeros(40, 120, 3)
     image[:, :20] = 1.0  # left and right bands outside a centered 40x80 (2:1) crop
     image[:, 100:] = 1.0
@@ -359,22 +516,47 @@ def test_preprocess_center_crops_to_target_aspect():
 def test_per_step_guidance_table_matches_official_guidance_timesteps():
     """13B-dev-style table: cfg / stg / rescale / STG blocks change along the schedule, CFG* on."""
     from videodit.model.sampling import guidance_per_step
+
     official, ours = build_models(causal=True)
     positive, negative = texts()
     thresholds = [1.0, 0.99, 0.95, 0.8]
-    cfg, stg, rescale, blocks = [1.0, 4.0, 3.0, 1.0], [0.0, 1.0, 2.0, 1.0], [1.0, 0.5, 1.0, 0.7], [[0], [1], [0, 1], [1]]
-    table = [Guidance(cfg=c, stg=s, rescale=r, stg_blocks=tuple(bl), cfg_star=True)
-             for c, s, r, bl in zip(cfg, stg, rescale, blocks)]
+    cfg, stg, rescale, blocks = (
+        [1.0, 4.0, 3.0, 1.0],
+        [0.0, 1.0, 2.0, 1.0],
+        [1.0, 0.5, 1.0, 0.7],
+        [[0], [1], [0, 1], [1]],
+    )
+    table = [
+        Guidance(cfg=c, stg=s, rescale=r, stg_blocks=tuple(bl), cfg_star=True)
+        for c, s, r, bl in zip(cfg, stg, rescale, blocks)
+    ]
     scheduler_config = {"sampler": "LinearQuadratic"}
     pipe = official_pipeline(official, scheduler_config)
     f, h, w = LATENT
-    ref = pipe(height=h * 32, width=w * 32, num_frames=(f - 1) * 8 + 1, frame_rate=25.0, prompt=None,
-               negative_prompt=None, num_inference_steps=8, prompt_embeds=positive.embeddings,
-               prompt_attention_mask=positive.mask, negative_prompt_embeds=negative.embeddings,
-               negative_prompt_attention_mask=negative.mask, guidance_timesteps=thresholds, guidance_scale=cfg,
-               stg_scale=stg, rescaling_scale=rescale, skip_block_list=blocks, cfg_star_rescale=True,
-               skip_layer_strategy=SkipLayerStrategy.AttentionValues, generator=torch.Generator().manual_seed(SEED),
-               output_type="latent", is_video=True, vae_per_channel_normalize=True).images
+    ref = pipe(
+        height=h * 32,
+        width=w * 32,
+        num_frames=(f - 1) * 8 + 1,
+        frame_rate=25.0,
+        prompt=None,
+        negative_prompt=None,
+        num_inference_steps=8,
+        prompt_embeds=positive.embeddings,
+        prompt_attention_mask=positive.mask,
+        negative_prompt_embeds=negative.embeddings,
+        negative_prompt_attention_mask=negative.mask,
+        guidance_timesteps=thresholds,
+        guidance_scale=cfg,
+        stg_scale=stg,
+        rescaling_scale=rescale,
+        skip_block_list=blocks,
+        cfg_star_rescale=True,
+        skip_layer_strategy=SkipLayerStrategy.AttentionValues,
+        generator=torch.Generator().manual_seed(SEED),
+        output_type="latent",
+        is_video=True,
+        vae_per_channel_normalize=True,
+    ).images
     ts = timesteps("auto", 8, LATENT, scheduler_config)
     per_step = guidance_per_step(ts, thresholds, table)
     assert [g.cfg for g in per_step] == [1.0, 4.0, 3.0, 3.0, 3.0, 1.0, 1.0, 1.0]
@@ -407,12 +589,24 @@ def test_load_pipeline_end_to_end(tmp_path):
 
     _, dit = build_models(causal=True)
     _, vae = build_vaes()
-    config = {"transformer": dit.config.to_metadata(), "vae": dict(TINY_VAE),
-              "scheduler": {"sampler": "LinearQuadratic", "shifting": None}}
+    config = {
+        "transformer": dit.config.to_metadata(),
+        "vae": dict(TINY_VAE),
+        "scheduler": {"sampler": "LinearQuadratic", "shifting": None},
+    }
     save_checkpoint(tmp_path / "tiny.safetensors", dit, vae, config)
     torch.manual_seed(2)
-    t5 = T5EncoderModel(T5Config(vocab_size=384, d_model=CAPTION_CHANNELS, d_kv=8, d_ff=32, num_layers=1,
-                                 num_heads=2, feed_forward_proj="gated-gelu"))
+    t5 = T5EncoderModel(
+        T5Config(
+            vocab_size=384,
+            d_model=CAPTION_CHANNELS,
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            feed_forward_proj="gated-gelu",
+        )
+    )
     save_text_encoder(tmp_path / "t5.safetensors", t5, {"tokenizer": "byte"})
 
     pipe = load_pipeline(tmp_path / "tiny.safetensors", tmp_path / "t5.safetensors", dtype=torch.float32)
@@ -420,8 +614,14 @@ def test_load_pipeline_end_to_end(tmp_path):
     assert pipe.version == "0.9.0" and pipe.text_encoder.max_tokens == 128
     assert pipe.scheduler_config.sampler == "LinearQuadratic"  # from the file's metadata
     f, h, w = LATENT
-    args = dict(width=w * 32, height=h * 32, num_frames=(f - 1) * 8 + 1, steps=3, seed=5,
-                guidance=Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,)))
+    args = dict(
+        width=w * 32,
+        height=h * 32,
+        num_frames=(f - 1) * 8 + 1,
+        steps=3,
+        seed=5,
+        guidance=Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,)),
+    )
     a = pipe.generate("a red ball bouncing", "blurry", **args)
     b = pipe.generate("a red ball bouncing", "blurry", **args)
     c = pipe.generate("a red ball bouncing", "blurry", **{**args, "seed": 6})
@@ -430,10 +630,15 @@ def test_load_pipeline_end_to_end(tmp_path):
     assert torch.equal(a, b) and not torch.equal(a, c)
     image = torch.rand(50, 70, 3, generator=torch.Generator().manual_seed(1))
     save_text_encoder(tmp_path / "t5_64.safetensors", t5, {"tokenizer": "byte", "max_tokens": 64})
-    assert load_pipeline(tmp_path / "tiny.safetensors", tmp_path / "t5_64.safetensors",
-                         dtype=torch.float32).text_encoder.max_tokens == 64  # the file's own length wins
-    i2v = pipe.generate("a red ball bouncing", "blurry", keyframes=[ImageKeyframe(image, 0), ImageKeyframe(image, 16, 0.7)],
-                        **args)
+    assert (
+        load_pipeline(
+            tmp_path / "tiny.safetensors", tmp_path / "t5_64.safetensors", dtype=torch.float32
+        ).text_encoder.max_tokens
+        == 64
+    )  # the file's own length wins
+    i2v = pipe.generate(
+        "a red ball bouncing", "blurry", keyframes=[ImageKeyframe(image, 0), ImageKeyframe(image, 16, 0.7)], **args
+    )
     assert i2v.shape == a.shape and not torch.equal(i2v, a)
     pipe.tiled_decode = True
     tiled = pipe.generate("a red ball bouncing", "blurry", **args)
@@ -447,7 +652,9 @@ def test_batch_is_per_sample():
     positive, negative = texts()
     guidance = Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,), rescale=0.7, cfg_star=True)
     ts = timesteps("linear_quadratic", 4, LATENT)
-    keyframes = [Keyframe(torch.randn(1, CHANNELS, 1, LATENT[1], LATENT[2], generator=torch.Generator().manual_seed(4)), 0)]
+    keyframes = [
+        Keyframe(torch.randn(1, CHANNELS, 1, LATENT[1], LATENT[2], generator=torch.Generator().manual_seed(4)), 0)
+    ]
     one = sample(ours, torch.zeros(1, CHANNELS, *LATENT), positive, negative, ts, guidance, SEED, keyframes=keyframes)
     two = sample(ours, torch.zeros(2, CHANNELS, *LATENT), positive, negative, ts, guidance, SEED, keyframes=keyframes)
     assert (two[:1] - one).abs().max().item() <= 1e-5

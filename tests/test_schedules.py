@@ -1,7 +1,7 @@
 """Our timestep lists against the official RectifiedFlowScheduler (ltx_video.schedulers.rf)."""
+
 import pytest
 import torch
-
 from videodit.model.schedules import SchedulerConfig, check_allowed, timesteps
 
 rf = pytest.importorskip("ltx_video.schedulers.rf")
@@ -45,12 +45,15 @@ def test_linear_quadratic_known_values():
     assert [round(t, 4) for t in timesteps("linear_quadratic", 8, (1, 1, 1))] == expected
 
 
-@pytest.mark.parametrize("config", [
-    {"sampler": "Constant", "shift": 2.0},
-    {"sampler": "Uniform", "shifting": "SimpleDiffusion", "base_resolution": 1024},
-    {"sampler": "LinearQuadratic", "shifting": "SD3", "target_shift_terminal": 0.1},
-    {"sampler": "Uniform", "shifting": "SD3"},  # no terminal stretch
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"sampler": "Constant", "shift": 2.0},
+        {"sampler": "Uniform", "shifting": "SimpleDiffusion", "base_resolution": 1024},
+        {"sampler": "LinearQuadratic", "shifting": "SD3", "target_shift_terminal": 0.1},
+        {"sampler": "Uniform", "shifting": "SD3"},  # no terminal stretch
+    ],
+)
 @pytest.mark.parametrize("latent_shape", [(16, 16, 24), (2, 4, 4)])
 def test_other_configs_match_official(config, latent_shape):
     ref = official(config, 20, latent_shape)
@@ -61,8 +64,7 @@ def test_distilled_lists_match_official():
     # 0.9.6 distilled: linear-quadratic checkpoint scheduler, 8 steps
     assert_close(timesteps("distilled", 8, (16, 16, 24)), official(CONFIG_095, 8, (16, 16, 24)))
     # 0.9.7 / 0.9.8 distilled multi-scale passes: explicit lists handed to set_timesteps(timesteps=...)
-    for steps, listed in [(7, [1.0000, 0.9937, 0.9875, 0.9812, 0.9750, 0.9094, 0.7250]),
-                          (3, [0.9094, 0.7250, 0.4219])]:
+    for steps, listed in [(7, [1.0000, 0.9937, 0.9875, 0.9812, 0.9750, 0.9094, 0.7250]), (3, [0.9094, 0.7250, 0.4219])]:
         scheduler = rf.RectifiedFlowScheduler(**CONFIG_095)
         scheduler.set_timesteps(timesteps=listed)
         assert_close(timesteps("distilled", steps, (16, 16, 24)), scheduler.timesteps.tolist())
@@ -84,8 +86,15 @@ def test_allowed_inference_steps():
 
 
 def test_scheduler_config_from_metadata():
-    c = SchedulerConfig.from_metadata({"_class_name": "RectifiedFlowScheduler", "num_train_timesteps": 1000,
-                                       "shifting": "SD3", "base_resolution": None, "target_shift_terminal": 0.1})
+    c = SchedulerConfig.from_metadata(
+        {
+            "_class_name": "RectifiedFlowScheduler",
+            "num_train_timesteps": 1000,
+            "shifting": "SD3",
+            "base_resolution": None,
+            "target_shift_terminal": 0.1,
+        }
+    )
     assert (c.sampler, c.shifting, c.target_shift_terminal, c.base_resolution) == ("Uniform", "SD3", 0.1, 1024)
     with pytest.raises(ValueError, match="sampler"):
         SchedulerConfig.from_metadata({"sampler": "Karras"})

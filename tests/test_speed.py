@@ -4,20 +4,28 @@ computes, and options the machine cannot honour fall back with a warning instead
 Runs on the CPU with a tiny DiT; the GPU-only kernels (scaled FP8 matmuls, compiled blocks) are checked for
 numbers by benchmarks/bench.py on a GPU and skipped here with the reason.
 """
+
 import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
-
 from videodit.model.blocks.attention import BACKENDS, attention, attention_backend, resolve_backend
-from videodit.model.ltxv.dit import LTXVideoTransformer, SkipLayers, TransformerConfig
 from videodit.model.blocks.fp8 import FP8, FP8Linear, convert_linears_to_fp8, fp8_matmul_supported, quantize_rows
+from videodit.model.ltxv.dit import LTXVideoTransformer, SkipLayers, TransformerConfig
 from videodit.model.ltxv.positions import video_coords
 from videodit.model.speed import SpeedOptions, TextKVCache, apply_speed_options
 
-CONFIG = TransformerConfig(num_layers=3, num_attention_heads=4, attention_head_dim=16, cross_attention_dim=64,
-                           caption_channels=32, in_channels=16, out_channels=16, causal_temporal_positioning=True)
+CONFIG = TransformerConfig(
+    num_layers=3,
+    num_attention_heads=4,
+    attention_head_dim=16,
+    cross_attention_dim=64,
+    caption_channels=32,
+    in_channels=16,
+    out_channels=16,
+    causal_temporal_positioning=True,
+)
 PLAIN = SpeedOptions(attention="sdpa", cache_text_kv=False, fused_kernels=False)
 
 
@@ -55,6 +63,7 @@ def run(model, inputs, skip=None):
 
 # ------------------------------------------------------------------------------------------------------- attention
 
+
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_every_attention_backend_equals_plain_sdpa(backend):
     gen = torch.Generator().manual_seed(0)
@@ -69,6 +78,7 @@ def test_every_attention_backend_equals_plain_sdpa(backend):
 
 def test_attention_backend_is_restored_after_the_block():
     import videodit.model.blocks.attention as attention_module
+
     with pytest.raises(RuntimeError):
         with attention_backend("math"):
             assert attention_module._current == "math"
@@ -86,6 +96,7 @@ def test_resolve_backend_auto_and_unknown_names():
 
 
 # --------------------------------------------------------------------------------------------------- whole model
+
 
 @pytest.mark.parametrize("attention_name", ["auto", "sdpa", "cudnn", "flash", "efficient", "math"])
 def test_speed_options_on_cpu_equal_the_plain_path(attention_name):
@@ -120,6 +131,7 @@ def test_plain_options_undo_the_fast_paths():
 
 # ------------------------------------------------------------------------------------------------- text K/V cache
 
+
 def count_caption_projections(model) -> list:
     calls = []
     model.caption_projection.register_forward_hook(lambda *args: calls.append(1))
@@ -139,7 +151,8 @@ def test_text_kv_cache_reuses_the_projection_while_text_and_weights_stay():
     torch.testing.assert_close(first, expected, rtol=0, atol=0)
     plain_second = make_model()
     torch.testing.assert_close(
-        second, run(plain_second, dict(inputs, timestep=inputs["timestep"] * 0.5)), rtol=0, atol=0)
+        second, run(plain_second, dict(inputs, timestep=inputs["timestep"] * 0.5)), rtol=0, atol=0
+    )
 
 
 def test_text_kv_cache_recomputes_for_new_text_or_patched_weights():
@@ -161,6 +174,7 @@ def test_text_kv_cache_recomputes_for_new_text_or_patched_weights():
 
 
 # ------------------------------------------------------------------------------------------------------------- FP8
+
 
 def test_quantize_rows_round_trip_and_zero_rows():
     x = torch.randn(5, 64) * torch.tensor([1e-3, 1.0, 30.0, 1e3, 0.0])[:, None]
@@ -219,6 +233,7 @@ def test_scaled_fp8_matmul_matches_the_emulation_on_gpu():
 
 # ---------------------------------------------------------------------------------------------------------- compile
 
+
 def test_compile_option_without_gpu_warns_and_runs_uncompiled():
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU: compile is used there (measured by benchmarks/bench.py)")
@@ -263,17 +278,22 @@ def test_text_kv_cache_notices_in_place_changes_of_the_same_text_tensor():
 
 # -------------------------------------------------------------------------------------------------------------- VAE
 
+
 def test_vae_speed_options_on_cpu_equal_the_plain_decode():
-    from videodit.model.speed import apply_vae_speed_options
     from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
+    from videodit.model.speed import apply_vae_speed_options
+
     torch.manual_seed(0)
     config = VAEConfig.v0_9_5(decoder_base_channels=8, encoder_base_channels=8)  # small widths, 0.9.5 structure
     vae = CausalVideoVAE(config).eval()
     raw = torch.randn(1, config.latent_channels, 2, 2, 2)
     with torch.no_grad():
         expected = vae.decode(raw, timestep=0.05)
-        context = pytest.warns(UserWarning, match="VAE decoder uncompiled") if not torch.cuda.is_available() \
+        context = (
+            pytest.warns(UserWarning, match="VAE decoder uncompiled")
+            if not torch.cuda.is_available()
             else warnings.catch_warnings()
+        )
         with context:
             apply_vae_speed_options(vae, SpeedOptions(compile=True))
         torch.testing.assert_close(vae.decode(raw, timestep=0.05), expected, rtol=1e-5, atol=1e-5)
@@ -281,10 +301,13 @@ def test_vae_speed_options_on_cpu_equal_the_plain_decode():
 
 # ------------------------------------------------------------------------------------------------ GPU-only checks
 
+
 def gpu_model_and_inputs(batch: int = 3):
     model = make_model().to("cuda", torch.bfloat16)
-    inputs = {k: (v.to("cuda", torch.bfloat16) if k in ("tokens", "text") else v.to("cuda"))
-              for k, v in make_inputs(batch).items()}
+    inputs = {
+        k: (v.to("cuda", torch.bfloat16) if k in ("tokens", "text") else v.to("cuda"))
+        for k, v in make_inputs(batch).items()
+    }
     return model, inputs
 
 

@@ -4,13 +4,20 @@ so the bookkeeping is exercised; the overlap on a side stream is measured by ben
 
 import pytest
 import torch
-
 from videodit.model.ltxv.dit import LTXVideoTransformer, TransformerConfig
 from videodit.model.ltxv.positions import video_coords
 from videodit.model.streaming import module_bytes, plan_resident_blocks, stream_blocks
 
-CONFIG = TransformerConfig(num_layers=5, num_attention_heads=4, attention_head_dim=16, cross_attention_dim=64,
-                           caption_channels=32, in_channels=16, out_channels=16, causal_temporal_positioning=True)
+CONFIG = TransformerConfig(
+    num_layers=5,
+    num_attention_heads=4,
+    attention_head_dim=16,
+    cross_attention_dim=64,
+    caption_channels=32,
+    in_channels=16,
+    out_channels=16,
+    causal_temporal_positioning=True,
+)
 
 
 def make_model() -> LTXVideoTransformer:
@@ -24,9 +31,13 @@ def make_model() -> LTXVideoTransformer:
 
 def make_inputs() -> dict:
     gen = torch.Generator().manual_seed(1)
-    return dict(tokens=torch.randn(2, 24, 16, generator=gen), coords=video_coords(2, 2, 3, 4, 25.0, True),
-                text=torch.randn(2, 7, 32, generator=gen), text_mask=torch.ones(2, 7),
-                timestep=torch.rand(2, 1, generator=gen))
+    return dict(
+        tokens=torch.randn(2, 24, 16, generator=gen),
+        coords=video_coords(2, 2, 3, 4, 25.0, True),
+        text=torch.randn(2, 7, 32, generator=gen),
+        text_mask=torch.ones(2, 7),
+        timestep=torch.rand(2, 1, generator=gen),
+    )
 
 
 @pytest.mark.parametrize("resident", [2, 3, 5])

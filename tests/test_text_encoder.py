@@ -1,5 +1,6 @@
 """T5 text encoder loading (ComfyUI single-file layout, fp8, Hugging Face folder), tokenizers and encoding rules.
 Tiny random T5 models; tokenizers are built locally (byte-level ByT5, or a small unigram tokenizer): no downloads."""
+
 import json
 import string
 
@@ -7,18 +8,30 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
-
 from videodit.model.checkpoint import CheckpointError
-from videodit.model.text_encoder import (DEFAULT_MAX_TOKENS, TextEncoder, load_text_encoder, max_tokens_for_version,
-                                         save_text_encoder)
+from videodit.model.text_encoder import (
+    DEFAULT_MAX_TOKENS,
+    TextEncoder,
+    load_text_encoder,
+    max_tokens_for_version,
+    save_text_encoder,
+)
 
 COMFY_PREFIX = "text_encoders.t5xxl.transformer."
 
 
 def tiny_t5(vocab_size: int, seed: int = 0) -> T5EncoderModel:
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=vocab_size, d_model=32, d_kv=8, d_ff=48, num_layers=2, num_heads=4,
-                      feed_forward_proj="gated-gelu", relative_attention_num_buckets=8)
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=32,
+        d_kv=8,
+        d_ff=48,
+        num_layers=2,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",
+        relative_attention_num_buckets=8,
+    )
     model = T5EncoderModel(config).eval()
     with torch.no_grad():  # T5 init leaves some weights tiny; make every tensor matter
         for p in model.parameters():
@@ -29,6 +42,7 @@ def tiny_t5(vocab_size: int, seed: int = 0) -> T5EncoderModel:
 def unigram_tokenizer_folder(folder) -> PreTrainedTokenizerFast:
     """A small T5-style tokenizer (pad 0, EOS 1 appended, unk 2) saved as tokenizer.json: no sentencepiece files."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
     pieces = ["▁" + c for c in string.ascii_lowercase] + list(string.ascii_lowercase) + ["▁"]
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(p, -1.0) for p in pieces]
     tok = Tokenizer(models.Unigram(vocab, unk_id=2))
@@ -124,15 +138,21 @@ def test_tokenizer_beside_the_weights_and_missing_tokenizer(tmp_path, monkeypatc
     other = tmp_path / "models"
     other.mkdir()
     save_text_encoder(other / "t5.safetensors", source)
-    encoder = load_text_encoder(other / "t5.safetensors", dtype=torch.float32,
-                                tokenizer_dir=str(tmp_path / "t5.safetensors.tokenizer"))
+    encoder = load_text_encoder(
+        other / "t5.safetensors", dtype=torch.float32, tokenizer_dir=str(tmp_path / "t5.safetensors.tokenizer")
+    )
     assert len(encoder.tokenizer) == len(tokenizer)
     with pytest.raises(FileNotFoundError) as err:
         load_text_encoder(other / "t5.safetensors", dtype=torch.float32, tokenizer_dir=str(tmp_path / "nope"))
     message = str(err.value)
-    for place in (tmp_path / "nope", other / "t5.safetensors.tokenizer", other / "t5.tokenizer",
-                  other / "tokenizer", "google/t5-v1_1-xxl from the Hugging Face cache",
-                  "Hugging Face hub (not tried: downloads are off)"):
+    for place in (
+        tmp_path / "nope",
+        other / "t5.safetensors.tokenizer",
+        other / "t5.tokenizer",
+        other / "tokenizer",
+        "google/t5-v1_1-xxl from the Hugging Face cache",
+        "Hugging Face hub (not tried: downloads are off)",
+    ):
         assert str(place) in message, place
 
 
@@ -154,9 +174,24 @@ def test_wrong_files(tmp_path):
     source = tiny_t5(vocab_size=384)
     state = {k: v for k, v in source.state_dict().items() if k != "encoder.embed_tokens.weight"}
     state["encoder.block.1.layer.0.SelfAttention.q.weight"] = torch.zeros(16, 32)
-    save_file(state, str(tmp_path / "bad.safetensors"), metadata={"config": json.dumps(
-        {"vocab_size": 384, "d_model": 32, "d_kv": 8, "d_ff": 48, "num_layers": 2, "num_heads": 4,
-         "relative_attention_num_buckets": 8, "feed_forward_proj": "gated-gelu"})})
+    save_file(
+        state,
+        str(tmp_path / "bad.safetensors"),
+        metadata={
+            "config": json.dumps(
+                {
+                    "vocab_size": 384,
+                    "d_model": 32,
+                    "d_kv": 8,
+                    "d_ff": 48,
+                    "num_layers": 2,
+                    "num_heads": 4,
+                    "relative_attention_num_buckets": 8,
+                    "feed_forward_proj": "gated-gelu",
+                }
+            )
+        },
+    )
     with pytest.raises(CheckpointError) as err:
         load_text_encoder(tmp_path / "bad.safetensors")
     assert "bad.safetensors" in str(err.value)

@@ -1,12 +1,12 @@
 """The built-in tiny model: synthetic data, tracker, committed weights through the real loaders and pipeline,
 generation quality on a fixed prompt set, I2V first-frame fidelity, and the training script's smoke run."""
+
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
-
 from videodit.tiny import configs, data, evaluate, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,6 +17,7 @@ EVAL_STEPS = 10
 
 # ---------------------------------------------------------------------------------------------------- data
 
+
 def test_specs_are_deterministic_and_training_split_excludes_held_out():
     a, b = data.sample_specs(50, seed=3), data.sample_specs(50, seed=3)
     assert a == b
@@ -26,7 +27,8 @@ def test_specs_are_deterministic_and_training_split_excludes_held_out():
     assert not any((s.color, s.shape, s.motion) in held for s in train_specs)
     assert {s.color for s in train_specs} == set(data.COLORS)
     assert {(s.shape, s.motion, s.background) for s in train_specs} == {
-        (sh, m, bg) for sh in data.SHAPES for m in data.MOTIONS for bg in data.BACKGROUNDS}
+        (sh, m, bg) for sh in data.SHAPES for m in data.MOTIONS for bg in data.BACKGROUNDS
+    }
     assert len(data.COLORS) >= 8 and len(data.SHAPES) == 3 and len(data.MOTIONS) == 5
 
 
@@ -64,12 +66,15 @@ def test_captions_name_colour_shape_and_motion():
                 assert article == ("an" if following[0] in "aeiou" else "a"), text
     phrasings = {data.caption(data.sample_specs(1, seed=6)[0], rng) for _ in range(50)}
     assert len(phrasings) > 10
-    assert data.canonical_caption("red", "circle", "right", "black") == \
-        "a red circle moving to the right on a black background"
+    assert (
+        data.canonical_caption("red", "circle", "right", "black")
+        == "a red circle moving to the right on a black background"
+    )
 
 
 def test_byte_tokens_equal_byt5_tokenizer():
     from transformers import ByT5Tokenizer
+
     prompts = ["a red circle moving to the right on a black background", "", "grün ✓ square"]
     ids, mask = configs.byte_tokens(prompts)
     reference = ByT5Tokenizer()(prompts, padding=True, return_tensors="pt")
@@ -81,13 +86,15 @@ def test_tracker_recovers_rendered_clips_even_when_blurred(blur):
     # A 7-pixel box blur rounds corners more than the tiny VAE does: colour, shape and motion must survive it.
     specs = data.sample_specs(30, seed=7, split="all")
     video = torch.from_numpy(data.render(specs))
-    blurred = torch.nn.functional.avg_pool2d(video.permute(0, 1, 4, 2, 3).flatten(0, 1), blur, 1, blur // 2,
-                                             count_include_pad=False)
+    blurred = torch.nn.functional.avg_pool2d(
+        video.permute(0, 1, 4, 2, 3).flatten(0, 1), blur, 1, blur // 2, count_include_pad=False
+    )
     blurred = blurred.unflatten(0, (30, data.FRAMES)).permute(0, 1, 3, 4, 2).numpy()
     cases = [(s.color, s.shape, s.motion, s.background) for s in specs]
     tracks = [evaluate.track(v) for v in blurred]
-    assert evaluate.score(tracks, cases)["all"] == 1.0, [(c, t.shape, t.fill_ratio, t.asymmetry)
-                                                       for c, t in zip(cases, tracks) if t.shape != c[1]]
+    assert evaluate.score(tracks, cases)["all"] == 1.0, [
+        (c, t.shape, t.fill_ratio, t.asymmetry) for c, t in zip(cases, tracks) if t.shape != c[1]
+    ]
 
 
 def test_tracker_shape_measures_and_empty_video():
@@ -110,6 +117,7 @@ def test_psnr():
 
 # ---------------------------------------------------------------------------------------------------- weights
 
+
 @pytest.fixture(scope="module")
 def pipeline():
     torch.manual_seed(0)
@@ -120,6 +128,7 @@ def test_weight_files_are_small_and_load_through_the_real_loaders():
     from videodit.model.checkpoint import load_checkpoint
     from videodit.model.schedules import timesteps
     from videodit.model.text_encoder import load_text_encoder
+
     assert os.path.getsize(CHECKPOINT) + os.path.getsize(TEXT_ENCODER) <= 30 * 1024 * 1024
     ckpt = load_checkpoint(CHECKPOINT, dtype=torch.float32)
     assert ckpt.transformer_config == configs.transformer_config()
@@ -146,14 +155,23 @@ def test_latent_statistics_normalize_encoded_clips_to_unit_scale(pipeline):
 
 # 24 fixed prompts: every held-out combination on black and white (20) plus 4 training combinations.
 QUALITY_CASES = evaluate.eval_cases(held_out_only=True) + [
-    ("red", "circle", "right", "black"), ("yellow", "triangle", "down", "white"),
-    ("cyan", "circle", "up", "black"), ("grey", "square", "still", "white")]
+    ("red", "circle", "right", "black"),
+    ("yellow", "triangle", "down", "white"),
+    ("cyan", "circle", "up", "black"),
+    ("grey", "square", "still", "white"),
+]
 
 
 @pytest.fixture(scope="module")
 def t2v_score(pipeline):
-    tracks = [evaluate.track(evaluate.generate(pipeline, data.canonical_caption(*case), seed=0, steps=EVAL_STEPS,
-                                               cfg=evaluate.DEFAULT_CFG)) for case in QUALITY_CASES]
+    tracks = [
+        evaluate.track(
+            evaluate.generate(
+                pipeline, data.canonical_caption(*case), seed=0, steps=EVAL_STEPS, cfg=evaluate.DEFAULT_CFG
+            )
+        )
+        for case in QUALITY_CASES
+    ]
     return evaluate.score(tracks, QUALITY_CASES)
 
 
@@ -168,13 +186,18 @@ def test_text_to_video_follows_the_prompt(t2v_score):
 
 def test_image_to_video_keeps_the_first_frame(pipeline):
     rng = np.random.default_rng(0)
-    cases = [("red", "triangle", "up", "black"), ("blue", "circle", "left", "white"),
-             ("orange", "square", "right", "white"), ("green", "circle", "down", "black")]
+    cases = [
+        ("red", "triangle", "up", "black"),
+        ("blue", "circle", "left", "white"),
+        ("orange", "square", "right", "white"),
+        ("green", "circle", "down", "black"),
+    ]
     psnrs = []
     for case in cases:
         image = data.first_frame(data.make_spec(*case, rng))
-        video = evaluate.generate(pipeline, data.canonical_caption(*case), seed=1, steps=EVAL_STEPS,
-                                  cfg=evaluate.DEFAULT_CFG, image=image)
+        video = evaluate.generate(
+            pipeline, data.canonical_caption(*case), seed=1, steps=EVAL_STEPS, cfg=evaluate.DEFAULT_CFG, image=image
+        )
         assert video.shape == (data.FRAMES, data.SIZE, data.SIZE, 3)
         psnrs.append(evaluate.psnr(video[0], image))
     # measured 36.4, 31.9, 32.1, 34.7 dB
@@ -183,9 +206,11 @@ def test_image_to_video_keeps_the_first_frame(pipeline):
 
 # ---------------------------------------------------------------------------------------------------- training
 
+
 def test_smoke_training_writes_files_that_load(tmp_path):
     from videodit.model.checkpoint import load_checkpoint
     from videodit.model.text_encoder import load_text_encoder
+
     train.main(["--smoke", "--out", str(tmp_path)])
     summary = json.loads((tmp_path / "summary-all.json").read_text())
     losses = [entry["loss"] for entry in summary["dit"]["log"]] + [entry["loss"] for entry in summary["vae"]["log"]]

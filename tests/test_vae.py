@@ -4,9 +4,9 @@ Parity: small configs of each VAE generation's block vocabulary (0.9.0 shared bl
 noise injection, 0.9.5 residual space/time-to-depth encoder), random weights with every learned scalar/statistic
 randomized, one state dict loaded strictly into ours and into ltx_video's CausalVideoAutoencoder.
 """
+
 import pytest
 import torch
-
 from videodit.model.ltxv.upsampler import LatentUpsampler, UpsamplerConfig
 from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
 from videodit.model.ltxv.vae_tiling import decode_auto, decode_tiled, estimate_decode_bytes, exact_overlap
@@ -19,35 +19,86 @@ PARITY_TOL = 1e-4
 UPSAMPLER_TOL = 1e-5
 UP = ["compress_all", {"residual": True, "multiplier": 2}]
 
-SMALL_090 = [["res_x", 1], ["compress_all", 1], ["res_x_y", 1], ["compress_all", 1], ["res_x_y", 1],
-             ["compress_all", 1], ["res_x", 2]]
+SMALL_090 = [
+    ["res_x", 1],
+    ["compress_all", 1],
+    ["res_x_y", 1],
+    ["compress_all", 1],
+    ["res_x_y", 1],
+    ["compress_all", 1],
+    ["res_x", 2],
+]
 SMALL_CONFIGS = {
     # 0.9.0 layout: one legacy `blocks` list, plain decoder
     "0.9.0": {"blocks": SMALL_090},
     # 0.9.1 layout: 0.9.0 encoder, conditioned decoder, noise injection in all but the first decoder stage
-    "0.9.1": {"encoder_blocks": SMALL_090, "timestep_conditioning": True, "decoder_blocks": [
-        ["res_x", {"num_layers": 1, "inject_noise": True}], UP, ["res_x", {"num_layers": 2, "inject_noise": True}],
-        UP, ["res_x", {"num_layers": 1, "inject_noise": True}], UP, ["res_x", {"num_layers": 1}]]},
+    "0.9.1": {
+        "encoder_blocks": SMALL_090,
+        "timestep_conditioning": True,
+        "decoder_blocks": [
+            ["res_x", {"num_layers": 1, "inject_noise": True}],
+            UP,
+            ["res_x", {"num_layers": 2, "inject_noise": True}],
+            UP,
+            ["res_x", {"num_layers": 1, "inject_noise": True}],
+            UP,
+            ["res_x", {"num_layers": 1}],
+        ],
+    },
     # 0.9.5 layout: residual space-to-depth encoder, conditioned decoder without noise
-    "0.9.5": {"timestep_conditioning": True, "encoder_blocks": [
-        ["res_x", 1], ["compress_space_res", {"multiplier": 2}], ["res_x", 1],
-        ["compress_time_res", {"multiplier": 2}], ["compress_all_res", {"multiplier": 2}], ["res_x", 1],
-        ["compress_all_res", {"multiplier": 2}], ["res_x", 1]],
-        "decoder_blocks": [["res_x", 1], UP, ["res_x", 2], UP, ["res_x", 1], UP, ["res_x", 1]]},
+    "0.9.5": {
+        "timestep_conditioning": True,
+        "encoder_blocks": [
+            ["res_x", 1],
+            ["compress_space_res", {"multiplier": 2}],
+            ["res_x", 1],
+            ["compress_time_res", {"multiplier": 2}],
+            ["compress_all_res", {"multiplier": 2}],
+            ["res_x", 1],
+            ["compress_all_res", {"multiplier": 2}],
+            ["res_x", 1],
+        ],
+        "decoder_blocks": [["res_x", 1], UP, ["res_x", 2], UP, ["res_x", 1], UP, ["res_x", 1]],
+    },
     # rest of the vocabulary: plain strided compressions, compress_all_x_y, decoder compress_time/space
-    "vocabulary": {"encoder_blocks": [["compress_space", 1], ["compress_time", 1], ["res_x_y", 1],
-                                      ["compress_all_x_y", {"multiplier": 2}], ["compress_all", 1]],
-                   "decoder_blocks": [["compress_space", 1], ["compress_time", 1], ["res_x_y", 1],
-                                      ["compress_all", {"multiplier": 2}], ["compress_all", 1]]},
+    "vocabulary": {
+        "encoder_blocks": [
+            ["compress_space", 1],
+            ["compress_time", 1],
+            ["res_x_y", 1],
+            ["compress_all_x_y", {"multiplier": 2}],
+            ["compress_all", 1],
+        ],
+        "decoder_blocks": [
+            ["compress_space", 1],
+            ["compress_time", 1],
+            ["res_x_y", 1],
+            ["compress_all", {"multiplier": 2}],
+            ["compress_all", 1],
+        ],
+    },
 }
 
 
 def metadata(version: str, padding: str = "zeros", base: int = 8, **extra) -> dict:
-    return {"_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
-            "latent_channels": 16, "patch_size": 4, "norm_layer": "pixel_norm", "latent_log_var": "uniform",
-            "use_quant_conv": False, "causal_decoder": False, "scaling_factor": 1.0,
-            "encoder_base_channels": base, "decoder_base_channels": base, "spatial_padding_mode": padding,
-            **SMALL_CONFIGS[version], **extra}
+    return {
+        "_class_name": "CausalVideoAutoencoder",
+        "dims": 3,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 16,
+        "patch_size": 4,
+        "norm_layer": "pixel_norm",
+        "latent_log_var": "uniform",
+        "use_quant_conv": False,
+        "causal_decoder": False,
+        "scaling_factor": 1.0,
+        "encoder_base_channels": base,
+        "decoder_base_channels": base,
+        "spatial_padding_mode": padding,
+        **SMALL_CONFIGS[version],
+        **extra,
+    }
 
 
 def randomized_state_dict(model: CausalVideoVAE, seed: int) -> dict:
@@ -100,8 +151,10 @@ def test_encode_decode_match_official(version, padding):
         torch.manual_seed(5)
         ref_decoded = ref.decode(latent, target_shape=video.shape, timestep=timestep).sample
         d_dec = max_diff(decoded, ref_decoded)
-    print(f"{version} {padding}: encode {d_enc:.2e} normalize {d_norm:.2e} denormalize {d_denorm:.2e} "
-          f"decode {d_dec:.2e} (|decoded| max {decoded.abs().max():.2f})")
+    print(
+        f"{version} {padding}: encode {d_enc:.2e} normalize {d_norm:.2e} denormalize {d_denorm:.2e} "
+        f"decode {d_dec:.2e} (|decoded| max {decoded.abs().max():.2f})"
+    )
     assert max(d_enc, d_norm, d_denorm, d_dec) <= PARITY_TOL
 
 
@@ -187,11 +240,16 @@ def test_config_from_metadata():
     for preset in (VAEConfig.v0_9_0(), VAEConfig.v0_9_1(), VAEConfig.v0_9_5()):
         assert (preset.spatial_factor, preset.temporal_factor, preset.latent_channels) == (32, 8, 128)
         assert VAEConfig.from_metadata(preset.to_metadata()) == preset
-    bad = [({"norm_layer": "group_norm"}, "norm_layer"), ({"latent_log_var": "per_channel"}, "latent_log_var"),
-           ({"use_quant_conv": True}, "use_quant_conv"), ({"dims": 2}, "dims"),
-           ({"spatial_padding_mode": "circular"}, "spatial_padding_mode"),
-           ({"_class_name": "VideoAutoencoder"}, "_class_name"),
-           ({"blocks": [["attn_res_x", 1]]}, "attn_res_x"), ({"blocks": [["res_x", {"foo": 1}]]}, "foo")]
+    bad = [
+        ({"norm_layer": "group_norm"}, "norm_layer"),
+        ({"latent_log_var": "per_channel"}, "latent_log_var"),
+        ({"use_quant_conv": True}, "use_quant_conv"),
+        ({"dims": 2}, "dims"),
+        ({"spatial_padding_mode": "circular"}, "spatial_padding_mode"),
+        ({"_class_name": "VideoAutoencoder"}, "_class_name"),
+        ({"blocks": [["attn_res_x", 1]]}, "attn_res_x"),
+        ({"blocks": [["res_x", {"foo": 1}]]}, "foo"),
+    ]
     for change, message in bad:
         with pytest.raises(ValueError, match=message):
             VAEConfig.from_metadata({**metadata("0.9.0"), **change})
@@ -208,11 +266,18 @@ def tiling_vae(factors: str = "32x8"):
     """A 0.9.1-style conditioned decoder with noise injection at the last stage; real 32x/8x factors, or 2x/2x
     (patch 1, one compression) for a cheap test that tiles all three axes at once."""
     if factors == "32x8":
-        md = metadata("0.9.1", "reflect", base=4, decoder_blocks=[
-            ["res_x", {"num_layers": 1, "inject_noise": True}], UP, UP, UP])
+        md = metadata(
+            "0.9.1", "reflect", base=4, decoder_blocks=[["res_x", {"num_layers": 1, "inject_noise": True}], UP, UP, UP]
+        )
     else:
-        md = metadata("0.9.1", "reflect", base=4, patch_size=1, encoder_blocks=[["res_x", 1], ["compress_all", 1]],
-                      decoder_blocks=[["res_x", {"num_layers": 1, "inject_noise": True}], UP])
+        md = metadata(
+            "0.9.1",
+            "reflect",
+            base=4,
+            patch_size=1,
+            encoder_blocks=[["res_x", 1], ["compress_all", 1]],
+            decoder_blocks=[["res_x", {"num_layers": 1, "inject_noise": True}], UP],
+        )
     vae = CausalVideoVAE(VAEConfig.from_metadata(md)).eval()
     vae.load_state_dict(randomized_state_dict(vae, 3))
     return vae
@@ -240,23 +305,41 @@ def test_tiled_decode_equals_plain_with_exact_overlap(case):
     blend = 0.5 if case == "temporal" else 0.0
     overlap_t, overlap_s = exact_overlap(vae.config, blend)
     chunk, tile = overlap_t + 2, overlap_s + 2
-    latent_shape = {"temporal": (chunk + 3, 2, 2), "spatial": (1, tile + 4, tile + 3),
-                    "all axes": (chunk + 3, tile + 4, tile + 3)}[case]
-    plain, tiled, shapes = plain_and_tiled(vae, latent_shape, temporal_chunk=chunk, temporal_overlap=overlap_t,
-                                           spatial_tile=tile, spatial_overlap=overlap_s, blend=blend)
+    latent_shape = {
+        "temporal": (chunk + 3, 2, 2),
+        "spatial": (1, tile + 4, tile + 3),
+        "all axes": (chunk + 3, tile + 4, tile + 3),
+    }[case]
+    plain, tiled, shapes = plain_and_tiled(
+        vae,
+        latent_shape,
+        temporal_chunk=chunk,
+        temporal_overlap=overlap_t,
+        spatial_tile=tile,
+        spatial_overlap=overlap_s,
+        blend=blend,
+    )
     expected_pieces = {"temporal": 3, "spatial": 9, "all axes": 27}[case]
     assert len(shapes) == expected_pieces
     assert all(f <= chunk and h <= tile and w <= tile for f, h, w in shapes)  # memory bounded by the piece
     d = max_diff(tiled, plain)
-    print(f"tiled ({case}, overlap t={overlap_t} s={overlap_s}, blend {blend}, {len(shapes)} pieces, video "
-          f"{tuple(plain.shape)}): max diff {d:.2e}")
+    print(
+        f"tiled ({case}, overlap t={overlap_t} s={overlap_s}, blend {blend}, {len(shapes)} pieces, video "
+        f"{tuple(plain.shape)}): max diff {d:.2e}"
+    )
     assert d <= TILED_TOL
     # one latent voxel less overlap than exact_overlap asks for is visible: the bound is tight
     if case == "all axes":
         return
     smaller = {"temporal_overlap": overlap_t - 1} if case == "temporal" else {"spatial_overlap": overlap_s - 1}
-    _, tiled_short, _ = plain_and_tiled(vae, latent_shape, temporal_chunk=chunk, spatial_tile=tile, blend=blend,
-                                        **{"temporal_overlap": overlap_t, "spatial_overlap": overlap_s, **smaller})
+    _, tiled_short, _ = plain_and_tiled(
+        vae,
+        latent_shape,
+        temporal_chunk=chunk,
+        spatial_tile=tile,
+        blend=blend,
+        **{"temporal_overlap": overlap_t, "spatial_overlap": overlap_s, **smaller},
+    )
     assert max_diff(tiled_short, plain) > 1e-4
 
 
@@ -267,8 +350,7 @@ def test_tiled_decode_default_settings():
     assert tiled.dtype == plain.dtype
     assert len(shapes) == 2 * 2 * 2
     d = max_diff(tiled, plain)
-    print(f"tiled (overlap t=3 s=4, blend 0.5, random weights): max diff {d:.2e}, "
-          f"|plain| max {plain.abs().max():.2f}")
+    print(f"tiled (overlap t=3 s=4, blend 0.5, random weights): max diff {d:.2e}, |plain| max {plain.abs().max():.2f}")
 
 
 def test_decode_auto_picks_plain_or_tiled():
@@ -280,9 +362,15 @@ def test_decode_auto_picks_plain_or_tiled():
     full = estimate_decode_bytes(vae, (1, *raw.shape[2:]))
     for budget, pieces in ((full, 1), (full // 3, None)):
         shapes, handle = record_pieces(vae)
-        out = decode_auto(vae, raw, 0.05, generator=torch.Generator().manual_seed(2), memory_budget=budget,
-                          temporal_overlap=overlap_t,
-                          spatial_overlap=overlap_s)
+        out = decode_auto(
+            vae,
+            raw,
+            0.05,
+            generator=torch.Generator().manual_seed(2),
+            memory_budget=budget,
+            temporal_overlap=overlap_t,
+            spatial_overlap=overlap_s,
+        )
         handle.remove()
         assert out.shape == plain.shape
         assert max_diff(out, plain) <= TILED_TOL
@@ -292,8 +380,16 @@ def test_decode_auto_picks_plain_or_tiled():
             assert len(shapes) > 1
             assert all(estimate_decode_bytes(vae, (1, *s)) < full for s in shapes)
         # out_device is honoured by both paths ("meta": a device other than raw's that a CPU machine has)
-        moved = decode_auto(vae, raw, 0.05, generator=torch.Generator().manual_seed(2), memory_budget=budget,
-                            temporal_overlap=overlap_t, spatial_overlap=overlap_s, out_device="meta")
+        moved = decode_auto(
+            vae,
+            raw,
+            0.05,
+            generator=torch.Generator().manual_seed(2),
+            memory_budget=budget,
+            temporal_overlap=overlap_t,
+            spatial_overlap=overlap_s,
+            out_device="meta",
+        )
         assert moved.device.type == "meta" and moved.shape == plain.shape
 
 
@@ -331,8 +427,10 @@ def test_full_size_state_dict_matches_official(preset):
     ref = official_full(official_md)
     ours_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     ref_shapes = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
-    stats = {f"per_channel_statistics.{n}": (128,) for n in
-             ("channel", "mean-of-means", "mean-of-stds", "std-of-means", "mean-of-stds_over_std-of-means")}
+    stats = {
+        f"per_channel_statistics.{n}": (128,)
+        for n in ("channel", "mean-of-means", "mean-of-stds", "std-of-means", "mean-of-stds_over_std-of-means")
+    }
     assert ours_shapes == ref_shapes | stats
     params = sum(v.numel() for v in ours.parameters())
     expected = {"v0_9_0": 419.2e6, "v0_9_1": 935.0e6, "v0_9_5": 1246.9e6}[preset]  # design doc 3.3
@@ -340,8 +438,15 @@ def test_full_size_state_dict_matches_official(preset):
 
 
 def test_full_size_upsampler_state_dict_matches_official():
-    md = {"_class_name": "LatentUpsampler", "in_channels": 128, "mid_channels": 512, "num_blocks_per_stage": 4,
-          "dims": 3, "spatial_upsample": True, "temporal_upsample": False}
+    md = {
+        "_class_name": "LatentUpsampler",
+        "in_channels": 128,
+        "mid_channels": 512,
+        "num_blocks_per_stage": 4,
+        "dims": 3,
+        "spatial_upsample": True,
+        "temporal_upsample": False,
+    }
     with torch.device("meta"):
         ours = LatentUpsampler(UpsamplerConfig.from_metadata(md))
         ref = official_upsampler.LatentUpsampler.from_config(md)
@@ -355,12 +460,20 @@ def test_full_size_upsampler_state_dict_matches_official():
 @pytest.mark.parametrize("mode", [(True, False), (False, True), (True, True)])
 def test_upsampler_matches_official(mode):
     spatial, temporal = mode
-    md = {"in_channels": 16, "mid_channels": 64, "num_blocks_per_stage": 2, "dims": 3,
-          "spatial_upsample": spatial, "temporal_upsample": temporal}
+    md = {
+        "in_channels": 16,
+        "mid_channels": 64,
+        "num_blocks_per_stage": 2,
+        "dims": 3,
+        "spatial_upsample": spatial,
+        "temporal_upsample": temporal,
+    }
     ours = LatentUpsampler(UpsamplerConfig.from_metadata(md)).eval()
     gen = torch.Generator().manual_seed(7)
-    sd = {k: torch.randn(v.shape, generator=gen) * 0.1 + (1.0 if "norm" in k and k.endswith("weight") else 0)
-          for k, v in ours.state_dict().items()}
+    sd = {
+        k: torch.randn(v.shape, generator=gen) * 0.1 + (1.0 if "norm" in k and k.endswith("weight") else 0)
+        for k, v in ours.state_dict().items()
+    }
     ours.load_state_dict(sd, strict=True)
     ref = official_upsampler.LatentUpsampler.from_config(md).eval()
     ref.load_state_dict(sd, strict=True)

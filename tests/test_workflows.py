@@ -1,5 +1,6 @@
 """The shipped workflows: UI format consistent (links, widget order and types), API format agrees with it and
 passes the headless runner's validation, only this pack's nodes plus listed core nodes."""
+
 import glob
 import json
 import os
@@ -7,8 +8,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
-
-from videodit.cli import check_prompt, LoadImage
+from videodit.cli import LoadImage, check_prompt
 from videodit.nodes import NODE_CLASS_MAPPINGS
 
 WORKFLOWS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows")
@@ -46,8 +46,12 @@ def socket_inputs(class_type):
     if class_type in CORE_NODES:
         return []
     types = NODE_CLASS_MAPPINGS[class_type].INPUT_TYPES()
-    return [(name, kind) for section in ("required", "optional") for name, (kind, _) in types.get(section, {}).items()
-            if not (isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN"))]
+    return [
+        (name, kind)
+        for section in ("required", "optional")
+        for name, (kind, _) in types.get(section, {}).items()
+        if not (isinstance(kind, list) or kind in ("INT", "FLOAT", "STRING", "BOOLEAN"))
+    ]
 
 
 def output_types(class_type):
@@ -72,8 +76,19 @@ def test_ui_workflow_structure_and_links(path):
     assert len(nodes) == len(wf["nodes"]) and wf["last_node_id"] >= max(nodes)
     for node in wf["nodes"]:
         assert node["type"] in NODE_CLASS_MAPPINGS or node["type"] in CORE_NODES, node["type"]
-        assert {"id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "properties",
-                "widgets_values"} <= set(node)
+        assert {
+            "id",
+            "type",
+            "pos",
+            "size",
+            "flags",
+            "order",
+            "mode",
+            "inputs",
+            "outputs",
+            "properties",
+            "widgets_values",
+        } <= set(node)
         assert node["mode"] == 0
         if node["type"] != "Note":
             assert node["properties"]["Node name for S&R"] == node["type"]
@@ -147,6 +162,7 @@ def test_api_variant_agrees_with_ui(path):
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(WORKFLOWS, "api", "*_api.json"))), ids=os.path.basename)
 def test_api_workflow_passes_runner_validation(path, tmp_path, monkeypatch):
     from videodit.nodes import host
+
     for sub, name in (("checkpoints", OFFICIAL_FILES["checkpoint"]), ("text_encoders", OFFICIAL_FILES["text_encoder"])):
         (tmp_path / sub).mkdir()
         (tmp_path / sub / name).write_bytes(b"")  # placeholders: the combos list them
@@ -168,7 +184,10 @@ def test_input_images_match_the_tiny_world():
 @pytest.mark.parametrize("path", [f for f in UI_FILES if "ltxv_2b" in f], ids=os.path.basename)
 def test_official_workflows_tell_the_frontend_where_models_go(path):
     nodes = {n["type"]: n for n in load(path)["nodes"]}
-    for node_type, directory in (("VideoDiTModelLoader", "checkpoints"), ("VideoDiTTextEncoderLoader", "text_encoders")):
+    for node_type, directory in (
+        ("VideoDiTModelLoader", "checkpoints"),
+        ("VideoDiTTextEncoderLoader", "text_encoders"),
+    ):
         (model,) = nodes[node_type]["properties"]["models"]
         assert model["name"] == nodes[node_type]["widgets_values"][0] and model["directory"] == directory
         assert model["url"].startswith("https://huggingface.co/") and model["url"].endswith(model["name"])

@@ -6,6 +6,7 @@ shape's half-size, its start position and its speed. Captions describe the spec 
 Rendering uses array operators only, so the same code draws with numpy (render) and, for training on a GPU, with
 torch (render_torch). Shapes get a one-pixel anti-aliased edge from a signed distance.
 """
+
 import math
 from dataclasses import dataclass
 
@@ -78,11 +79,22 @@ def combos(split: str = "train") -> list[tuple[str, str, str]]:
     raise ValueError(f"split must be 'train', 'held_out' or 'all', got {split!r}")
 
 
-def make_spec(color: str, shape: str, motion: str, background: str, rng: np.random.Generator,
-              frames: int = FRAMES, size: int = SIZE) -> ClipSpec:
+def make_spec(
+    color: str,
+    shape: str,
+    motion: str,
+    background: str,
+    rng: np.random.Generator,
+    frames: int = FRAMES,
+    size: int = SIZE,
+) -> ClipSpec:
     """A spec with random size, speed and a start position that keeps the whole shape inside every frame."""
-    for name, value, valid in (("color", color, COLORS), ("shape", shape, SHAPES), ("motion", motion, MOTIONS),
-                               ("background", background, BACKGROUNDS)):
+    for name, value, valid in (
+        ("color", color, COLORS),
+        ("shape", shape, SHAPES),
+        ("motion", motion, MOTIONS),
+        ("background", background, BACKGROUNDS),
+    ):
         if value not in valid:
             raise ValueError(f"{name} {value!r} is not one of {list(valid)}")
     half = float(rng.uniform(*HALF_SIZE_RANGE))
@@ -114,6 +126,7 @@ def sample_specs(n: int, seed: int, split: str = "train", frames: int = FRAMES, 
 
 
 # ---------------------------------------------------------------------------------------------------- rendering
+
 
 def _spec_arrays(specs: list[ClipSpec], frames: int) -> dict[str, np.ndarray]:
     """Per-clip parameters as float32 arrays shaped to broadcast against (N, F, H, W) (colour: (N, 3, 1, 1, 1))."""
@@ -164,6 +177,7 @@ def render(specs: list[ClipSpec], frames: int = FRAMES, size: int = SIZE) -> np.
 def render_torch(specs: list[ClipSpec], frames: int = FRAMES, size: int = SIZE, device="cpu"):
     """(N, 3, F, H, W) float32 in [-1, 1] on `device` (the VAE's input layout), plus the (N, 1, F, H, W) coverage."""
     import torch
+
     p = {k: torch.from_numpy(v).to(device) for k, v in _spec_arrays(specs, frames).items()}
     grid = torch.arange(size, dtype=torch.float32, device=device) + 0.5
     coverage, video = _draw(p, grid[None, None, None, :], grid[None, None, :, None], torch)
@@ -173,28 +187,47 @@ def render_torch(specs: list[ClipSpec], frames: int = FRAMES, size: int = SIZE, 
 
 # ---------------------------------------------------------------------------------------------------- captions
 
-_SHAPE_WORDS = {"circle": ("circle", "circle", "disc", "round dot"), "square": ("square", "square", "box"),
-                "triangle": ("triangle",)}
+_SHAPE_WORDS = {
+    "circle": ("circle", "circle", "disc", "round dot"),
+    "square": ("square", "square", "box"),
+    "triangle": ("triangle",),
+}
 _MOTION_PHRASES = {
-    "left": ("moving to the left", "moves left", "slides left", "drifts to the left", "travels leftward",
-             "going left"),
-    "right": ("moving to the right", "moves right", "slides right", "drifts to the right", "travels rightward",
-              "going right"),
+    "left": ("moving to the left", "moves left", "slides left", "drifts to the left", "travels leftward", "going left"),
+    "right": (
+        "moving to the right",
+        "moves right",
+        "slides right",
+        "drifts to the right",
+        "travels rightward",
+        "going right",
+    ),
     "up": ("moving up", "moves upward", "drifts upward", "rises", "floats up", "going up"),
     "down": ("moving down", "moves downward", "drifts downward", "falls", "sinks", "going down"),
     "still": ("staying still", "sits still", "not moving", "resting in place", "standing still", "stays put"),
 }
 _BACKGROUND_PHRASES = {
-    "black": ("on a black background", "on black", "against a black backdrop", "on a dark background",
-              "in front of a black screen"),
-    "white": ("on a white background", "on white", "against a white backdrop", "on a light background",
-              "in front of a white screen"),
+    "black": (
+        "on a black background",
+        "on black",
+        "against a black backdrop",
+        "on a dark background",
+        "in front of a black screen",
+    ),
+    "white": (
+        "on a white background",
+        "on white",
+        "against a white backdrop",
+        "on a light background",
+        "in front of a white screen",
+    ),
 }
 _ADJECTIVES = ("", "", "", "small ", "little ", "single ", "flat ")
 
 
 def caption(spec: ClipSpec, rng: np.random.Generator) -> str:
     """A random natural phrasing of the spec (colour, shape and motion always named; background usually)."""
+
     def pick(options):
         return options[rng.integers(len(options))]
 
@@ -220,8 +253,11 @@ def caption(spec: ClipSpec, rng: np.random.Generator) -> str:
 
 def canonical_caption(color: str, shape: str, motion: str, background: str) -> str:
     """The fixed phrasing used by the evaluation prompts."""
-    movement = "staying still" if motion == "still" else (
-        f"moving to the {motion}" if motion in ("left", "right") else f"moving {motion}")
+    movement = (
+        "staying still"
+        if motion == "still"
+        else (f"moving to the {motion}" if motion in ("left", "right") else f"moving {motion}")
+    )
     return f"a {color} {shape} {movement} on a {background} background"
 
 

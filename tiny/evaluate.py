@@ -11,6 +11,7 @@ touching it in most frames gives no shape (a wrong answer).
     python -m videodit.tiny.evaluate --checkpoint weights/videodit-tiny.safetensors \
         --text-encoder weights/t5-tiny.safetensors --seeds 2 --steps 20 --notes tiny/NOTES.md
 """
+
 import argparse
 import json
 import math
@@ -113,6 +114,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 # ---------------------------------------------------------------------------------------------------- prompts
 
+
 def eval_cases(held_out_only: bool = False, train_count: int = 0, seed: int = 0) -> list[tuple[str, str, str, str]]:
     """(colour, shape, motion, background) cases: every held-out combination on both backgrounds, plus
     `train_count` training combinations drawn with `seed` (alternating backgrounds)."""
@@ -133,8 +135,13 @@ def score(tracks: list[Track], cases: list[tuple[str, str, str, str]]) -> dict:
     result = {}
     for i, key in enumerate(("color", "shape", "motion", "background")):
         result[key] = sum(getattr(t, key) == c[i] for t, c in zip(tracks, cases)) / n
-    result["all"] = sum(all(getattr(t, k) == c[i] for i, k in enumerate(("color", "shape", "motion", "background")))
-                        for t, c in zip(tracks, cases)) / n
+    result["all"] = (
+        sum(
+            all(getattr(t, k) == c[i] for i, k in enumerate(("color", "shape", "motion", "background")))
+            for t, c in zip(tracks, cases)
+        )
+        / n
+    )
     result["count"] = n
     return result
 
@@ -148,22 +155,45 @@ DEFAULT_CFG = configs.DEFAULTS["cfg"]
 def load(checkpoint: str, text_encoder: str, dtype=None, device: str = "cpu"):
     """The real pipeline for the tiny weights (model/pipeline.py load_pipeline)."""
     import torch
+
     from ..model.pipeline import load_pipeline
+
     return load_pipeline(checkpoint, text_encoder, dtype=dtype or torch.float32, device=device)
 
 
-def generate(pipeline, prompt: str, seed: int, steps: int = DEFAULT_STEPS, cfg: float = DEFAULT_CFG,
-             image: np.ndarray | None = None, last_image: np.ndarray | None = None) -> np.ndarray:
+def generate(
+    pipeline,
+    prompt: str,
+    seed: int,
+    steps: int = DEFAULT_STEPS,
+    cfg: float = DEFAULT_CFG,
+    image: np.ndarray | None = None,
+    last_image: np.ndarray | None = None,
+) -> np.ndarray:
     """(25, 128, 128, 3) float in [0, 1] through VideoPipeline.generate; image: optional (128, 128, 3) first frame
     in [0, 1] (I2V: a hard keyframe at frame 0); last_image: optional last frame (a keyframe at frame 24)."""
     import torch
+
     from ..model.pipeline import ImageKeyframe
     from ..model.sampling import Guidance
-    keyframes = [ImageKeyframe(torch.from_numpy(np.ascontiguousarray(picture)), frame)
-                 for picture, frame in ((image, 0), (last_image, data.FRAMES - 1)) if picture is not None]
-    frames = pipeline.generate(prompt=prompt, negative_prompt="", width=data.SIZE, height=data.SIZE,
-                               num_frames=data.FRAMES, frame_rate=25.0, steps=steps, guidance=Guidance(cfg=cfg),
-                               seed=seed, keyframes=keyframes)
+
+    keyframes = [
+        ImageKeyframe(torch.from_numpy(np.ascontiguousarray(picture)), frame)
+        for picture, frame in ((image, 0), (last_image, data.FRAMES - 1))
+        if picture is not None
+    ]
+    frames = pipeline.generate(
+        prompt=prompt,
+        negative_prompt="",
+        width=data.SIZE,
+        height=data.SIZE,
+        num_frames=data.FRAMES,
+        frame_rate=25.0,
+        steps=steps,
+        guidance=Guidance(cfg=cfg),
+        seed=seed,
+        keyframes=keyframes,
+    )
     return frames.float().cpu().numpy()
 
 
@@ -197,8 +227,10 @@ def evaluate_i2v(pipeline, cases, seed=0, steps=DEFAULT_STEPS, cfg=DEFAULT_CFG) 
 
 
 def _row(name, s):
-    return (f"| {name} | {s['count']} | {100 * s['color']:.1f} | {100 * s['shape']:.1f} | {100 * s['motion']:.1f} | "
-            f"{100 * s['background']:.1f} | {100 * s['all']:.1f} |")
+    return (
+        f"| {name} | {s['count']} | {100 * s['color']:.1f} | {100 * s['shape']:.1f} | {100 * s['motion']:.1f} | "
+        f"{100 * s['background']:.1f} | {100 * s['all']:.1f} |"
+    )
 
 
 def _pixels(errors: list[float]) -> str:
@@ -223,20 +255,21 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="write the numbers to this file")
     args = parser.parse_args(argv)
     import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
     pipeline = load(args.checkpoint, args.text_encoder, device=args.device)
     seeds = tuple(range(args.seeds))
     held = eval_cases(held_out_only=True)
-    train = eval_cases(train_count=args.train_prompts)[len(held):]
+    train = eval_cases(train_count=args.train_prompts)[len(held) :]
     held_score, _ = evaluate_t2v(pipeline, held, seeds, args.steps, args.cfg)
     train_score, _ = evaluate_t2v(pipeline, train, seeds, args.steps, args.cfg) if train else (None, None)
     psnrs, i2v_score, end_errors = evaluate_i2v(pipeline, held, seed=0, steps=args.steps, cfg=args.cfg)
     elapsed = time.time() - t0
     lines = [
         f"T2V, {args.steps} steps, CFG {args.cfg}, seeds {list(seeds)}, canonical prompts "
-        f"(\"a red triangle moving up on a black background\"); accuracy in %:",
+        f'("a red triangle moving up on a black background"); accuracy in %:',
         "",
         "| prompts | videos | colour | shape | direction | background | all four |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -261,8 +294,17 @@ def main(argv=None):
             f.write("\n" + text + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"held_out": held_score, "train": train_score, "i2v_psnr": psnrs, "i2v": i2v_score,
-                       "end_error_px": end_errors}, f, indent=1)
+            json.dump(
+                {
+                    "held_out": held_score,
+                    "train": train_score,
+                    "i2v_psnr": psnrs,
+                    "i2v": i2v_score,
+                    "end_error_px": end_errors,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

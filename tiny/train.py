@@ -32,6 +32,7 @@ GPU run (H100, bf16 autocast), device calls of at most 10 minutes (the package i
 (tiny/NOTES.md lists the exact sequence of calls and settings the committed weights were trained with.)
 CPU smoke test (seconds, 9 frames of 64x64): python -m videodit.tiny.train --smoke --out /tmp/tiny-smoke
 """
+
 import argparse
 import copy
 import json
@@ -44,15 +45,16 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from . import configs, data
 from ..model.ltxv.dit import LTXVideoTransformer
 from ..model.ltxv.positions import video_coords
 from ..model.ltxv.vae import CausalVideoVAE
+from . import configs, data
 
 SEED = 20261122
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+
 
 class Schedule:
     """Linear warm-up then cosine decay to `floor` x lr; the number of steps is fixed once the step time is known
@@ -99,13 +101,16 @@ class Budget:
 
 
 def autocast(device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
+    return (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
 
 def half_state(module: torch.nn.Module) -> dict:
-    return {k: v.detach().to(torch.float16).contiguous().cpu() if v.is_floating_point() else v.contiguous().cpu()
-            for k, v in module.state_dict().items()}
+    return {
+        k: v.detach().to(torch.float16).contiguous().cpu() if v.is_floating_point() else v.contiguous().cpu()
+        for k, v in module.state_dict().items()
+    }
 
 
 def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -121,6 +126,7 @@ def render_batch(n: int, seed: int, frames: int, size: int, device):
 
 
 # ---------------------------------------------------------------------------------------------------- VAE
+
 
 def train_vae(args, device) -> tuple[CausalVideoVAE, dict]:
     torch.manual_seed(SEED)
@@ -155,8 +161,11 @@ def train_vae(args, device) -> tuple[CausalVideoVAE, dict]:
         if step % args.log_every == 0 or step == budget.total:
             p = psnr_db(recon.detach(), video)
             log.append({"step": step, "loss": loss.item(), "rec": rec.item(), "kl": kl.item(), "psnr": p})
-            print(f"vae step {step}: loss {loss.item():.5f} kl {kl.item():.2f} logvar {logvar.mean().item():.2f} "
-                  f"psnr {p:.2f} dB ({time.time() - t0:.0f} s)", flush=True)
+            print(
+                f"vae step {step}: loss {loss.item():.5f} kl {kl.item():.2f} logvar {logvar.mean().item():.2f} "
+                f"psnr {p:.2f} dB ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
     vae.eval()
     round_to_half(vae)  # the stored weights are float16: measure everything downstream with them
     if not args.decoder_only:
@@ -200,8 +209,12 @@ def evaluate_vae(vae: CausalVideoVAE, args, device) -> dict:
         recon = vae.decode(z).float()
         first = vae.decode(vae.encode(video[:, :, :1])).float()
     norm = vae.normalize(z.float())
-    report = {"psnr_video": psnr_db(recon, video), "psnr_first_frame": psnr_db(first, video[:, :, :1]),
-              "normalized_latent_std": norm.std().item(), "normalized_latent_mean": norm.mean().item()}
+    report = {
+        "psnr_video": psnr_db(recon, video),
+        "psnr_first_frame": psnr_db(first, video[:, :, :1]),
+        "normalized_latent_std": norm.std().item(),
+        "normalized_latent_mean": norm.mean().item(),
+    }
     print("vae eval: " + json.dumps(report), flush=True)
     return report
 
@@ -236,16 +249,29 @@ class LatentBank:
     phrasings for each (colour, shape, motion, background), plus one empty caption (last row) for caption
     dropout, so a batch of captions is one gather on the device."""
 
-    def __init__(self, vae, count: int, batch: int, frames: int, size: int, device, budget_s: float,
-                 causal: bool, captions_per_combo: int = 256):
+    def __init__(
+        self,
+        vae,
+        count: int,
+        batch: int,
+        frames: int,
+        size: int,
+        device,
+        budget_s: float,
+        causal: bool,
+        captions_per_combo: int = 256,
+    ):
         specs, chunks, key_chunks, key_frames, t0 = [], [], [], [], time.time()
         picker = torch.Generator().manual_seed(SEED + 4 * 10**6)
         for i in range(0, count, batch):
             batch_specs, video, _ = render_batch(batch, SEED + 3 * 10**6 + i, frames, size, device)
             # one later frame per clip as a single image (the keyframe of first-last and mid-video conditioning):
             # the last frame for half of the clips, any frame 1 .. F-1 for the others
-            k = torch.where(torch.rand(len(batch_specs), generator=picker) < 0.5, frames - 1,
-                            torch.randint(1, frames, (len(batch_specs),), generator=picker))
+            k = torch.where(
+                torch.rand(len(batch_specs), generator=picker) < 0.5,
+                frames - 1,
+                torch.randint(1, frames, (len(batch_specs),), generator=picker),
+            )
             image = video[torch.arange(len(batch_specs)), :, k.to(device)][:, :, None]  # (B, 3, 1, H, W)
             with torch.no_grad(), autocast(device):
                 chunks.append(vae.normalize(vae.encode(video).float()))
@@ -260,8 +286,9 @@ class LatentBank:
         # token coordinates (model/rope.video_coords): the video, and a single-image keyframe at every pixel frame
         _, _, f, h, w = self.latents.shape
         self.coords = video_coords(1, f, h, w, configs.FRAME_RATE, causal, device=device)  # (1, 3, f*h*w)
-        self.key_coords = torch.cat([video_coords(1, 1, h, w, configs.FRAME_RATE, causal, device=device,
-                                                  frame_offset=k) for k in range(frames)])  # (frames, 3, h*w)
+        self.key_coords = torch.cat(
+            [video_coords(1, 1, h, w, configs.FRAME_RATE, causal, device=device, frame_offset=k) for k in range(frames)]
+        )  # (frames, 3, h*w)
         self.combos = torch.tensor([combo_index(s) for s in specs], device=device)
         rng = np.random.default_rng(SEED)
         prompts = []
@@ -275,8 +302,11 @@ class LatentBank:
         self.caption_ids, self.caption_mask = ids.to(device), mask.to(device)
         self.per_combo = captions_per_combo
         self.examples = prompts[:3]
-        print(f"latent bank: {len(specs)} clips in {time.time() - t0:.0f} s, latent std "
-              f"{self.latents.std().item():.3f}; {len(prompts)} captions, e.g. {self.examples}", flush=True)
+        print(
+            f"latent bank: {len(specs)} clips in {time.time() - t0:.0f} s, latent std "
+            f"{self.latents.std().item():.3f}; {len(prompts)} captions, e.g. {self.examples}",
+            flush=True,
+        )
 
     def __len__(self):
         return self.latents.shape[0]
@@ -303,8 +333,18 @@ def text_features(t5, prompts: list[str], device) -> tuple[torch.Tensor, torch.T
     return t5(input_ids=ids, attention_mask=mask).last_hidden_state, mask
 
 
-def dit_loss(dit, t5, attributes, bank: LatentBank, idx: torch.Tensor, generator, noise_generator, args, device,
-             keyframe: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def dit_loss(
+    dit,
+    t5,
+    attributes,
+    bank: LatentBank,
+    idx: torch.Tensor,
+    generator,
+    noise_generator,
+    args,
+    device,
+    keyframe: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(flow-matching loss, attribute loss) of one batch of bank clips idx.
 
     Conditioning as model/conditioning.py and model/sampling.py apply it at inference (strength 1): a share of the
@@ -345,8 +385,9 @@ def dit_loss(dit, t5, attributes, bank: LatentBank, idx: torch.Tensor, generator
     return flow, attribute_loss(attributes, text.float(), mask, bank.combos[idx.to(device)], dropped.to(device))
 
 
-def attribute_loss(head: torch.nn.Linear, text: torch.Tensor, mask: torch.Tensor, combos: torch.Tensor,
-                   dropped: torch.Tensor) -> torch.Tensor:
+def attribute_loss(
+    head: torch.nn.Linear, text: torch.Tensor, mask: torch.Tensor, combos: torch.Tensor, dropped: torch.Tensor
+) -> torch.Tensor:
     """Auxiliary training signal for the text encoder: cross-entropy of colour, shape, motion and background
     predicted by a linear head from the masked mean of the T5 features (B, L, D) (captions dropped to "" are left
     out). The flow loss reaches T5 only through the DiT's cross-attention; this loss makes the four attributes
@@ -354,19 +395,30 @@ def attribute_loss(head: torch.nn.Linear, text: torch.Tensor, mask: torch.Tensor
     pooled = (text * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, D)
     logits = head(pooled).split(ATTRIBUTE_CLASSES, dim=-1)
     keep = (~dropped).float()
-    losses = [(F.cross_entropy(lg.float(), lb, reduction="none") * keep).sum()
-              for lg, lb in zip(logits, combo_attributes(combos))]
+    losses = [
+        (F.cross_entropy(lg.float(), lb, reduction="none") * keep).sum()
+        for lg, lb in zip(logits, combo_attributes(combos))
+    ]
     return sum(losses) / keep.sum().clamp(min=1.0)
 
 
 def train_dit(args, vae: CausalVideoVAE, device):
     from transformers import T5EncoderModel
+
     torch.manual_seed(SEED)
     vae.eval().requires_grad_(False)
     config = configs.transformer_config()
-    bank = LatentBank(vae, args.bank, args.vae_batch * 8 if device.type == "cuda" else args.vae_batch,
-                      args.frames, args.size, device, args.bank_seconds, config.causal_temporal_positioning,
-                      args.captions_per_combo)
+    bank = LatentBank(
+        vae,
+        args.bank,
+        args.vae_batch * 8 if device.type == "cuda" else args.vae_batch,
+        args.frames,
+        args.size,
+        device,
+        args.bank_seconds,
+        config.causal_temporal_positioning,
+        args.captions_per_combo,
+    )
     dit = LTXVideoTransformer(config).to(device)
     t5 = T5EncoderModel(configs.t5_config()).to(device)
     if args.init_dit:
@@ -374,8 +426,9 @@ def train_dit(args, vae: CausalVideoVAE, device):
     attributes = torch.nn.Linear(configs.TEXT_WIDTH, sum(ATTRIBUTE_CLASSES)).to(device)
     params = list(dit.parameters()) + list(t5.parameters())
     ema = [p.detach().clone() for p in params]
-    optimizer = torch.optim.AdamW(params + list(attributes.parameters()), lr=args.dit_lr, betas=(0.9, 0.99),
-                                  weight_decay=0.01)
+    optimizer = torch.optim.AdamW(
+        params + list(attributes.parameters()), lr=args.dit_lr, betas=(0.9, 0.99), weight_decay=0.01
+    )
     schedule = Schedule(optimizer, args.dit_lr, warmup=args.warmup)
     generator = torch.Generator().manual_seed(SEED)
     noise_generator = torch.Generator(device).manual_seed(SEED)
@@ -391,10 +444,11 @@ def train_dit(args, vae: CausalVideoVAE, device):
         keyframe = args.keyframe_every > 0 and step % args.keyframe_every == args.keyframe_every - 1
         state = (generator.get_state(), noise_generator.get_state())
 
-        def forward_backward(model, encoder):
+        def forward_backward(model, encoder, idx=idx, keyframe=keyframe):
             optimizer.zero_grad(set_to_none=True)
-            flow, aux = dit_loss(model, encoder, attributes, bank, idx, generator, noise_generator, args, device,
-                                 keyframe)
+            flow, aux = dit_loss(
+                model, encoder, attributes, bank, idx, generator, noise_generator, args, device, keyframe
+            )
             (flow + args.attribute_weight * aux).backward()
             return flow, aux
 
@@ -421,8 +475,11 @@ def train_dit(args, vae: CausalVideoVAE, device):
             mean_flow, mean_aux = np.mean(running, axis=0) if running else (flow.item(), aux.item())
             running = []
             log.append({"step": step, "loss": float(mean_flow), "attribute_loss": float(mean_aux)})
-            print(f"dit step {step}: loss {mean_flow:.4f} attributes {mean_aux:.4f} "
-                  f"lr {optimizer.param_groups[0]['lr']:.2e} ({time.time() - t0:.0f} s)", flush=True)
+            print(
+                f"dit step {step}: loss {mean_flow:.4f} attributes {mean_aux:.4f} "
+                f"lr {optimizer.param_groups[0]['lr']:.2e} ({time.time() - t0:.0f} s)",
+                flush=True,
+            )
     with torch.no_grad():
         for p, e in zip(params, ema):
             p.copy_(e)
@@ -432,13 +489,20 @@ def train_dit(args, vae: CausalVideoVAE, device):
 
 # ---------------------------------------------------------------------------------------------------- files
 
+
 def save_vae(vae: CausalVideoVAE, path: str, report: dict):
     state = half_state(vae)
     for k in list(state):
         if k.startswith("per_channel_statistics."):
             state[k] = vae.state_dict()[k].float().cpu().contiguous()
-    save_file(state, path, metadata={"config": json.dumps({"vae": vae.config.to_metadata()}),
-                                     "report": json.dumps({k: v for k, v in report.items() if k != "log"})})
+    save_file(
+        state,
+        path,
+        metadata={
+            "config": json.dumps({"vae": vae.config.to_metadata()}),
+            "report": json.dumps({k: v for k, v in report.items() if k != "log"}),
+        },
+    )
 
 
 def load_vae(path: str, device) -> CausalVideoVAE:
@@ -446,7 +510,7 @@ def load_vae(path: str, device) -> CausalVideoVAE:
     weights/videodit-tiny.safetensors."""
     state = load_file(path)
     if any(k.startswith("vae.") for k in state):
-        state = {k[len("vae."):]: v for k, v in state.items() if k.startswith("vae.")}
+        state = {k[len("vae.") :]: v for k, v in state.items() if k.startswith("vae.")}
     vae = CausalVideoVAE(configs.vae_config())
     vae.load_state_dict({k: v.float() for k, v in state.items()})
     return vae.to(device).eval()
@@ -456,17 +520,21 @@ def load_dit_t5(dit, t5, dit_path: str, t5_path: str):
     """Continue training from a DiT file of the dit stage or a packed checkpoint (model.diffusion_model.*), and
     the T5 file written with it."""
     from ..model.text_encoder import load_text_encoder
+
     prefix = "model.diffusion_model."
     state = load_file(dit_path)
     if any(k.startswith(prefix) for k in state):
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     dit.load_state_dict({k: v.float() for k, v in state.items()})
     t5.load_state_dict(load_text_encoder(t5_path, dtype=torch.float32).model.state_dict())
 
 
 def save_dit(dit, t5, out: str):
-    save_file(half_state(dit), os.path.join(out, "tiny-dit.safetensors"),
-              metadata={"config": json.dumps({"transformer": dit.config.to_metadata()})})
+    save_file(
+        half_state(dit),
+        os.path.join(out, "tiny-dit.safetensors"),
+        metadata={"config": json.dumps({"transformer": dit.config.to_metadata()})},
+    )
     save_t5(t5, os.path.join(out, "t5-tiny.safetensors"))
 
 
@@ -474,6 +542,7 @@ def save_t5(t5, path: str):
     """T5 encoder single file (ComfyUI t5xxl layout, model/text_encoder.save_text_encoder), float16, with the
     byte-level tokenizer marker and the prompt length in the metadata."""
     from ..model.text_encoder import save_text_encoder
+
     t5 = copy.deepcopy(t5).to(torch.float16).cpu()
     save_text_encoder(path, t5, {"tokenizer": "byt5", "max_tokens": configs.MAX_TEXT_TOKENS})
 
@@ -481,28 +550,35 @@ def save_t5(t5, path: str):
 def pack(vae_path: str, dit_path: str, out_path: str):
     """Official single file: DiT + VAE, config {"transformer", "vae", "scheduler", "videodit"} in metadata."""
     from ..model.checkpoint import save_checkpoint
+
     vae = load_vae(vae_path, torch.device("cpu"))
     dit = LTXVideoTransformer(configs.transformer_config())
     dit.load_state_dict(load_file(dit_path))
     statistics = {k: v.clone() for k, v in vae.per_channel_statistics.state_dict().items()}
     vae.half()
     vae.per_channel_statistics.float().load_state_dict(statistics)  # the latent statistics stay float32
-    config = {"transformer": dit.config.to_metadata(), "vae": vae.config.to_metadata(),
-              "scheduler": configs.SCHEDULER, "videodit": configs.DEFAULTS}
+    config = {
+        "transformer": dit.config.to_metadata(),
+        "vae": vae.config.to_metadata(),
+        "scheduler": configs.SCHEDULER,
+        "videodit": configs.DEFAULTS,
+    }
     save_checkpoint(out_path, dit.half(), vae, config)
 
 
 # ---------------------------------------------------------------------------------------------------- quick eval
+
 
 @torch.no_grad()
 def quick_eval(dit, t5, vae, args, device) -> dict:
     """Held-out prompts through model/sampling.sample + VAE decode (batched), tracked: T2V scores, I2V first-frame
     PSNR and scores, and how far the shape ends from its rendered end position with the first frame only and with
     the last frame as a second keyframe."""
-    from . import evaluate
     from ..model.conditioning import Keyframe
     from ..model.sampling import Guidance, TextCondition, sample
     from ..model.schedules import timesteps
+    from . import evaluate
+
     cases = evaluate.eval_cases(held_out_only=True)
     prompts = [data.canonical_caption(*c) for c in cases]
     text, mask = text_features(t5, prompts, device)
@@ -530,31 +606,52 @@ def quick_eval(dit, t5, vae, args, device) -> dict:
             frames = decode(sample(dit, start, positive, negative, ts, Guidance(cfg=cfg), seed))
             s = evaluate.score([evaluate.track(v) for v in frames], cases)
             results.setdefault(f"t2v steps {steps} cfg {cfg}", []).append(s)
-        frames = decode(sample(dit, start, positive, negative, ts, Guidance(cfg=cfg), 0, keyframes=[key],
-                               image_cond_noise_scale=0.15))
+        frames = decode(
+            sample(
+                dit, start, positive, negative, ts, Guidance(cfg=cfg), 0, keyframes=[key], image_cond_noise_scale=0.15
+            )
+        )
         ref = ((images[:, :, 0] + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
         psnrs = [evaluate.psnr(v[0], r) for v, r in zip(frames, ref)]
         s = evaluate.score([evaluate.track(v) for v in frames], cases)
-        results[f"i2v steps {steps} cfg {cfg}"] = {"psnr_mean": float(np.mean(psnrs)),
-                                                   "psnr_min": float(np.min(psnrs)), **s}
+        results[f"i2v steps {steps} cfg {cfg}"] = {
+            "psnr_mean": float(np.mean(psnrs)),
+            "psnr_min": float(np.min(psnrs)),
+            **s,
+        }
         # first-last: frame 0 plus the rendered last frame as extra tokens; distance of the tracked end position
         # from the rendered one, in pixels, with and without the last keyframe
-        first_last = decode(sample(dit, start, positive, negative, ts, Guidance(cfg=cfg), 0, keyframes=[key, last],
-                                   image_cond_noise_scale=0.15))
+        first_last = decode(
+            sample(
+                dit,
+                start,
+                positive,
+                negative,
+                ts,
+                Guidance(cfg=cfg),
+                0,
+                keyframes=[key, last],
+                image_cond_noise_scale=0.15,
+            )
+        )
         for name, videos in (("i2v", frames), ("first-last", first_last)):
             ends = np.array([evaluate.track(v).centroids[-1] for v in videos])
             error = np.linalg.norm(ends - true_ends, axis=1)
-            results[f"{name} end error px steps {steps} cfg {cfg}"] = {"mean": float(np.nanmean(error)),
-                                                                     "max": float(np.nanmax(error))}
+            results[f"{name} end error px steps {steps} cfg {cfg}"] = {
+                "mean": float(np.nanmean(error)),
+                "max": float(np.nanmax(error)),
+            }
     for k, v in results.items():
         if isinstance(v, list):
-            results[k] = {m: float(np.mean([x[m] for x in v])) for m in ("color", "shape", "motion", "background",
-                                                                          "all")}
+            results[k] = {
+                m: float(np.mean([x[m] for x in v])) for m in ("color", "shape", "motion", "background", "all")
+            }
         print(f"eval {k}: " + json.dumps({m: round(x, 3) for m, x in results[k].items()}), flush=True)
     return results
 
 
 # ---------------------------------------------------------------------------------------------------- main
+
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -574,8 +671,11 @@ def parse(argv=None):
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--vae-lr", type=float, default=4e-4)
     p.add_argument("--kl-weight", type=float, default=1e-5)
-    p.add_argument("--decoder-only", action="store_true",
-                   help="vae stage with --init: train the decoder only (encoder and latent statistics unchanged)")
+    p.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="vae stage with --init: train the decoder only (encoder and latent statistics unchanged)",
+    )
     p.add_argument("--stat-batches", type=int, default=32)
     p.add_argument("--dit-batch", type=int, default=2048)
     p.add_argument("--dit-lr", type=float, default=8e-4)
@@ -584,14 +684,26 @@ def parse(argv=None):
     p.add_argument("--bank-seconds", type=float, default=60.0, help="stop filling the bank after this long")
     p.add_argument("--captions-per-combo", type=int, default=256, help="phrasings per caption combination")
     p.add_argument("--i2v-share", type=float, default=0.25, help="share of samples with a clean first frame")
-    p.add_argument("--keyframe-every", type=int, default=4,
-                   help="every n-th batch conditions on a later frame as extra tokens (0: never)")
+    p.add_argument(
+        "--keyframe-every",
+        type=int,
+        default=4,
+        help="every n-th batch conditions on a later frame as extra tokens (0: never)",
+    )
     p.add_argument("--cond-noise", type=float, default=0.2, help="max image_cond_noise_scale seen in training")
     p.add_argument("--caption-dropout", type=float, default=0.1)
-    p.add_argument("--attribute-weight", type=float, default=0.1,
-                   help="weight of the text encoder's auxiliary attribute loss (0: off)")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the DiT and T5 for training (default: on CUDA)")
+    p.add_argument(
+        "--attribute-weight",
+        type=float,
+        default=0.1,
+        help="weight of the text encoder's auxiliary attribute loss (0: off)",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the DiT and T5 for training (default: on CUDA)",
+    )
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--log-every", type=int, default=250)
     p.add_argument("--eval-seeds", type=int, default=2)
@@ -613,6 +725,7 @@ def main(argv=None):
     if args.stage == "pack":
         pack(args.vae, args.dit, os.path.join(args.out, "videodit-tiny.safetensors"))
         from ..model.text_encoder import load_text_encoder
+
         t5 = load_text_encoder(args.t5, dtype=torch.float32).model
         save_t5(t5, os.path.join(args.out, "t5-tiny.safetensors"))
         return
@@ -637,15 +750,19 @@ def main(argv=None):
         if args.eval_seeds:
             summary["eval"] = quick_eval(dit, t5, vae, args, device)
         if args.smoke:  # the files of a smoke run must load through the real loaders too
-            pack(os.path.join(args.out, "tiny-vae.safetensors") if args.stage == "all" else args.vae,
-                 os.path.join(args.out, "tiny-dit.safetensors"), os.path.join(args.out, "videodit-tiny.safetensors"))
+            pack(
+                os.path.join(args.out, "tiny-vae.safetensors") if args.stage == "all" else args.vae,
+                os.path.join(args.out, "tiny-dit.safetensors"),
+                os.path.join(args.out, "videodit-tiny.safetensors"),
+            )
     with open(os.path.join(args.out, f"summary-{args.stage}.json"), "w") as f:
         json.dump(summary, f, indent=1)
     short = {"seconds": round(time.time() - args.start)}
     for part in ("vae", "dit"):
         if part in summary:
-            short[part] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary[part].items()
-                           if k != "log"}
+            short[part] = {
+                k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary[part].items() if k != "log"
+            }
     print("SUMMARY " + json.dumps(short), flush=True)
 
 

@@ -10,6 +10,7 @@ schemas, so editing a node's inputs without re-running this script fails the tes
 The API files live in api/ because ComfyUI lists every *.json directly in a pack's workflows/ folder in its
 template browser, and an API-format file cannot be opened there.
 """
+
 import json
 import os
 
@@ -23,16 +24,22 @@ WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 NODE_WIDTH = 330
 
 TINY_PROMPT = "a red circle moving to the right on a black background"
-OFFICIAL_PROMPT = ("A red ball rolls slowly from the left to the right across a dark wooden table. The camera is "
-                   "static, the light is soft and warm, and the ball casts a small shadow that moves with it. "
-                   "The background is a plain black wall.")
+OFFICIAL_PROMPT = (
+    "A red ball rolls slowly from the left to the right across a dark wooden table. The camera is "
+    "static, the light is soft and warm, and the ball casts a small shadow that moves with it. "
+    "The background is a plain black wall."
+)
 OFFICIAL_NEGATIVE = "worst quality, inconsistent motion, blurry, jittery, distorted"
 # Where the frontend can offer the official files when they are missing (node properties.models).
 OFFICIAL_MODELS = {
-    "ltx-video-2b-v0.9.5.safetensors": ("https://huggingface.co/Lightricks/LTX-Video/resolve/main/"
-                                        "ltx-video-2b-v0.9.5.safetensors", "checkpoints"),
-    "t5xxl_fp16.safetensors": ("https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/"
-                               "t5xxl_fp16.safetensors", "text_encoders"),
+    "ltx-video-2b-v0.9.5.safetensors": (
+        "https://huggingface.co/Lightricks/LTX-Video/resolve/main/ltx-video-2b-v0.9.5.safetensors",
+        "checkpoints",
+    ),
+    "t5xxl_fp16.safetensors": (
+        "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
+        "text_encoders",
+    ),
 }
 
 # Images in the tiny model's world: a red circle (half-size 14 px) on black, 128x128, at the start (x=40) and the
@@ -94,7 +101,7 @@ def build(nodes: list[dict], note: str) -> tuple[dict, dict]:
     ui_nodes, links, api = [], [], {}
     by_id = {n["id"]: n for n in nodes}
     out_links = {}  # (src, slot) -> [link ids]
-    for order, node in enumerate(nodes):
+    for node in nodes:
         for name, (src, slot) in node.get("links", {}).items():
             link_id = len(links) + 1
             target_slot = [s[0] for s in socket_inputs(node["type"])].index(name)
@@ -114,40 +121,86 @@ def build(nodes: list[dict], note: str) -> tuple[dict, dict]:
                 entry["shape"] = 7
             if name in node_links:
                 src, slot = node_links[name]
-                entry["link"] = next(lk[0] for lk in links if lk[3] == node["id"] and lk[1] == src
-                                     and lk[2] == slot and socket_inputs(node["type"])[lk[4]][0] == name)
+                entry["link"] = next(
+                    lk[0]
+                    for lk in links
+                    if lk[3] == node["id"]
+                    and lk[1] == src
+                    and lk[2] == slot
+                    and socket_inputs(node["type"])[lk[4]][0] == name
+                )
             inputs.append(entry)
-        outputs = [{"name": out_name, "type": kind, "links": out_links.get((node["id"], i)), "slot_index": i}
-                   for i, (out_name, kind) in enumerate(outputs_of(node["type"]))]
+        outputs = [
+            {"name": out_name, "type": kind, "links": out_links.get((node["id"], i)), "slot_index": i}
+            for i, (out_name, kind) in enumerate(outputs_of(node["type"]))
+        ]
         height = 60 + 26 * (len(names) + max(len(inputs), len(outputs)))
         if node["type"] == "VideoDiTTextEncode":
             height = 200
         if node["type"] == "LoadImage":
             height = 320
-        properties = {"Node name for S&R": node["type"],
-                      **({"cnr_id": "comfy-core", "ver": "0.3.64"} if node["type"] == "LoadImage" else PACK)}
-        models = [{"name": v, "url": OFFICIAL_MODELS[v][0], "directory": OFFICIAL_MODELS[v][1]}
-                  for v in values.values() if isinstance(v, str) and v in OFFICIAL_MODELS]
+        properties = {
+            "Node name for S&R": node["type"],
+            **({"cnr_id": "comfy-core", "ver": "0.3.64"} if node["type"] == "LoadImage" else PACK),
+        }
+        models = [
+            {"name": v, "url": OFFICIAL_MODELS[v][0], "directory": OFFICIAL_MODELS[v][1]}
+            for v in values.values()
+            if isinstance(v, str) and v in OFFICIAL_MODELS
+        ]
         if models:
             properties["models"] = models
-        ui_nodes.append({
-            "id": node["id"], "type": node["type"], "pos": list(node["pos"]), "size": [NODE_WIDTH, height],
-            "flags": {}, "order": order, "mode": 0, "inputs": inputs, "outputs": outputs,
-            "properties": properties,
-            "widgets_values": [values[name] for name in names],
-            "title": node["title"],
-        })
-        api_inputs = {name: values[name] for name in names
-                      if not name.endswith(":control_after_generate") and name != "upload"}
+        ui_nodes.append(
+            {
+                "id": node["id"],
+                "type": node["type"],
+                "pos": list(node["pos"]),
+                "size": [NODE_WIDTH, height],
+                "flags": {},
+                "order": order,
+                "mode": 0,
+                "inputs": inputs,
+                "outputs": outputs,
+                "properties": properties,
+                "widgets_values": [values[name] for name in names],
+                "title": node["title"],
+            }
+        )
+        api_inputs = {
+            name: values[name] for name in names if not name.endswith(":control_after_generate") and name != "upload"
+        }
         api_inputs.update({name: [str(src), slot] for name, (src, slot) in node_links.items()})
         api[str(node["id"])] = {"class_type": node["type"], "inputs": api_inputs, "_meta": {"title": node["title"]}}
     note_id = max(n["id"] for n in nodes) + 1
-    ui_nodes.append({"id": note_id, "type": "Note", "pos": [-420, 0], "size": [380, 520], "flags": {},
-                     "order": len(nodes), "mode": 0, "inputs": [], "outputs": [], "properties": {},
-                     "widgets_values": [note], "title": "Read me", "color": "#432", "bgcolor": "#653"})
-    ui = {"revision": 0, "last_node_id": note_id, "last_link_id": len(links), "nodes": ui_nodes,
-          "links": links, "groups": [], "config": {},
-          "extra": {"ds": {"scale": 0.8, "offset": [480, 60]}, "frontendVersion": "1.27.10"}, "version": 0.4}
+    ui_nodes.append(
+        {
+            "id": note_id,
+            "type": "Note",
+            "pos": [-420, 0],
+            "size": [380, 520],
+            "flags": {},
+            "order": len(nodes),
+            "mode": 0,
+            "inputs": [],
+            "outputs": [],
+            "properties": {},
+            "widgets_values": [note],
+            "title": "Read me",
+            "color": "#432",
+            "bgcolor": "#653",
+        }
+    )
+    ui = {
+        "revision": 0,
+        "last_node_id": note_id,
+        "last_link_id": len(links),
+        "nodes": ui_nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 0.8, "offset": [480, 60]}, "frontendVersion": "1.27.10"},
+        "version": 0.4,
+    }
     return ui, api
 
 
@@ -156,76 +209,150 @@ def graph(kind: str, official: bool) -> list[dict]:
     checkpoint = "ltx-video-2b-v0.9.5.safetensors" if official else "videodit-tiny (built-in)"
     encoder = "t5xxl_fp16.safetensors" if official else "t5-tiny (built-in)"
     size = {"width": 768, "height": 512, "frames": 97} if official else {"width": 128, "height": 128, "frames": 25}
-    sampler = ({"seed": 42, "steps": 30, "cfg": 3.0, "stg": 1.0, "stg_blocks": "19", "rescale": 0.7} if official
-               else {"seed": 42, "steps": 20, "cfg": 4.0, "stg": 0.0, "stg_blocks": "3", "rescale": 0.7})
+    sampler = (
+        {"seed": 42, "steps": 30, "cfg": 3.0, "stg": 1.0, "stg_blocks": "19", "rescale": 0.7}
+        if official
+        else {"seed": 42, "steps": 20, "cfg": 4.0, "stg": 0.0, "stg_blocks": "3", "rescale": 0.7}
+    )
     name = f"{'ltxv_2b' if official else 'tiny'}_{kind}"
     nodes = [
-        {"id": 1, "type": "VideoDiTModelLoader", "title": "Model", "pos": [0, 0],
-         "widgets": {"checkpoint": checkpoint}},
-        {"id": 2, "type": "VideoDiTTextEncoderLoader", "title": "Text encoder", "pos": [0, 260],
-         "widgets": {"text_encoder": encoder}},
-        {"id": 3, "type": "VideoDiTTextEncode", "title": "Positive prompt", "pos": [380, 0],
-         "widgets": {"text": OFFICIAL_PROMPT if official else TINY_PROMPT}, "links": {"text_encoder": (2, 0)}},
-        {"id": 4, "type": "VideoDiTTextEncode", "title": "Negative prompt", "pos": [380, 240],
-         "widgets": {"text": OFFICIAL_NEGATIVE if official else ""}, "links": {"text_encoder": (2, 0)}},
-        {"id": 5, "type": "VideoDiTEmptyLatentVideo", "title": "Empty latent video", "pos": [380, 480],
-         "widgets": {**size, "frame_rate": 25.0}},
+        {
+            "id": 1,
+            "type": "VideoDiTModelLoader",
+            "title": "Model",
+            "pos": [0, 0],
+            "widgets": {"checkpoint": checkpoint},
+        },
+        {
+            "id": 2,
+            "type": "VideoDiTTextEncoderLoader",
+            "title": "Text encoder",
+            "pos": [0, 260],
+            "widgets": {"text_encoder": encoder},
+        },
+        {
+            "id": 3,
+            "type": "VideoDiTTextEncode",
+            "title": "Positive prompt",
+            "pos": [380, 0],
+            "widgets": {"text": OFFICIAL_PROMPT if official else TINY_PROMPT},
+            "links": {"text_encoder": (2, 0)},
+        },
+        {
+            "id": 4,
+            "type": "VideoDiTTextEncode",
+            "title": "Negative prompt",
+            "pos": [380, 240],
+            "widgets": {"text": OFFICIAL_NEGATIVE if official else ""},
+            "links": {"text_encoder": (2, 0)},
+        },
+        {
+            "id": 5,
+            "type": "VideoDiTEmptyLatentVideo",
+            "title": "Empty latent video",
+            "pos": [380, 480],
+            "widgets": {**size, "frame_rate": 25.0},
+        },
     ]
     latent_source = (5, 0)
     if kind in ("i2v", "first_last"):
-        nodes.append({"id": 10, "type": "LoadImage", "title": "First frame", "pos": [0, 480],
-                      "widgets": {"image": "red_circle_start.png"}})
-        i2v = {"id": 11, "type": "VideoDiTImageToVideo", "title": "Image to video", "pos": [760, 480],
-               "widgets": {"frame_index_1": 0, "strength_1": 1.0, "crf": 29 if official else 0},
-               "links": {"vae": (1, 1), "latent": (5, 0), "image_1": (10, 0)}}
+        nodes.append(
+            {
+                "id": 10,
+                "type": "LoadImage",
+                "title": "First frame",
+                "pos": [0, 480],
+                "widgets": {"image": "red_circle_start.png"},
+            }
+        )
+        i2v = {
+            "id": 11,
+            "type": "VideoDiTImageToVideo",
+            "title": "Image to video",
+            "pos": [760, 480],
+            "widgets": {"frame_index_1": 0, "strength_1": 1.0, "crf": 29 if official else 0},
+            "links": {"vae": (1, 1), "latent": (5, 0), "image_1": (10, 0)},
+        }
         if kind == "first_last":
-            nodes.append({"id": 12, "type": "LoadImage", "title": "Last frame", "pos": [0, 840],
-                          "widgets": {"image": "red_circle_end.png"}})
+            nodes.append(
+                {
+                    "id": 12,
+                    "type": "LoadImage",
+                    "title": "Last frame",
+                    "pos": [0, 840],
+                    "widgets": {"image": "red_circle_end.png"},
+                }
+            )
             i2v["widgets"].update({"frame_index_2": -1, "strength_2": 1.0})
             i2v["links"]["image_2"] = (12, 0)
         nodes.append(i2v)
         latent_source = (11, 0)
     nodes += [
-        {"id": 6, "type": "VideoDiTSampler", "title": "Sampler", "pos": [1140, 0], "widgets": sampler,
-         "links": {"model": (1, 0), "positive": (3, 0), "negative": (4, 0), "latent": latent_source}},
-        {"id": 7, "type": "VideoDiTVAEDecode", "title": "Decode", "pos": [1500, 0], "links": {"vae": (1, 1),
-                                                                                          "latent": (6, 0)}},
-        {"id": 8, "type": "VideoDiTSaveVideo", "title": "Save video", "pos": [1500, 260],
-         "widgets": {"fps": 25.0, "filename_prefix": f"VideoDiT/{name}"}, "links": {"images": (7, 0)}},
+        {
+            "id": 6,
+            "type": "VideoDiTSampler",
+            "title": "Sampler",
+            "pos": [1140, 0],
+            "widgets": sampler,
+            "links": {"model": (1, 0), "positive": (3, 0), "negative": (4, 0), "latent": latent_source},
+        },
+        {
+            "id": 7,
+            "type": "VideoDiTVAEDecode",
+            "title": "Decode",
+            "pos": [1500, 0],
+            "links": {"vae": (1, 1), "latent": (6, 0)},
+        },
+        {
+            "id": 8,
+            "type": "VideoDiTSaveVideo",
+            "title": "Save video",
+            "pos": [1500, 260],
+            "widgets": {"fps": 25.0, "filename_prefix": f"VideoDiT/{name}"},
+            "links": {"images": (7, 0)},
+        },
     ]
     return nodes
 
 
 def note_text(kind: str, official: bool) -> str:
-    what = {"t2v": "Text to video.",
-            "i2v": "Image to video: the loaded image becomes frame 0 (frame_index_1 = 0).",
-            "first_last": "First and last frame: image_1 at frame 0, image_2 at frame -1 (the last frame); the "
-                          "model fills the frames between."}[kind]
+    what = {
+        "t2v": "Text to video.",
+        "i2v": "Image to video: the loaded image becomes frame 0 (frame_index_1 = 0).",
+        "first_last": "First and last frame: image_1 at frame 0, image_2 at frame -1 (the last frame); the "
+        "model fills the frames between.",
+    }[kind]
     if official:
-        model = ("Models: put ltx-video-2b-v0.9.5.safetensors in models/checkpoints and t5xxl_fp16.safetensors in "
-                 "models/text_encoders.\nSettings are the official 2B ones: 768x512, 97 frames at 25 fps, 30 steps "
-                 "(40 for best quality), cfg 3, stg 1 on block 19, rescale 0.7, schedule from the checkpoint, "
-                 "decode timestep 0.05 / noise 0.025.")
+        model = (
+            "Models: put ltx-video-2b-v0.9.5.safetensors in models/checkpoints and t5xxl_fp16.safetensors in "
+            "models/text_encoders.\nSettings are the official 2B ones: 768x512, 97 frames at 25 fps, 30 steps "
+            "(40 for best quality), cfg 3, stg 1 on block 19, rescale 0.7, schedule from the checkpoint, "
+            "decode timestep 0.05 / noise 0.025."
+        )
         if kind != "t2v":
             model += "\nImages are center-cropped to 768x512 and compressed at crf 29 (raise to 35-40 for more motion)."
     else:
-        model = ("Runs the tiny built-in model (no download): it only knows coloured shapes moving on a plain "
-                 "background, 128x128, 25 frames at 25 fps. Its settings: 20 steps, cfg 4, stg off (it has 6 "
-                 "blocks), no image compression.")
-    return (f"{what}\n\n{model}\n\nWidth and height must be multiples of 32 and frames 8k+1 (the VAE compresses "
-            f"32x in space and 8x in time); other values are rejected with the nearest valid ones. Use the same "
-            f"frame rate in Empty Latent Video and Save Video.")
+        model = (
+            "Runs the tiny built-in model (no download): it only knows coloured shapes moving on a plain "
+            "background, 128x128, 25 frames at 25 fps. Its settings: 20 steps, cfg 4, stg off (it has 6 "
+            "blocks), no image compression."
+        )
+    return (
+        f"{what}\n\n{model}\n\nWidth and height must be multiples of 32 and frames 8k+1 (the VAE compresses "
+        f"32x in space and 8x in time); other values are rejected with the nearest valid ones. Use the same "
+        f"frame rate in Empty Latent Video and Save Video."
+    )
 
 
 def write_images():
     import numpy as np
     from PIL import Image
-
     from videodit.tiny.data import ClipSpec, render
 
     for filename, x in IMAGES.items():
-        spec = ClipSpec(color="red", shape="circle", motion="still", background="black", half_size=14.0, x0=x,
-                        y0=64.0, speed=0.0)
+        spec = ClipSpec(
+            color="red", shape="circle", motion="still", background="black", half_size=14.0, x0=x, y0=64.0, speed=0.0
+        )
         frame = render([spec], frames=1)[0, 0]
         if frame.dtype != np.uint8:
             frame = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8)

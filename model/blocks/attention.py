@@ -6,6 +6,7 @@ PyTorch falls through to the next one when a kernel cannot take the inputs (a CP
 an unsupported head size). So every backend computes the same function and none of them can fail on a device
 that lacks it.
 """
+
 import inspect
 from contextlib import contextmanager
 
@@ -47,7 +48,9 @@ def resolve_backend(name: str, device: torch.device | str | None = None) -> str:
             return "cudnn"
         return "sdpa"
     if name not in BACKENDS:
-        raise ValueError(f"attention backend {name!r} is unknown; valid: 'auto', " + ", ".join(repr(b) for b in BACKENDS))
+        raise ValueError(
+            f"attention backend {name!r} is unknown; valid: 'auto', " + ", ".join(repr(b) for b in BACKENDS)
+        )
     return name
 
 

@@ -1,4 +1,5 @@
 """Feed-forward blocks: the GELU(tanh) MLP of the transformer blocks and the caption projection."""
+
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -6,6 +6,7 @@ per row) and the product runs as a scaled FP8 matmul (torch._scaled_mm) with bf1
 older GPUs) the weight is dequantised and the matmul runs in the activation dtype, which gives the same function
 up to FP8 rounding of the activations.
 """
+
 import functools
 from contextlib import contextmanager
 
@@ -38,8 +39,14 @@ def _scaled_mm_works(index: int) -> bool:
         return False
     try:
         a = torch.ones(16, 16, device=f"cuda:{index}").to(FP8)
-        torch._scaled_mm(a, a.t(), scale_a=torch.ones(16, 1, device=a.device), scale_b=torch.ones(1, 16, device=a.device),
-                         out_dtype=torch.bfloat16, use_fast_accum=FAST_ACCUM)
+        torch._scaled_mm(
+            a,
+            a.t(),
+            scale_a=torch.ones(16, 1, device=a.device),
+            scale_b=torch.ones(1, 16, device=a.device),
+            out_dtype=torch.bfloat16,
+            use_fast_accum=FAST_ACCUM,
+        )
         return True
     except (RuntimeError, TypeError):
         return False
@@ -103,8 +110,12 @@ class FP8Linear(nn.Module):
             return F.linear(x, self.dequantized_weight(x.dtype), self.bias)
         x_fp8, x_scale = quantize_rows(x.reshape(-1, self.in_features))  # (M, in), (M, 1)
         out = torch._scaled_mm(
-            x_fp8, self.weight.t(), scale_a=x_scale, scale_b=self.weight_scale[None, :],
-            out_dtype=x.dtype, use_fast_accum=FAST_ACCUM,
+            x_fp8,
+            self.weight.t(),
+            scale_a=x_scale,
+            scale_b=self.weight_scale[None, :],
+            out_dtype=x.dtype,
+            use_fast_accum=FAST_ACCUM,
         )  # (M, out)
         if self.bias is not None:
             out = out + self.bias
@@ -118,7 +129,8 @@ def convert_linears_to_fp8(module: nn.Module) -> int:
     """Replace every nn.Linear inside `module` by an FP8Linear; returns how many were replaced. Matrices whose
     sizes are not multiples of 16 (a torch._scaled_mm requirement) stay as they are."""
     targets = [
-        (name, sub) for name, sub in module.named_modules()
+        (name, sub)
+        for name, sub in module.named_modules()
         if isinstance(sub, nn.Linear) and sub.in_features % 16 == 0 and sub.out_features % 16 == 0
     ]
     for name, linear in targets:

@@ -1,4 +1,5 @@
 """RMSNorm as both LTX families use it: statistics in float32, optional learned weight."""
+
 import torch
 from torch import nn
 

@@ -3,6 +3,7 @@
 Each token carries a coordinate per axis; the position is coordinate / max_pos per axis and query/key channel pairs
 rotate by angles freq_k * (2 * position - 1).
 """
+
 import math
 
 import torch

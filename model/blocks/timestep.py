@@ -2,6 +2,7 @@
 
 Shapes: M timesteps (B for a global timestep, B*N for per-token timesteps), D model width.
 """
+
 import math
 
 import torch

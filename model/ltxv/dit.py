@@ -3,6 +3,7 @@
 State-dict keys equal the official checkpoint keys with "model.diffusion_model." stripped.
 Shapes: B batch, N video tokens, L text tokens, D = heads * head_dim, T = 1 (global timestep) or N (per token).
 """
+
 from dataclasses import dataclass
 
 import torch
@@ -72,8 +73,14 @@ class TransformerConfig:
     causal_temporal_positioning: bool = False  # used by whoever builds the coordinates (video_coords causal_fix)
 
     def __post_init__(self):
-        for name in ("num_layers", "num_attention_heads", "attention_head_dim", "caption_channels",
-                     "in_channels", "out_channels"):
+        for name in (
+            "num_layers",
+            "num_attention_heads",
+            "attention_head_dim",
+            "caption_channels",
+            "in_channels",
+            "out_channels",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"TransformerConfig.{name} must be an integer >= 1, got {value!r}")
@@ -112,8 +119,12 @@ class TransformerConfig:
         missing = [key for key in _REQUIRED_KEYS if d.get(key) is None]
         if missing:
             raise ValueError(f"transformer config: missing required keys {missing}")
-        known = set(_FIXED_KEYS) | set(_INERT_KEYS) | set(_REQUIRED_KEYS) | {
-            "out_channels", "norm_eps", "timestep_scale_multiplier", "causal_temporal_positioning"}
+        known = (
+            set(_FIXED_KEYS)
+            | set(_INERT_KEYS)
+            | set(_REQUIRED_KEYS)
+            | {"out_channels", "norm_eps", "timestep_scale_multiplier", "causal_temporal_positioning"}
+        )
         unknown = sorted(key for key in d if key not in known and not key.startswith("_"))
         if unknown:
             raise ValueError(f"transformer config: unsupported keys {unknown}")
@@ -156,14 +167,26 @@ class TransformerConfig:
 
 def ltxv_2b(causal_temporal_positioning: bool = True) -> TransformerConfig:
     """2B (0.9.x): 28 layers, 32 heads x 64. Causal positioning is off for 0.9.0/0.9.1, on for 0.9.5+."""
-    return TransformerConfig(num_layers=28, num_attention_heads=32, attention_head_dim=64, cross_attention_dim=2048,
-                             caption_channels=4096, causal_temporal_positioning=causal_temporal_positioning)
+    return TransformerConfig(
+        num_layers=28,
+        num_attention_heads=32,
+        attention_head_dim=64,
+        cross_attention_dim=2048,
+        caption_channels=4096,
+        causal_temporal_positioning=causal_temporal_positioning,
+    )
 
 
 def ltxv_13b(causal_temporal_positioning: bool = True) -> TransformerConfig:
     """13B (0.9.7/0.9.8): 48 layers, 32 heads x 128."""
-    return TransformerConfig(num_layers=48, num_attention_heads=32, attention_head_dim=128, cross_attention_dim=4096,
-                             caption_channels=4096, causal_temporal_positioning=causal_temporal_positioning)
+    return TransformerConfig(
+        num_layers=48,
+        num_attention_heads=32,
+        attention_head_dim=128,
+        cross_attention_dim=4096,
+        caption_channels=4096,
+        causal_temporal_positioning=causal_temporal_positioning,
+    )
 
 
 @dataclass(frozen=True)
@@ -174,6 +197,7 @@ class SkipLayers:
     attention_skip: self-attention output replaced by its input (the modulated, normed hidden state);
     transformer_block: the whole block output replaced by the block input.
     """
+
     blocks: tuple[int, ...]
     mode: str
     perturbed: torch.Tensor  # bool (B,)
@@ -266,8 +290,9 @@ class LTXVideoTransformer(nn.Module):
         x = self.patchify_proj(tokens)  # (B, N, D)
         dtype = x.dtype
         text_bias = ((1 - text_mask.to(dtype)) * TEXT_MASK_BIAS)[:, None, None, :]  # (B, 1, 1, L)
-        rope = rope_cos_sin(coords, cfg.inner_dim, cfg.positional_embedding_theta,
-                            cfg.positional_embedding_max_pos, dtype)  # each (B or 1, N, 3 * (D // 6))
+        rope = rope_cos_sin(
+            coords, cfg.inner_dim, cfg.positional_embedding_theta, cfg.positional_embedding_max_pos, dtype
+        )  # each (B or 1, N, 3 * (D // 6))
 
         t = timestep.to(torch.float32) * cfg.timestep_scale_multiplier
         modulation, embedded = self.adaln_single(t.flatten(), dtype)  # (B*T, 6D), (B*T, D)

@@ -5,6 +5,7 @@ Each token carries a coordinate [t in seconds, y in pixels, x in pixels] of the 
 it into a fractional position (coordinate / max_pos per axis) and rotates query/key channel pairs by angles
 freq_k * (2 * position - 1).
 """
+
 import torch
 
 

@@ -7,6 +7,7 @@ Conv3d (512 -> 2*512) and a 2x shuffle along time with the first frame dropped (
 Conv3d (512 -> 8*512) and a 2x2x2 shuffle, also dropping the first frame. All convolutions pad with zeros
 (not causal). It works on un-normalized (raw) latents.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .vae import depth_to_space
 @dataclass
 class UpsamplerConfig:
     """Fields as in the upsampler file's metadata "config" (defaults: the 0.9.7/0.9.8 spatial upsampler)."""
+
     in_channels: int = 128
     mid_channels: int = 512
     num_blocks_per_stage: int = 4
@@ -31,8 +33,10 @@ class UpsamplerConfig:
         if not (self.spatial_upsample or self.temporal_upsample):
             raise ValueError("Upsampler config: one of spatial_upsample or temporal_upsample must be true")
         if self.mid_channels % 32:
-            raise ValueError(f"Upsampler config: mid_channels must be a multiple of 32 (GroupNorm with 32 groups), "
-                             f"got {self.mid_channels}")
+            raise ValueError(
+                f"Upsampler config: mid_channels must be a multiple of 32 (GroupNorm with 32 groups), "
+                f"got {self.mid_channels}"
+            )
 
     @classmethod
     def from_metadata(cls, d: dict) -> "UpsamplerConfig":
@@ -50,9 +54,15 @@ class UpsamplerConfig:
         )
 
     def to_metadata(self) -> dict:
-        return {"_class_name": "LatentUpsampler", "in_channels": self.in_channels,
-                "mid_channels": self.mid_channels, "num_blocks_per_stage": self.num_blocks_per_stage, "dims": 3,
-                "spatial_upsample": self.spatial_upsample, "temporal_upsample": self.temporal_upsample}
+        return {
+            "_class_name": "LatentUpsampler",
+            "in_channels": self.in_channels,
+            "mid_channels": self.mid_channels,
+            "num_blocks_per_stage": self.num_blocks_per_stage,
+            "dims": 3,
+            "spatial_upsample": self.spatial_upsample,
+            "temporal_upsample": self.temporal_upsample,
+        }
 
 
 class UpsamplerResBlock(nn.Module):
@@ -87,7 +97,8 @@ class LatentUpsampler(nn.Module):
             self.stride = (1, 2, 2)
             self.upsampler = nn.Sequential(nn.Conv2d(mid, 4 * mid, kernel_size=3, padding=1))
         self.post_upsample_res_blocks = nn.ModuleList(
-            UpsamplerResBlock(mid) for _ in range(config.num_blocks_per_stage))
+            UpsamplerResBlock(mid) for _ in range(config.num_blocks_per_stage)
+        )
         self.final_conv = nn.Conv3d(mid, c, kernel_size=3, padding=1)
 
     @property
@@ -96,8 +107,10 @@ class LatentUpsampler(nn.Module):
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         if latent.ndim != 5 or latent.shape[1] != self.config.in_channels:
-            raise ValueError(f"LatentUpsampler: latent must be (B, {self.config.in_channels}, F, H, W), "
-                             f"got shape {tuple(latent.shape)}")
+            raise ValueError(
+                f"LatentUpsampler: latent must be (B, {self.config.in_channels}, F, H, W), "
+                f"got shape {tuple(latent.shape)}"
+            )
         x = F.silu(self.initial_norm(self.initial_conv(latent.to(self.dtype))))
         for block in self.res_blocks:
             x = block(x)

@@ -17,6 +17,7 @@ what makes tiled decoding (vae_tiling.py) possible.
 State-dict keys are the official single-file keys with the "vae." prefix stripped, including the five
 per_channel_statistics buffers.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,15 @@ import torch.nn.functional as F
 from ..blocks.timestep import TimestepEmbedding
 
 ENCODER_BLOCKS = (
-    "res_x", "res_x_y", "compress_time", "compress_space", "compress_all", "compress_all_x_y",
-    "compress_time_res", "compress_space_res", "compress_all_res",
+    "res_x",
+    "res_x_y",
+    "compress_time",
+    "compress_space",
+    "compress_all",
+    "compress_all_x_y",
+    "compress_time_res",
+    "compress_space_res",
+    "compress_all_res",
 )
 DECODER_BLOCKS = ("res_x", "res_x_y", "compress_time", "compress_space", "compress_all")
 BLOCK_PARAMS = ("num_layers", "inject_noise", "multiplier", "residual")
@@ -58,8 +66,10 @@ def _normalize_blocks(blocks, allowed: tuple[str, ...], what: str) -> tuple[tupl
         params = {"num_layers": params} if isinstance(params, int) else dict(params)
         unknown = sorted(set(params) - set(BLOCK_PARAMS))
         if unknown:
-            raise ValueError(f"VAE config: {what} block {name!r} has unsupported parameters {unknown}; "
-                             f"supported: {', '.join(BLOCK_PARAMS)}")
+            raise ValueError(
+                f"VAE config: {what} block {name!r} has unsupported parameters {unknown}; "
+                f"supported: {', '.join(BLOCK_PARAMS)}"
+            )
         if name == "res_x" and (not isinstance(params.get("num_layers"), int) or params["num_layers"] < 1):
             raise ValueError(f"VAE config: {what} block 'res_x' needs num_layers >= 1, got {params!r}")
         if not isinstance(params.get("multiplier", 1), int) or params.get("multiplier", 1) < 1:
@@ -75,6 +85,7 @@ class VAEConfig:
     `decoder_blocks` is listed in the official (encoder-side) order: the decoder runs it reversed, so the legacy
     0.9.0 `blocks` list serves as both encoder_blocks and decoder_blocks.
     """
+
     encoder_blocks: tuple = ()
     decoder_blocks: tuple = ()
     in_channels: int = 3
@@ -91,18 +102,21 @@ class VAEConfig:
         self.encoder_blocks = _normalize_blocks(self.encoder_blocks, ENCODER_BLOCKS, "encoder_blocks")
         self.decoder_blocks = _normalize_blocks(self.decoder_blocks, DECODER_BLOCKS, "decoder_blocks")
         if self.spatial_padding_mode not in PADDING_MODES:
-            raise ValueError(f"VAE config: spatial_padding_mode must be one of {PADDING_MODES}, "
-                             f"got {self.spatial_padding_mode!r}")
+            raise ValueError(
+                f"VAE config: spatial_padding_mode must be one of {PADDING_MODES}, got {self.spatial_padding_mode!r}"
+            )
         if self.patch_size < 1 or self.patch_size & (self.patch_size - 1):
             raise ValueError(f"VAE config: patch_size must be a power of 2, got {self.patch_size}")
         for name, params in self.decoder_blocks:
             if name in ("compress_time", "compress_space") and params.get("multiplier", 1) != 1:
-                raise ValueError(f"VAE config: decoder block {name!r} does not support a channel multiplier, "
-                                 f"got {params!r}")
+                raise ValueError(
+                    f"VAE config: decoder block {name!r} does not support a channel multiplier, got {params!r}"
+                )
         if self.decoder_factors != (self.temporal_factor, self.spatial_factor):
             raise ValueError(
                 f"VAE config: encoder compresses (time, space) by {(self.temporal_factor, self.spatial_factor)} "
-                f"but the decoder expands by {self.decoder_factors}")
+                f"but the decoder expands by {self.decoder_factors}"
+            )
 
     @property
     def spatial_factor(self) -> int:
@@ -130,8 +144,12 @@ class VAEConfig:
         if not isinstance(d, dict):
             raise ValueError(f"VAE config: expected a dict, got {type(d).__name__}")
         expected = {
-            "_class_name": "CausalVideoAutoencoder", "dims": 3, "norm_layer": "pixel_norm",
-            "latent_log_var": "uniform", "use_quant_conv": False, "normalize_latent_channels": False,
+            "_class_name": "CausalVideoAutoencoder",
+            "dims": 3,
+            "norm_layer": "pixel_norm",
+            "latent_log_var": "uniform",
+            "use_quant_conv": False,
+            "normalize_latent_channels": False,
         }
         for key, value in expected.items():
             found = d.get(key, value)
@@ -188,32 +206,61 @@ class VAEConfig:
     @classmethod
     def v0_9_0(cls, **overrides) -> "VAEConfig":
         """0.9.0: shared block list, plain decoder (no timestep conditioning)."""
-        blocks = [["res_x", 4], ["compress_all", 1], ["res_x_y", 1], ["res_x", 3], ["compress_all", 1],
-                  ["res_x_y", 1], ["res_x", 3], ["compress_all", 1], ["res_x", 3], ["res_x", 4]]
+        blocks = [
+            ["res_x", 4],
+            ["compress_all", 1],
+            ["res_x_y", 1],
+            ["res_x", 3],
+            ["compress_all", 1],
+            ["res_x_y", 1],
+            ["res_x", 3],
+            ["compress_all", 1],
+            ["res_x", 3],
+            ["res_x", 4],
+        ]
         return cls(**{"encoder_blocks": blocks, "decoder_blocks": blocks, **overrides})
 
     @classmethod
     def v0_9_1(cls, **overrides) -> "VAEConfig":
         """0.9.1: 0.9.0 encoder, wider timestep-conditioned decoder with noise injection."""
         up = ["compress_all", {"residual": True, "multiplier": 2}]
-        decoder = [["res_x", {"num_layers": 5, "inject_noise": True}], up,
-                   ["res_x", {"num_layers": 6, "inject_noise": True}], up,
-                   ["res_x", {"num_layers": 7, "inject_noise": True}], up,
-                   ["res_x", {"num_layers": 8, "inject_noise": False}]]
-        return cls(**{"encoder_blocks": cls.v0_9_0().encoder_blocks, "decoder_blocks": decoder,
-                      "timestep_conditioning": True, **overrides})
+        decoder = [
+            ["res_x", {"num_layers": 5, "inject_noise": True}],
+            up,
+            ["res_x", {"num_layers": 6, "inject_noise": True}],
+            up,
+            ["res_x", {"num_layers": 7, "inject_noise": True}],
+            up,
+            ["res_x", {"num_layers": 8, "inject_noise": False}],
+        ]
+        return cls(
+            **{
+                "encoder_blocks": cls.v0_9_0().encoder_blocks,
+                "decoder_blocks": decoder,
+                "timestep_conditioning": True,
+                **overrides,
+            }
+        )
 
     @classmethod
     def v0_9_5(cls, **overrides) -> "VAEConfig":
         """0.9.5 and later (0.9.6, 0.9.7, 0.9.8): residual space/time-to-depth encoder, conditioned decoder."""
         two = {"multiplier": 2}
-        encoder = [["res_x", 4], ["compress_space_res", two], ["res_x", 6], ["compress_time_res", two],
-                   ["res_x", 6], ["compress_all_res", two], ["res_x", 2], ["compress_all_res", two], ["res_x", 2]]
+        encoder = [
+            ["res_x", 4],
+            ["compress_space_res", two],
+            ["res_x", 6],
+            ["compress_time_res", two],
+            ["res_x", 6],
+            ["compress_all_res", two],
+            ["res_x", 2],
+            ["compress_all_res", two],
+            ["res_x", 2],
+        ]
         up = ["compress_all", {"residual": True, "multiplier": 2}]
         res = ["res_x", {"num_layers": 5, "inject_noise": False}]
         decoder = [res, up, res, up, res, up, res]
-        return cls(**{"encoder_blocks": encoder, "decoder_blocks": decoder, "timestep_conditioning": True,
-                      **overrides})
+        return cls(**{"encoder_blocks": encoder, "decoder_blocks": decoder, "timestep_conditioning": True, **overrides})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -271,8 +318,9 @@ class CausalConv3d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride=1, padding_mode: str = "zeros"):
         super().__init__()
-        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size=3, stride=stride, padding=(0, 1, 1),
-                              padding_mode=padding_mode)
+        self.conv = nn.Conv3d(
+            in_channels, out_channels, kernel_size=3, stride=stride, padding=(0, 1, 1), padding_mode=padding_mode
+        )
 
     def forward(self, x: torch.Tensor, causal: bool = True) -> torch.Tensor:
         first = x[:, :, :1]
@@ -319,8 +367,14 @@ class ResnetBlock3D(nn.Module):
     scale2. Noise is one (H, W) map per conv shared by batch, frames and channels, scaled by per_channel_scale.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, padding_mode: str,
-                 timestep_conditioning: bool = False, inject_noise: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        padding_mode: str,
+        timestep_conditioning: bool = False,
+        inject_noise: bool = False,
+    ):
         super().__init__()
         self.conv1 = CausalConv3d(in_channels, out_channels, padding_mode=padding_mode)
         self.conv2 = CausalConv3d(out_channels, out_channels, padding_mode=padding_mode)
@@ -333,14 +387,15 @@ class ResnetBlock3D(nn.Module):
             self.conv_shortcut = nn.Conv3d(in_channels, out_channels, kernel_size=1)
         self.timestep_conditioning = timestep_conditioning
         if timestep_conditioning:
-            self.scale_shift_table = nn.Parameter(torch.randn(4, in_channels) / in_channels ** 0.5)
+            self.scale_shift_table = nn.Parameter(torch.randn(4, in_channels) / in_channels**0.5)
 
     def _add_noise(self, h: torch.Tensor, scale: torch.Tensor, noise: DecoderNoise) -> torch.Tensor:
         spatial = noise.draw(h.shape[-2], h.shape[-1], like=h)  # (H, W)
         return h + (spatial[None] * scale)[None, :, None]  # (1, C, 1, H, W)
 
-    def forward(self, x: torch.Tensor, causal: bool = True, ada: torch.Tensor | None = None,
-                noise: DecoderNoise | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, causal: bool = True, ada: torch.Tensor | None = None, noise: DecoderNoise | None = None
+    ) -> torch.Tensor:
         h = pixel_norm(x)
         if self.timestep_conditioning:
             # (B, 4*C) + (4, C) -> 4 x (B, C, 1, 1, 1)
@@ -364,17 +419,29 @@ class ResnetBlock3D(nn.Module):
 class ResBlockStack(nn.Module):
     """`res_x` block: num_layers same-width ResnetBlock3D; with timestep conditioning one shared time_embedder."""
 
-    def __init__(self, channels: int, num_layers: int, padding_mode: str,
-                 timestep_conditioning: bool = False, inject_noise: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        num_layers: int,
+        padding_mode: str,
+        timestep_conditioning: bool = False,
+        inject_noise: bool = False,
+    ):
         super().__init__()
         if timestep_conditioning:
             self.time_embedder = TimestepEmbedding(4 * channels)
         self.res_blocks = nn.ModuleList(
             ResnetBlock3D(channels, channels, padding_mode, timestep_conditioning, inject_noise)
-            for _ in range(num_layers))
+            for _ in range(num_layers)
+        )
 
-    def forward(self, x: torch.Tensor, causal: bool = True, scaled_timestep: torch.Tensor | None = None,
-                noise: DecoderNoise | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        causal: bool = True,
+        scaled_timestep: torch.Tensor | None = None,
+        noise: DecoderNoise | None = None,
+    ) -> torch.Tensor:
         ada = None
         if hasattr(self, "time_embedder"):
             ada = self.time_embedder(scaled_timestep, x.dtype)  # (B, 4*C)
@@ -410,21 +477,26 @@ class DepthToSpaceUpsample(nn.Module):
     With temporal stride 2 the first output frame is dropped, so F -> 2F - 1.
     """
 
-    def __init__(self, in_channels: int, stride: tuple[int, int, int], padding_mode: str,
-                 residual: bool = False, reduction: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        stride: tuple[int, int, int],
+        padding_mode: str,
+        residual: bool = False,
+        reduction: int = 1,
+    ):
         super().__init__()
         self.stride = stride
         self.residual = residual
         self.repeats = math.prod(stride) // reduction
-        self.conv = CausalConv3d(in_channels, math.prod(stride) * in_channels // reduction,
-                                 padding_mode=padding_mode)
+        self.conv = CausalConv3d(in_channels, math.prod(stride) * in_channels // reduction, padding_mode=padding_mode)
 
     def forward(self, x: torch.Tensor, causal: bool = True) -> torch.Tensor:
         skip = self.stride[0] == 2
-        out = depth_to_space(self.conv(x, causal=causal), self.stride)[:, :, int(skip):]
+        out = depth_to_space(self.conv(x, causal=causal), self.stride)[:, :, int(skip) :]
         if self.residual:
             shortcut = depth_to_space(x, self.stride).repeat(1, self.repeats, 1, 1, 1)
-            out = out + shortcut[:, :, int(skip):]
+            out = out + shortcut[:, :, int(skip) :]
         return out
 
 
@@ -440,7 +512,7 @@ class Encoder(nn.Module):
         pad = config.spatial_padding_mode
         self.patch_size = config.patch_size
         channels = config.encoder_base_channels
-        self.conv_in = CausalConv3d(config.in_channels * config.patch_size ** 2, channels, padding_mode=pad)
+        self.conv_in = CausalConv3d(config.in_channels * config.patch_size**2, channels, padding_mode=pad)
         self.down_blocks = nn.ModuleList()
         for name, params in config.encoder_blocks:
             if name == "res_x":
@@ -486,25 +558,28 @@ class Decoder(nn.Module):
         self.up_blocks = nn.ModuleList()
         for name, params in blocks:
             if name == "res_x":
-                block = ResBlockStack(channels, params["num_layers"], pad, config.timestep_conditioning,
-                                      params.get("inject_noise", False))
+                block = ResBlockStack(
+                    channels, params["num_layers"], pad, config.timestep_conditioning, params.get("inject_noise", False)
+                )
             elif name == "res_x_y":
                 out = channels // params.get("multiplier", 2)
                 block, channels = ResnetBlock3D(channels, out, pad, inject_noise=params.get("inject_noise", False)), out
             else:
                 reduction = params.get("multiplier", 1)
-                block = DepthToSpaceUpsample(channels, compress_stride(name), pad, params.get("residual", False),
-                                             reduction)
+                block = DepthToSpaceUpsample(
+                    channels, compress_stride(name), pad, params.get("residual", False), reduction
+                )
                 channels //= reduction
             self.up_blocks.append(block)
-        self.conv_out = CausalConv3d(channels, config.out_channels * config.patch_size ** 2, padding_mode=pad)
+        self.conv_out = CausalConv3d(channels, config.out_channels * config.patch_size**2, padding_mode=pad)
         if config.timestep_conditioning:
             self.timestep_scale_multiplier = nn.Parameter(torch.tensor(1000.0))
             self.last_time_embedder = TimestepEmbedding(2 * channels)
-            self.last_scale_shift_table = nn.Parameter(torch.randn(2, channels) / channels ** 0.5)
+            self.last_scale_shift_table = nn.Parameter(torch.randn(2, channels) / channels**0.5)
 
-    def forward(self, z: torch.Tensor, timestep: torch.Tensor | None = None,
-                noise: DecoderNoise | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, timestep: torch.Tensor | None = None, noise: DecoderNoise | None = None
+    ) -> torch.Tensor:
         """z (B, C, f, h, w) in the decoder's dtype; timestep (B,) float when timestep-conditioned."""
         noise = noise or DecoderNoise()
         x = self.conv_in(z, causal=self.causal)
@@ -533,8 +608,11 @@ class PerChannelStatistics(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         for name in STATISTICS_NAMES:
-            initial = torch.arange(channels, dtype=torch.float32) if name == "channel" else (
-                torch.zeros(channels) if name == "mean-of-means" else torch.ones(channels))
+            initial = (
+                torch.arange(channels, dtype=torch.float32)
+                if name == "channel"
+                else (torch.zeros(channels) if name == "mean-of-means" else torch.ones(channels))
+            )
             self.register_buffer(name, initial)
 
     def mean(self) -> torch.Tensor:
@@ -560,14 +638,21 @@ class CausalVideoVAE(nn.Module):
 
     def _check_video(self, video: torch.Tensor):
         c = self.config
-        if (video.ndim != 5 or video.shape[1] != c.in_channels or (video.shape[2] - 1) % c.temporal_factor
-                or video.shape[3] % c.spatial_factor or video.shape[4] % c.spatial_factor):
+        if (
+            video.ndim != 5
+            or video.shape[1] != c.in_channels
+            or (video.shape[2] - 1) % c.temporal_factor
+            or video.shape[3] % c.spatial_factor
+            or video.shape[4] % c.spatial_factor
+        ):
             raise ValueError(
                 f"VAE encode: video must be (B, {c.in_channels}, F, H, W) with F = {c.temporal_factor}k+1 and H, W "
-                f"multiples of {c.spatial_factor}; got shape {tuple(video.shape)}")
+                f"multiples of {c.spatial_factor}; got shape {tuple(video.shape)}"
+            )
 
-    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None,
-               sample: bool = False) -> torch.Tensor:
+    def encode(
+        self, video: torch.Tensor, generator: torch.Generator | None = None, sample: bool = False
+    ) -> torch.Tensor:
         """video (B, 3, F, H, W) in [-1, 1] -> raw latent (B, C, (F-1)/8+1, H/32, W/32) in the video's dtype.
 
         Returns the posterior mean, or mean + std * N(0, 1) when sample=True (generator: drawn in fp32 on the
@@ -590,20 +675,24 @@ class CausalVideoVAE(nn.Module):
         if not self.config.timestep_conditioning:
             return None
         if timestep is None:
-            raise ValueError("VAE decode: this decoder is timestep-conditioned (0.9.1+); pass timestep= "
-                             "(the decode timestep, e.g. 0.05)")
+            raise ValueError(
+                "VAE decode: this decoder is timestep-conditioned (0.9.1+); pass timestep= "
+                "(the decode timestep, e.g. 0.05)"
+            )
         t = torch.as_tensor(timestep, dtype=torch.float32, device=device).flatten()
         if t.numel() == 1:
             t = t.expand(batch)
         if t.numel() != batch:
-            raise ValueError(f"VAE decode: timestep must be a float or have {batch} values (one per sample), "
-                             f"got {t.numel()}")
+            raise ValueError(
+                f"VAE decode: timestep must be a float or have {batch} values (one per sample), got {t.numel()}"
+            )
         return t
 
     def _check_latent(self, raw: torch.Tensor):
         if raw.ndim != 5 or raw.shape[1] != self.config.latent_channels:
-            raise ValueError(f"VAE decode: latent must be (B, {self.config.latent_channels}, f, h, w), "
-                             f"got shape {tuple(raw.shape)}")
+            raise ValueError(
+                f"VAE decode: latent must be (B, {self.config.latent_channels}, f, h, w), got shape {tuple(raw.shape)}"
+            )
 
     def decode(self, raw: torch.Tensor, timestep=None, generator: torch.Generator | None = None) -> torch.Tensor:
         """raw latent (B, C, f, h, w) -> video (B, 3, 8(f-1)+1, 32h, 32w), about [-1, 1], in raw's dtype.

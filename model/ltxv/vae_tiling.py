@@ -30,6 +30,7 @@ weights and is not bounded by this module (random test weights: up to 4.5 on out
 Memory. A piece's activations are estimated by `estimate_decode_bytes`; the assembled output is a float32 tensor of
 the full video on `out_device` (plus a copy in raw's dtype when that differs), and three 1D weight sums.
 """
+
 from __future__ import annotations
 
 import math
@@ -135,13 +136,23 @@ class _TiledNoise(DecoderNoise):
             self.maps.append(super().draw(self.latent_size[0] * sy, self.latent_size[1] * sx, like))
         full = self.maps[self.index]
         self.index += 1
-        return full[y0 * sy:y0 * sy + height, x0 * sx:x0 * sx + width]
+        return full[y0 * sy : y0 * sy + height, x0 * sx : x0 * sx + width]
 
 
 @torch.no_grad()
-def decode_tiled(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, generator: torch.Generator | None = None,
-                 temporal_chunk: int = 16, temporal_overlap: int = 3, spatial_tile: int = 16,
-                 spatial_overlap: int = 4, blend: float = 0.5, out_device=None) -> torch.Tensor:
+def decode_tiled(
+    vae: CausalVideoVAE,
+    raw: torch.Tensor,
+    timestep=None,
+    *,
+    generator: torch.Generator | None = None,
+    temporal_chunk: int = 16,
+    temporal_overlap: int = 3,
+    spatial_tile: int = 16,
+    spatial_overlap: int = 4,
+    blend: float = 0.5,
+    out_device=None,
+) -> torch.Tensor:
     """Decode raw latent (B, C, f, h, w) piece by piece -> video (B, 3, 8(f-1)+1, 32h, 32w), same as vae.decode.
 
     temporal_chunk / temporal_overlap: latent frames per chunk and shared by neighbouring chunks (overlap >= 1).
@@ -152,11 +163,15 @@ def decode_tiled(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, gener
     """
     vae._check_latent(raw)
     if not (1 <= temporal_overlap < temporal_chunk):
-        raise ValueError(f"decode_tiled: need 1 <= temporal_overlap < temporal_chunk, "
-                         f"got overlap {temporal_overlap}, chunk {temporal_chunk}")
+        raise ValueError(
+            f"decode_tiled: need 1 <= temporal_overlap < temporal_chunk, "
+            f"got overlap {temporal_overlap}, chunk {temporal_chunk}"
+        )
     if not (0 <= spatial_overlap < spatial_tile):
-        raise ValueError(f"decode_tiled: need 0 <= spatial_overlap < spatial_tile, "
-                         f"got overlap {spatial_overlap}, tile {spatial_tile}")
+        raise ValueError(
+            f"decode_tiled: need 0 <= spatial_overlap < spatial_tile, "
+            f"got overlap {spatial_overlap}, tile {spatial_tile}"
+        )
     if not 0.0 <= blend <= 1.0:
         raise ValueError(f"decode_tiled: blend must be in [0, 1], got {blend}")
     batch, _, frames, height, width = raw.shape
@@ -172,17 +187,23 @@ def decode_tiled(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, gener
     spans_t = [(tf * s, tf * (s + size_t - 1) + 1) for s in starts_t]
     spans_y = [(sf * s, sf * (s + size_y)) for s in starts_y]
     spans_x = [(sf * s, sf * (s + size_x)) for s in starts_x]
-    weights_t, weights_y, weights_x = (_axis_weights(spans, blend, out_device)
-                                       for spans in (spans_t, spans_y, spans_x))
+    weights_t, weights_y, weights_x = (_axis_weights(spans, blend, out_device) for spans in (spans_t, spans_y, spans_x))
 
-    out = torch.zeros(batch, vae.config.out_channels, spans_t[-1][1], spans_y[-1][1], spans_x[-1][1],
-                      device=out_device, dtype=torch.float32)
+    out = torch.zeros(
+        batch,
+        vae.config.out_channels,
+        spans_t[-1][1],
+        spans_y[-1][1],
+        spans_x[-1][1],
+        device=out_device,
+        dtype=torch.float32,
+    )
     sum_t, sum_y, sum_x = (torch.zeros(spans[-1][1], device=out_device) for spans in (spans_t, spans_y, spans_x))
     for (t0, t1), wt, st in zip(spans_t, weights_t, starts_t):
         sum_t[t0:t1] += wt
         for (y0, y1), wy, sy in zip(spans_y, weights_y, starts_y):
             for (x0, x1), wx, sx in zip(spans_x, weights_x, starts_x):
-                piece = raw[:, :, st:st + size_t, sy:sy + size_y, sx:sx + size_x].to(vae.dtype)
+                piece = raw[:, :, st : st + size_t, sy : sy + size_y, sx : sx + size_x].to(vae.dtype)
                 noise.start_tile(sy, sx, size_y, size_x)
                 video = vae.decoder(piece, t, noise).to(out_device, torch.float32)  # (B, 3, t1-t0, y1-y0, x1-x0)
                 weight = wt[:, None, None] * wy[None, :, None] * wx[None, None, :]
@@ -196,8 +217,9 @@ def decode_tiled(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, gener
     return out.to(raw.dtype)
 
 
-def estimate_decode_bytes(vae: CausalVideoVAE, latent_shape: tuple[int, int, int, int],
-                          dtype: torch.dtype | None = None) -> int:
+def estimate_decode_bytes(
+    vae: CausalVideoVAE, latent_shape: tuple[int, int, int, int], dtype: torch.dtype | None = None
+) -> int:
     """Estimated peak memory of vae.decode for a latent of shape (B, f, h, w), in bytes (output included).
 
     Eight tensors of the decoder's largest activation (a res block keeps its input, the normalized and modulated
@@ -231,9 +253,18 @@ def _available_bytes(device: torch.device) -> int:
 
 
 @torch.no_grad()
-def decode_auto(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, generator: torch.Generator | None = None,
-                memory_budget: int | None = None, temporal_overlap: int = 3, spatial_overlap: int = 4,
-                blend: float = 0.5, out_device=None) -> torch.Tensor:
+def decode_auto(
+    vae: CausalVideoVAE,
+    raw: torch.Tensor,
+    timestep=None,
+    *,
+    generator: torch.Generator | None = None,
+    memory_budget: int | None = None,
+    temporal_overlap: int = 3,
+    spatial_overlap: int = 4,
+    blend: float = 0.5,
+    out_device=None,
+) -> torch.Tensor:
     """vae.decode when its estimated peak fits `memory_budget` bytes (default: 80% of free GPU memory, or half of
     the available RAM on CPU), else decode_tiled with the largest chunk/tile sizes whose estimate fits (spatial
     tiles are shrunk first, down to overlap + 4 latent pixels, then temporal chunks, down to overlap + 1). Either way
@@ -241,8 +272,15 @@ def decode_auto(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, genera
     vae._check_latent(raw)
     budget = memory_budget if memory_budget is not None else _available_bytes(raw.device)
     batch, _, frames, height, width = raw.shape
-    output = batch * vae.config.out_channels * (vae.config.temporal_factor * (frames - 1) + 1) * \
-        height * width * vae.config.spatial_factor ** 2 * 4
+    output = (
+        batch
+        * vae.config.out_channels
+        * (vae.config.temporal_factor * (frames - 1) + 1)
+        * height
+        * width
+        * vae.config.spatial_factor**2
+        * 4
+    )
     if estimate_decode_bytes(vae, (batch, frames, height, width)) <= budget:
         video = vae.decode(raw, timestep, generator)
         return video if out_device is None else video.to(out_device)
@@ -255,6 +293,15 @@ def decode_auto(vae: CausalVideoVAE, raw: torch.Tensor, timestep=None, *, genera
             chunk = max(min_chunk, math.ceil(chunk / 2))
         else:
             break  # smallest pieces: decode anyway
-    return decode_tiled(vae, raw, timestep, generator=generator, temporal_chunk=max(chunk, min_chunk),
-                        spatial_tile=max(tile, spatial_overlap + 1), temporal_overlap=temporal_overlap,
-                        spatial_overlap=spatial_overlap, blend=blend, out_device=out_device)
+    return decode_tiled(
+        vae,
+        raw,
+        timestep,
+        generator=generator,
+        temporal_chunk=max(chunk, min_chunk),
+        spatial_tile=max(tile, spatial_overlap + 1),
+        temporal_overlap=temporal_overlap,
+        spatial_overlap=spatial_overlap,
+        blend=blend,
+        out_device=out_device,
+    )
