@@ -48,7 +48,7 @@ def test_speed_options_leave_global_state_as_they_found_it(attention, compile_bl
         model(**make_inputs())
         bad = make_inputs()
         bad["text"] = bad["text"][..., :5]  # wrong caption width: fails inside the model's context
-        with pytest.raises(RuntimeError):
+        with pytest.raises(ValueError, match="text must be"):
             model(**bad)
     assert global_state() == before
 
