@@ -43,6 +43,8 @@ ENCODER_BLOCKS = (
 DECODER_BLOCKS = ("res_x", "res_x_y", "compress_time", "compress_space", "compress_all")
 BLOCK_PARAMS = ("num_layers", "inject_noise", "multiplier", "residual")
 PADDING_MODES = ("zeros", "reflect", "replicate")
+SHORTCUT_NORMS = ("layer_norm", "group_norm")  # 0.9.x: LayerNorm over channels; LTX-2: GroupNorm with one group
+LOG_VARIANCE_MODES = ("uniform", "constant")
 COMPRESS_STRIDES = {"time": (2, 1, 1), "space": (1, 2, 2), "all": (2, 2, 2)}
 STATISTICS_NAMES = ("channel", "mean-of-means", "mean-of-stds", "std-of-means", "mean-of-stds_over_std-of-means")
 
@@ -84,6 +86,10 @@ class VAEConfig:
 
     `decoder_blocks` is listed in the official (encoder-side) order: the decoder runs it reversed, so the legacy
     0.9.0 `blocks` list serves as both encoder_blocks and decoder_blocks.
+    The last three fields are the LTX-2 variations (model/ltx2/video_vae.py builds those configs):
+    `decoder_spatial_padding_mode` (None: same as the encoder's), `shortcut_norm` of channel-changing res blocks
+    (0.9.x "layer_norm", keys norm3.norm.*; LTX-2 "group_norm", one group over (C, F, H, W), keys norm3.*) and
+    `latent_log_var` ("uniform": a learned shared log-variance channel; "constant": that channel is ignored, -30).
     """
 
     encoder_blocks: tuple = ()
@@ -97,21 +103,25 @@ class VAEConfig:
     timestep_conditioning: bool = False
     causal_decoder: bool = False
     spatial_padding_mode: str = "zeros"
+    decoder_spatial_padding_mode: str | None = None
+    shortcut_norm: str = "layer_norm"
+    latent_log_var: str = "uniform"
 
     def __post_init__(self):
         self.encoder_blocks = _normalize_blocks(self.encoder_blocks, ENCODER_BLOCKS, "encoder_blocks")
         self.decoder_blocks = _normalize_blocks(self.decoder_blocks, DECODER_BLOCKS, "decoder_blocks")
-        if self.spatial_padding_mode not in PADDING_MODES:
-            raise ValueError(
-                f"VAE config: spatial_padding_mode must be one of {PADDING_MODES}, got {self.spatial_padding_mode!r}"
-            )
+        if self.decoder_spatial_padding_mode is None:
+            self.decoder_spatial_padding_mode = self.spatial_padding_mode
+        for field, value, allowed in (
+            ("spatial_padding_mode", self.spatial_padding_mode, PADDING_MODES),
+            ("decoder_spatial_padding_mode", self.decoder_spatial_padding_mode, PADDING_MODES),
+            ("shortcut_norm", self.shortcut_norm, SHORTCUT_NORMS),
+            ("latent_log_var", self.latent_log_var, LOG_VARIANCE_MODES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"VAE config: {field} must be one of {allowed}, got {value!r}")
         if self.patch_size < 1 or self.patch_size & (self.patch_size - 1):
             raise ValueError(f"VAE config: patch_size must be a power of 2, got {self.patch_size}")
-        for name, params in self.decoder_blocks:
-            if name in ("compress_time", "compress_space") and params.get("multiplier", 1) != 1:
-                raise ValueError(
-                    f"VAE config: decoder block {name!r} does not support a channel multiplier, got {params!r}"
-                )
         if self.decoder_factors != (self.temporal_factor, self.spatial_factor):
             raise ValueError(
                 f"VAE config: encoder compresses (time, space) by {(self.temporal_factor, self.spatial_factor)} "
@@ -167,6 +177,15 @@ class VAEConfig:
             encoder_blocks = decoder_blocks = d["blocks"]
         else:
             raise ValueError("VAE config: needs 'blocks' or 'encoder_blocks' + 'decoder_blocks'")
+        for name, params in decoder_blocks:
+            if (
+                name in ("compress_time", "compress_space")
+                and isinstance(params, dict)
+                and params.get("multiplier", 1) != 1
+            ):
+                raise ValueError(
+                    f"VAE config: 0.9.x decoder block {name!r} does not support a channel multiplier, got {params!r}"
+                )
         return cls(
             encoder_blocks=encoder_blocks,
             decoder_blocks=decoder_blocks,
@@ -362,7 +381,8 @@ class DecoderNoise:
 class ResnetBlock3D(nn.Module):
     """PixelNorm -> [ada] -> SiLU -> conv1 -> [noise] -> PixelNorm -> [ada] -> SiLU -> conv2 -> [noise] + shortcut.
 
-    When channels change the shortcut is LayerNorm (norm3) + 1x1x1 conv (conv_shortcut).
+    When channels change the shortcut is norm3 + 1x1x1 conv (conv_shortcut); norm3 is a LayerNorm over channels
+    ("layer_norm", 0.9.x) or a one-group GroupNorm over (C, F, H, W) ("group_norm", LTX-2).
     `ada` (B, 4*C) from the block's time embedder is added to scale_shift_table (4, C): shift1, scale1, shift2,
     scale2. Noise is one (H, W) map per conv shared by batch, frames and channels, scaled by per_channel_scale.
     """
@@ -374,6 +394,7 @@ class ResnetBlock3D(nn.Module):
         padding_mode: str,
         timestep_conditioning: bool = False,
         inject_noise: bool = False,
+        shortcut_norm: str = "layer_norm",
     ):
         super().__init__()
         self.conv1 = CausalConv3d(in_channels, out_channels, padding_mode=padding_mode)
@@ -383,7 +404,10 @@ class ResnetBlock3D(nn.Module):
             self.per_channel_scale1 = nn.Parameter(torch.zeros(in_channels, 1, 1))
             self.per_channel_scale2 = nn.Parameter(torch.zeros(in_channels, 1, 1))
         if in_channels != out_channels:
-            self.norm3 = ChannelLayerNorm(in_channels)
+            if shortcut_norm == "group_norm":
+                self.norm3 = nn.GroupNorm(1, in_channels, eps=1e-6)
+            else:
+                self.norm3 = ChannelLayerNorm(in_channels)
             self.conv_shortcut = nn.Conv3d(in_channels, out_channels, kernel_size=1)
         self.timestep_conditioning = timestep_conditioning
         if timestep_conditioning:
@@ -511,6 +535,7 @@ class Encoder(nn.Module):
         super().__init__()
         pad = config.spatial_padding_mode
         self.patch_size = config.patch_size
+        self.latent_log_var = config.latent_log_var
         channels = config.encoder_base_channels
         self.conv_in = CausalConv3d(config.in_channels * config.patch_size**2, channels, padding_mode=pad)
         self.down_blocks = nn.ModuleList()
@@ -519,7 +544,7 @@ class Encoder(nn.Module):
                 block = ResBlockStack(channels, params["num_layers"], pad)
             elif name == "res_x_y":
                 out = channels * params.get("multiplier", 2)
-                block, channels = ResnetBlock3D(channels, out, pad), out
+                block, channels = ResnetBlock3D(channels, out, pad, shortcut_norm=config.shortcut_norm), out
             elif name.endswith("_res"):
                 out = channels * params.get("multiplier", 2)
                 block, channels = SpaceToDepthDownsample(channels, out, compress_stride(name), pad), out
@@ -535,6 +560,8 @@ class Encoder(nn.Module):
             x = block(x)
         x = self.conv_out(F.silu(pixel_norm(x)))  # (B, latent_channels + 1, f, h, w)
         means, logvar = x[:, :-1], x[:, -1:]
+        if self.latent_log_var == "constant":
+            logvar = torch.full_like(logvar, -30.0)
         return torch.cat([means, logvar.expand_as(means)], dim=1)
 
 
@@ -543,7 +570,7 @@ class Decoder(nn.Module):
 
     def __init__(self, config: VAEConfig):
         super().__init__()
-        pad = config.spatial_padding_mode
+        pad = config.decoder_spatial_padding_mode
         self.patch_size = config.patch_size
         self.causal = config.causal_decoder
         self.timestep_conditioning = config.timestep_conditioning
@@ -563,7 +590,9 @@ class Decoder(nn.Module):
                 )
             elif name == "res_x_y":
                 out = channels // params.get("multiplier", 2)
-                block, channels = ResnetBlock3D(channels, out, pad, inject_noise=params.get("inject_noise", False)), out
+                noise = params.get("inject_noise", False)
+                block = ResnetBlock3D(channels, out, pad, inject_noise=noise, shortcut_norm=config.shortcut_norm)
+                channels = out
             else:
                 reduction = params.get("multiplier", 1)
                 block = DepthToSpaceUpsample(
