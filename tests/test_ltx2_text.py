@@ -209,3 +209,208 @@ def test_padding_side_does_not_change_the_result():
         left, right = ours(left_states, left_mask), ours(right_states, right_mask)
     d = max(_max_diff(left[0], right[0]), _max_diff(left[1], right[1]))
     assert d <= TOL, f"left vs right padding: max abs {d:.2e}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiny Gemma 3 / Gemma 4 and tokenizer
+
+WORDS = "a cat dog runs jumps over the red blue ball in park slowly fast green".split()
+
+
+def _tokenizer(add_bos: bool):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, **{w: i + 4 for i, w in enumerate(WORDS)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    if add_bos:
+        backend.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+def _gemma3(seed: int = 0, layers: int = 6):
+    """Tiny Gemma3ForConditionalGeneration with the LTX Gemma 3 constants (what a file without config implies)."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+    from videodit.model.ltx2 import gemma as g
+
+    text = dict(
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        query_pre_attn_scalar=8,
+        layer_types=["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(layers)],
+        **g.GEMMA3_LTX_DEFAULTS,
+    )
+    vision = dict(hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=28)
+    config = Gemma3Config(text_config=text, vision_config=dict(vision, patch_size=14), mm_tokens_per_image=4)
+    model = Gemma3ForConditionalGeneration(config).eval()
+    _randomize(model, seed)
+    return model
+
+
+def _gemma4(seed: int = 0):
+    from transformers import Gemma4UnifiedConfig, Gemma4UnifiedForConditionalGeneration
+
+    text = dict(
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        global_head_dim=16,
+        attention_k_eq_v=True,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+    )
+    model = Gemma4UnifiedForConditionalGeneration(Gemma4UnifiedConfig(text_config=text)).eval()
+    _randomize(model, seed)
+    return model
+
+
+def _comfy_file(path, model, extra=None, metadata=None):
+    """The ComfyUI text_encoders layout: language model flat under model.*, vision keys beside it."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("model.language_model."):
+            tensors["model." + key[len("model.language_model.") :]] = value
+        elif key.startswith("model.vision_tower."):
+            tensors["vision_model." + key[len("model.vision_tower.") :]] = value
+        elif key.startswith("model.multi_modal_projector."):
+            tensors[key[len("model.") :]] = value
+    tensors.update(extra or {})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+
+
+def _text_path_for(model, version: str, seed: int = 7) -> tc.TextPath:
+    text = model.config.text_config
+    states = text.num_hidden_layers + 1
+    if version == "2.0":
+        connector = tc.ConnectorConfig(heads=2, head_dim=8, layers=1, registers=REGISTERS)
+        config = tc.TextPathConfig(FeatureConfig("v1", text.hidden_size, states, 24, 12), connector, connector, 24, 12)
+    else:
+        video = tc.ConnectorConfig(heads=2, head_dim=8, layers=1, registers=REGISTERS, gated_attention=True)
+        audio = tc.ConnectorConfig(heads=2, head_dim=4, layers=1, registers=REGISTERS, gated_attention=True)
+        config = tc.TextPathConfig(FeatureConfig("v2", text.hidden_size, states, 16, 8), video, audio)
+    return _ours(config, seed)
+
+
+def _encoder(gemma, text_path, version="2.3"):
+    from videodit.model.ltx2.text_encoder import LTX2TextEncoder, prompt_rule
+
+    return LTX2TextEncoder(gemma, text_path, prompt_rule(version, max_tokens=TOKENS))
+
+
+PROMPTS = ["a red ball jumps", "  the green dog runs over a blue cat in the park slowly  "]
+
+
+def _diffusers_gemma_embeds(model, tokenizer, prompts):
+    """diffusers' LTX2Pipeline._get_gemma_prompt_embeds on our tiny Gemma (stacked states, flattened, + mask)."""
+    from types import SimpleNamespace
+
+    from diffusers.pipelines.ltx2.pipeline_ltx2 import LTX2Pipeline
+
+    pipe = SimpleNamespace(tokenizer=tokenizer, text_encoder=model)
+    with torch.no_grad():
+        return LTX2Pipeline._get_gemma_prompt_embeds(
+            pipe, prompts, max_sequence_length=TOKENS, device=torch.device("cpu"), dtype=torch.float32
+        )
+
+
+def _diffusers_text(model, tokenizer, text_path, prompts):
+    embeds, mask = _diffusers_gemma_embeds(model, tokenizer, prompts)
+    connectors = _diffusers_connectors(text_path.config)
+    our_state, video_caption, audio_caption = _split_captions(text_path.state_dict())
+    connectors.load_state_dict({k: our_state[tc.diffusers_connector_key(k)] for k in connectors.state_dict()})
+    with torch.no_grad():
+        video, audio, _ = connectors(embeds, mask, padding_side="left")
+    return video, audio
+
+
+@pytest.fixture
+def gemma3_files(tmp_path):
+    """A tiny Gemma 3 as an HF folder (save_pretrained) and as a ComfyUI-style single file + tokenizer beside it."""
+    model, tokenizer = _gemma3(), _tokenizer(add_bos=True)
+    folder = tmp_path / "gemma-3-tiny"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    file = tmp_path / "text_encoders" / "gemma_3_tiny.safetensors"
+    file.parent.mkdir()
+    _comfy_file(file, model)
+    tokenizer.save_pretrained(str(file) + ".tokenizer")
+    return model, tokenizer, str(folder), str(file)
+
+
+def test_gemma3_text_path_equals_references(gemma3_files):
+    """Whole text path (tokenizer, Gemma 3 from the ComfyUI file, features, connectors) against diffusers'
+    pipeline encoding and ltx-core's GemmaTextEncoder + EmbeddingsProcessor on the same weights."""
+    from ltx_core.text_encoders.gemma.encoders.base_encoder import GemmaTextEncoder
+    from ltx_core.text_encoders.gemma.tokenizer import LTXVGemmaTokenizer
+    from videodit.model.ltx2.gemma import load_gemma
+
+    model, tokenizer, folder, file = gemma3_files
+    gemma = load_gemma(file, dtype=torch.float32)
+    assert gemma.family == "gemma3" and gemma.storage == "f32"
+    for version in ("2.0", "2.3"):
+        text_path = _text_path_for(model, version)
+        ours = _encoder(gemma, text_path, version).encode_prompts(PROMPTS)
+        ref_video, ref_audio = _diffusers_text(model, tokenizer, text_path, PROMPTS)
+        if version == "2.0":  # diffusers keeps the 2.0 caption projections in the transformer
+            ref_video = text_path.caption_projection(ref_video)
+            ref_audio = text_path.audio_caption_projection(ref_audio)
+        dv, da = _max_diff(ours.video, ref_video), _max_diff(ours.audio, ref_audio)
+        print(f"Gemma 3 whole path {version} vs diffusers: video {dv:.2e}, audio {da:.2e}")
+        assert dv <= TOL and da <= TOL, f"{version}: video {dv:.2e}, audio {da:.2e} vs diffusers"
+        assert ours.mask.shape == (2, TOKENS) and bool(ours.mask.all())
+
+        processor, captions = _core_processor(text_path.config)
+        core_state, video_caption, audio_caption = _split_captions(text_path.state_dict())
+        processor.load_state_dict(core_state)
+        core_encoder = GemmaTextEncoder(model=model, tokenizer=LTXVGemmaTokenizer(folder, TOKENS))
+        with torch.no_grad():
+            for row, prompt in enumerate(PROMPTS):
+                states, mask = core_encoder.encode(prompt)
+                ref = processor.process_hidden_states(states, mask, "left")
+                ref_video, ref_audio = ref.video_encoding, ref.audio_encoding
+                if version == "2.0":
+                    ref_video = text_path.caption_projection(ref_video)
+                    ref_audio = text_path.audio_caption_projection(ref_audio)
+                dv = _max_diff(ours.video[row : row + 1], ref_video)
+                da = _max_diff(ours.audio[row : row + 1], ref_audio)
+                print(f"Gemma 3 whole path {version} vs ltx-core, prompt {row}: video {dv:.2e}, audio {da:.2e}")
+                assert dv <= TOL and da <= TOL, f"{version} prompt {row}: {dv:.2e}, {da:.2e} vs ltx-core"
+
+
+def test_gemma3_file_and_folder_give_the_same_features(gemma3_files):
+    from videodit.model.ltx2.gemma import load_gemma
+
+    model, _, folder, file = gemma3_files
+    text_path = _text_path_for(model, "2.3")
+    from_file = _encoder(load_gemma(file, dtype=torch.float32), text_path).encode_prompts(PROMPTS)
+    from_folder = _encoder(load_gemma(folder, dtype=torch.float32), text_path).encode_prompts(PROMPTS)
+    d = max(_max_diff(from_file.video, from_folder.video), _max_diff(from_file.audio, from_folder.audio))
+    assert d <= 1e-6, f"single file vs HF folder: max abs {d:.2e}"
+
+
+def test_streamed_gemma_equals_resident(gemma3_files):
+    """Gemma run block by block (model/streaming.py, 2 blocks resident) gives the resident hidden states."""
+    from videodit.model.ltx2.gemma import load_gemma
+    from videodit.model.ltx2.text_encoder import prompt_rule, tokenize
+
+    _, _, folder, _ = gemma3_files
+    gemma = load_gemma(folder, dtype=torch.float32)
+    ids, mask = tokenize(gemma.tokenizer, PROMPTS, prompt_rule("2.3", TOKENS))
+    resident = gemma.hidden_states(ids, mask)
+    streamed = gemma.hidden_states(ids, mask, resident=2)
+    d = max(_max_diff(a, b) for a, b in zip(resident, streamed))
+    assert len(streamed) == gemma.num_states and d <= 1e-6, f"streamed vs resident: max abs {d:.2e}"
+    assert all(p.device.type == "cpu" for p in gemma.model.parameters())
