@@ -26,7 +26,10 @@ from ltx_core.guidance.perturbations import (  # noqa: E402
 )
 from ltx_core.model.transformer.attention import AttentionFunction  # noqa: E402
 from ltx_core.model.transformer.modality import Modality  # noqa: E402
-from ltx_core.model.transformer.model_configurator import LTXModelConfigurator  # noqa: E402
+from ltx_core.model.transformer.model_configurator import (  # noqa: E402
+    LTXModelConfigurator,
+    LTXVideoOnlyModelConfigurator,
+)
 from ltx_core.model.transformer.rope import LTXRopeType  # noqa: E402
 from ltx_core.model.transformer.text_projection import PixArtAlphaTextProjection  # noqa: E402
 from ltx_core.tools import AudioLatentTools, VideoLatentTools  # noqa: E402
@@ -447,3 +450,93 @@ def test_full_size_keys_equal_diffusers_2_5():
     ref_shapes = shapes(reference)
     print(f"2.5-22b vs diffusers: {len(ours_shapes)} keys")
     assert ours_shapes == ref_shapes, key_difference(ours_shapes, ref_shapes)
+
+
+def test_full_size_video_only_keys_equal_ltx_core():
+    """A video-only 2.3 model (official LTXVideoOnlyModelConfigurator) has exactly our video-only keys."""
+    config = replace(cfgs.ltx2_3_22b(), audio=False)
+    with torch.device("meta"):
+        reference = LTXVideoOnlyModelConfigurator.from_config({"transformer": config.to_metadata()})
+        model = LTX2Transformer(config)
+    assert shapes(model) == shapes(reference), key_difference(shapes(model), shapes(reference))
+
+
+# ---------------------------------------------------------------------------------------------------- config
+
+
+def test_presets_round_trip_and_flags():
+    for name, preset in cfgs.PRESETS.items():
+        config = preset()
+        assert AVTransformerConfig.from_metadata(config.to_metadata()) == config, name
+    v20, v23, v25 = cfgs.ltx2_0_19b(), cfgs.ltx2_3_22b(), cfgs.ltx2_5_22b()
+    assert (v20.caption_channels, v20.apply_gated_attention, v20.cross_attention_adaln) == (3840, False, False)
+    assert (v23.caption_channels, v23.apply_gated_attention, v23.cross_attention_adaln) == (None, True, True)
+    assert (v25.ff_bias, v25.audio_ff_bias, v25.use_keyframes_abs_pos_embedding) == (False, True, True)
+
+
+def test_from_metadata_reads_official_keys_and_defaults():
+    """Absent keys take ltx-core's loader defaults (interleaved RoPE, float32 grid, A/V gate multiplier 1);
+    text-side keys are ignored."""
+    config = AVTransformerConfig.from_metadata(
+        {"num_layers": 2, "caption_channels": 3840, "connector_num_layers": 8, "text_encoder_norm_type": "x"}
+    )
+    assert (config.rope_type, config.rope_float64, config.av_ca_timestep_scale_multiplier) == ("interleaved", False, 1)
+    assert config.caption_channels == 3840 and config.num_layers == 2
+    v23 = AVTransformerConfig.from_metadata(
+        {
+            "num_layers": 48,
+            "caption_proj_before_connector": True,
+            "caption_channels": None,
+            "rope_type": "split",
+            "frequencies_precision": "float64",
+            "apply_gated_attention": True,
+            "cross_attention_adaln": True,
+            "av_ca_timestep_scale_multiplier": 1000.0,
+        }
+    )
+    assert v23 == cfgs.ltx2_3_22b()
+
+
+@pytest.mark.parametrize(
+    "metadata, message",
+    [
+        ({"qk_norm": "layer_norm", "caption_channels": 8}, "qk_norm must be 'rms_norm'"),
+        ({"num_layers": 2}, "caption_channels is missing"),
+        ({"caption_channels": 8, "frequencies_precision": "bf16"}, "frequencies_precision"),
+        ({"caption_channels": 8, "rope_type": "rotary"}, "rope_type must be one of"),
+    ],
+)
+def test_from_metadata_errors_name_the_key(metadata, message):
+    with pytest.raises(ValueError, match=message):
+        AVTransformerConfig.from_metadata(metadata)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(num_layers=0), "num_layers must be an integer >= 1"),
+        (dict(video=False, audio=False), "build at least one stream"),
+        (dict(audio_num_attention_heads=4, audio_attention_head_dim=4), "must equal num_attention_heads"),
+        (dict(audio_cross_attention_dim=32), "audio_cross_attention_dim must equal"),
+        (dict(positional_embedding_max_pos=(20, 2048)), "video positional max_pos must be 3"),
+        (dict(attention_head_dim=15), "must be even"),
+    ],
+)
+def test_config_validation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        cfgs.tiny("2.3", **overrides)
+
+
+def test_forward_input_errors():
+    config = cfgs.tiny("2.3", audio=False)
+    model = LTX2Transformer(config)
+    video, _ = make_streams(cfgs.tiny("2.3"))
+    _, audio = make_streams(cfgs.tiny("2.3"))
+    with pytest.raises(ValueError, match="builds no audio stream"):
+        model(video, audio)
+    with pytest.raises(ValueError, match="both None"):
+        model(None, None)
+    with pytest.raises(ValueError, match="outside 0..1"):
+        model(video, None, Skip(video_self_attention=frozenset({2})))
+    with pytest.raises(ValueError, match="channels"):
+        model(replace(video, latent=video.latent[..., :4]), None)
