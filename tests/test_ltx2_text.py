@@ -4,6 +4,8 @@ diffusers 0.42.1; Gemma loading (single file, HF folder), tokenizer search, the 
 Tiny configs, fp32, random weights; the same weights go into ours and the reference.
 """
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -414,3 +416,207 @@ def test_streamed_gemma_equals_resident(gemma3_files):
     d = max(_max_diff(a, b) for a, b in zip(resident, streamed))
     assert len(streamed) == gemma.num_states and d <= 1e-6, f"streamed vs resident: max abs {d:.2e}"
     assert all(p.device.type == "cpu" for p in gemma.model.parameters())
+
+
+def _bytes_tensor(data: bytes) -> torch.Tensor:
+    return torch.tensor(list(data), dtype=torch.uint8)
+
+
+def test_gemma4_packed_file_and_folder_equal_diffusers(tmp_path):
+    """A tiny LTX-2.5-style packed Gemma 4 file (gemma_config metadata, tokenizer_json, the feature projection
+    text_embedding_projection.*) and the same model as an HF folder; the 2.5 path equals diffusers'."""
+    from videodit.model.ltx2.gemma import load_gemma
+    from videodit.model.ltx2.text_encoder import load_text_path
+
+    model, tokenizer = _gemma4(seed=1), _tokenizer(add_bos=True)
+    text_path = _text_path_for(model, "2.5")
+    projection = {
+        "text_embedding_projection." + k[len("feature_extractor.") :]: v
+        for k, v in text_path.state_dict().items()
+        if k.startswith("feature_extractor.")
+    }
+    folder = tmp_path / "gemma-4-tiny"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    tokenizer_config = (folder / "tokenizer_config.json").read_bytes()
+    packed = tmp_path / "gemma4-tiny-with-proj.safetensors"
+    extra = {
+        **projection,
+        "tokenizer_json": _bytes_tensor(tokenizer.backend_tokenizer.to_str().encode()),
+        "hf_asset__tokenizer_config.json": _bytes_tensor(tokenizer_config),
+    }
+    _comfy_file(packed, model, extra, metadata={"gemma_config": json.dumps(model.config.to_dict())})
+
+    gemma_file, gemma_folder = load_gemma(packed, dtype=torch.float32), load_gemma(folder, dtype=torch.float32)
+    assert gemma_file.family == "gemma4_unified" and set(gemma_file.projection) == {
+        k[len("text_embedding_projection.") :] for k in projection
+    }
+    # connectors from an "LTX-2.5 transformer file", feature projection from the Gemma file
+    from safetensors.torch import save_file
+    from videodit.model.checkpoint import SafetensorsFile
+
+    dit = tmp_path / "ltx-2.5-tiny-transformer.safetensors"
+    save_file({tc.official_key(k): v for k, v in text_path.state_dict().items() if "connector" in k}, str(dit))
+    loaded = load_text_path(text_path.config, [SafetensorsFile(str(dit))], torch.float32, gemma_file.projection)
+
+    ours = _encoder(gemma_file, loaded, "2.5").encode_prompts(PROMPTS)
+    other = _encoder(gemma_folder, text_path, "2.5").encode_prompts(PROMPTS)
+    ref_video, ref_audio = _diffusers_text(model, tokenizer, text_path, PROMPTS)
+    dv, da = _max_diff(ours.video, ref_video), _max_diff(ours.audio, ref_audio)
+    print(f"Gemma 4 whole path 2.5 vs diffusers: video {dv:.2e}, audio {da:.2e}")
+    assert dv <= TOL and da <= TOL, f"Gemma 4: video {dv:.2e}, audio {da:.2e} vs diffusers"
+    d = max(_max_diff(ours.video, other.video), _max_diff(ours.audio, other.audio))
+    assert d <= 1e-6, f"packed file vs HF folder: max abs {d:.2e}"
+
+
+def test_ltx25_prompt_rule_prepends_bos():
+    """Gemma 4's tokenizer adds no BOS: the 2.5 rule (LTX-2 HEAD) prepends it; the 2.3 rule (ltx-core 1.0.0)
+    does not. Both pad on the left to max_tokens and truncate there."""
+    from videodit.model.ltx2.text_encoder import prompt_rule, tokenize
+
+    tokenizer = _tokenizer(add_bos=False)
+    plain = tokenizer(["a red ball", " ".join(WORDS)])["input_ids"]
+    ids25, mask25 = tokenize(tokenizer, ["a red ball", " ".join(WORDS)], prompt_rule("2.5", TOKENS))
+    ids23, mask23 = tokenize(tokenizer, ["a red ball", " ".join(WORDS)], prompt_rule("2.3", TOKENS))
+    bos, pad = tokenizer.bos_token_id, tokenizer.pad_token_id
+    assert ids25[0].tolist() == [pad] * (TOKENS - 4) + [bos] + plain[0]
+    assert ids25[1].tolist() == ([bos] + plain[1])[:TOKENS] and bool(mask25[1].all())
+    assert ids23[0].tolist() == [pad] * (TOKENS - 3) + plain[0] and mask23[0].sum() == 3
+    assert ids23[1].tolist() == plain[1][:TOKENS]
+
+
+def test_missing_tokenizer_lists_every_place(tmp_path, monkeypatch):
+    from videodit.model.ltx2.gemma import load_gemma
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    file = tmp_path / "text_encoders" / "gemma_3_tiny.safetensors"
+    file.parent.mkdir()
+    _comfy_file(file, _gemma3(layers=1))
+    with pytest.raises(FileNotFoundError) as error:
+        load_gemma(file, dtype=torch.float32, tokenizer_dir=str(tmp_path / "my-tokenizer"))
+    message = str(error.value)
+    for place in (
+        str(tmp_path / "my-tokenizer"),
+        f"inside {file}",
+        f"{file}.tokenizer",
+        str(tmp_path / "text_encoders" / "gemma_3_tiny.tokenizer"),
+        str(tmp_path / "text_encoders" / "tokenizer"),
+        "google/gemma-3-12b-it in the Hugging Face cache",
+    ):
+        assert place in message, f"{place!r} missing from:\n{message}"
+
+
+def test_gemma_file_is_named_as_a_text_encoder(tmp_path):
+    """(g) a Gemma file given to the LTX checkpoint detection is recognised and named as the text encoder."""
+    from videodit.model.checkpoint import SafetensorsFile
+    from videodit.model.ltx2.gemma import describe_gemma, is_gemma_file
+
+    file = tmp_path / "gemma_3_12B_it.safetensors"
+    _comfy_file(file, _gemma3(layers=1))
+    keys = SafetensorsFile(str(file)).keys()
+    assert is_gemma_file(keys)
+    assert "Gemma 3 text encoder" in describe_gemma(keys) and "models/text_encoders" in describe_gemma(keys)
+    hf_keys = [f"model.language_model.{k}" for k in _gemma4().model.language_model.state_dict()]
+    assert is_gemma_file(hf_keys) and "Gemma 4 text encoder" in describe_gemma(hf_keys)
+    ltx_keys = [f"model.diffusion_model.{k}" for k in _ours(_layouts()[1][1]).state_dict()] + ["vae.decoder.x"]
+    assert not is_gemma_file(ltx_keys)
+
+
+def _quantize_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = weight.abs().max() / 448.0
+    return (weight / scale).to(torch.float8_e4m3fn), scale.reshape(())
+
+
+def test_mixed_fp8_file_loads_and_other_mixed_formats_are_refused(tmp_path):
+    """ComfyUI mixed quantisation: fp8 layers (comfy_quant + weight_scale) load as fp8 x scale; an nvfp4 file is
+    refused with a message naming the format."""
+    from safetensors.torch import load_file, save_file
+    from videodit.model.checkpoint import CheckpointError
+    from videodit.model.ltx2.gemma import load_gemma
+
+    plain = tmp_path / "gemma_3_tiny_bf16.safetensors"
+    _comfy_file(plain, _gemma3(layers=1))
+    tensors = load_file(str(plain))
+    layer = "model.layers.0.mlp.down_proj"
+    tensors[layer + ".weight"], tensors[layer + ".weight_scale"] = _quantize_fp8(tensors[layer + ".weight"])
+    tensors[layer + ".comfy_quant"] = _bytes_tensor(json.dumps({"format": "float8_e4m3fn"}).encode())
+    mixed = tmp_path / "gemma_3_tiny_fp8_mixed.safetensors"
+    save_file(tensors, str(mixed))
+    _tokenizer(add_bos=True).save_pretrained(str(mixed) + ".tokenizer")
+    gemma = load_gemma(mixed, dtype=torch.float32)
+    expected = tensors[layer + ".weight"].to(torch.float32) * tensors[layer + ".weight_scale"]
+    loaded = gemma.model.layers[0].mlp.down_proj.weight
+    assert gemma.storage == "mixed fp8 (comfy_quant)" and _max_diff(loaded, expected) == 0.0
+
+    tensors[layer + ".comfy_quant"] = _bytes_tensor(json.dumps({"format": "nvfp4"}).encode())
+    fp4 = tmp_path / "gemma_3_tiny_fp4_mixed.safetensors"
+    save_file(tensors, str(fp4))
+    with pytest.raises(CheckpointError, match=r"gemma_3_tiny_fp4_mixed.*mixed quantisation with format\(s\) nvfp4"):
+        load_gemma(fp4, dtype=torch.float32)
+
+
+def test_wrong_gemma_family_for_the_checkpoint_is_named(gemma3_files):
+    from videodit.model.checkpoint import CheckpointError
+    from videodit.model.ltx2.gemma import load_gemma
+    from videodit.model.ltx2.text_encoder import check_gemma_matches
+
+    gemma = load_gemma(gemma3_files[3], dtype=torch.float32)
+    check_gemma_matches({"model_version": "2.3.0"}, gemma, "ltx-2.3.safetensors")
+    with pytest.raises(
+        CheckpointError, match="LTX-2.5.0 transformer needs the LTX-2.5 Gemma 4 text encoder, got Gemma 3"
+    ):
+        check_gemma_matches({"model_version": "2.5.0"}, gemma, "ltx-2.5-transformer.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (f) full-size key sets
+
+
+LTX20_TRANSFORMER = {  # the text-side fields of the LTX-2.0 19B metadata config["transformer"]
+    "num_attention_heads": 32,
+    "attention_head_dim": 128,
+    "audio_num_attention_heads": 32,
+    "audio_attention_head_dim": 64,
+    "caption_channels": 3840,
+    "connector_num_attention_heads": 30,
+    "connector_attention_head_dim": 128,
+    "connector_num_layers": 2,
+    "connector_positional_embedding_max_pos": [4096],
+    "rope_type": "split",
+    "frequencies_precision": "float64",
+}
+LTX23_TRANSFORMER = {
+    **LTX20_TRANSFORMER,
+    "caption_proj_before_connector": True,
+    "caption_projection_first_linear": False,
+    "caption_proj_input_norm": False,
+    "caption_projection_second_linear": False,
+    "connector_num_attention_heads": 32,
+    "connector_num_layers": 8,
+    "audio_connector_num_attention_heads": 32,
+    "audio_connector_attention_head_dim": 64,
+    "audio_connector_num_layers": 8,
+    "connector_apply_gated_attention": True,
+}
+
+
+@pytest.mark.parametrize("name,transformer", [("2.0", LTX20_TRANSFORMER), ("2.3", LTX23_TRANSFORMER)])
+def test_full_size_connector_keys_equal_ltx_core(name, transformer):
+    from ltx_core.model.transformer.model_configurator import _build_caption_projections
+    from ltx_core.text_encoders.gemma.encoders.encoder_configurator import EmbeddingsProcessorConfigurator
+
+    with torch.device("meta"):
+        core = EmbeddingsProcessorConfigurator.from_config({"transformer": transformer})
+        ours = tc.TextPath(tc.text_path_from_metadata(transformer, 3840, 49))
+    captions = _build_caption_projections({"transformer": transformer}, is_av=True)
+    expected = {k: tuple(v.shape) for k, v in core.state_dict().items()}
+    for prefix, module in zip(("caption_projection.", "audio_caption_projection."), captions):
+        if module is not None:
+            expected.update({prefix + k: tuple(v.shape) for k, v in module.state_dict().items()})
+    got = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
+    assert got == expected, f"{name}: differing keys {sorted(set(got) ^ set(expected))[:5]}, shapes " + str(
+        [(k, got[k], expected[k]) for k in got.keys() & expected.keys() if got[k] != expected[k]][:5]
+    )
+    preset = tc.ltx20_text_path() if name == "2.0" else tc.ltx23_text_path()
+    assert tc.text_path_from_metadata(transformer, 3840, 49) == preset

@@ -241,7 +241,7 @@ def _text_index(file: SafetensorsFile, prefix: str, top_level: set[str]) -> tupl
                 raise CheckpointError(f"{file.path}: {layer} is fp8 without a per-tensor {scale}")
             info.scale_key = scale
         index[key] = info
-    projection = {k[len(PROJECTION_PREFIX) :]: v for k, v in build_index(file, PROJECTION_PREFIX).items()}
+    projection = build_index(file, PROJECTION_PREFIX)  # keys without the prefix
     dtypes = sorted({info.dtype for info in index.values()})
     if formats:
         storage = "mixed fp8 (comfy_quant)"
