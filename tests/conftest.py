@@ -12,6 +12,23 @@ BUILTIN_CHECKPOINT = os.path.join(REPO, "weights", "videodit-tiny.safetensors")
 BUILTIN_TEXT_ENCODER = os.path.join(REPO, "weights", "t5-tiny.safetensors")
 
 
+class RepoRootIsAPlainDirectory:
+    """The repo root holds the pack's ComfyUI entry point (__init__.py with relative imports), so pytest would make it
+    a Package and import that file as a top-level module named after the checkout folder: a second copy of the pack
+    in the "main" checkout, and an ImportError in every test of a "ComfyUI-VideoDiT" checkout (not an identifier).
+    A directory's collector is chosen by its parent's conftests, so this hook is registered as a global plugin."""
+
+    @staticmethod
+    def pytest_collect_directory(path, parent):
+        if path == parent.config.rootpath:
+            return pytest.Dir.from_parent(parent, path=path)
+        return None
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(RepoRootIsAPlainDirectory(), "videodit-repo-root-dir")
+
+
 @dataclass
 class TinyModels:
     models_dir: str  # ComfyUI-style folder: checkpoints/, text_encoders/

@@ -73,6 +73,10 @@ def page(tmp_path_factory):
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",  # no calls to Google's hosts from a machine with no network
+            "--disable-component-update",
+            "--disable-sync",
             f"--remote-debugging-port={port}",
             f"--user-data-dir={profile}",
             "about:blank",
