@@ -16,9 +16,10 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .norm import RMSNorm
-from .rope import apply_rope
+from .rope import apply_rope, apply_split_rope
 
 QK_NORM_EPS = 1e-5
+ROPE_TYPES = ("interleaved", "split")
 
 _ALL = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.MATH]
 
@@ -77,20 +78,41 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
 
 
 class Attention(nn.Module):
-    """Multi-head attention with RMSNorm on the full-width q and k; optional RoPE (self-attention only)."""
+    """Multi-head attention with RMSNorm on the full-width q and k; optional RoPE and per-head output gates.
 
-    def __init__(self, dim: int, heads: int, context_dim: int):
+    dim: query width (and output width); context_dim: key/value input width; inner_dim: heads * head_dim
+    (default dim). rope_type: how `rope` rotates q and k: "interleaved" (channel pairs over the full width, 0.9.x)
+    or "split" (the two halves of each head, LTX-2). gated: a per-head gate 2 * sigmoid(to_gate_logits(x)) on the
+    attention output before to_out (1 at zero init; LTX-2.3+).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        context_dim: int,
+        *,
+        inner_dim: int | None = None,
+        qk_norm_eps: float = QK_NORM_EPS,
+        rope_type: str = "interleaved",
+        gated: bool = False,
+    ):
         super().__init__()
+        if rope_type not in ROPE_TYPES:
+            raise ValueError(f"Attention rope_type must be one of {ROPE_TYPES}, got {rope_type!r}")
+        inner_dim = dim if inner_dim is None else inner_dim
         self.heads = heads
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(context_dim, dim)
-        self.to_v = nn.Linear(context_dim, dim)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
-        self.q_norm = RMSNorm(dim, QK_NORM_EPS)
-        self.k_norm = RMSNorm(dim, QK_NORM_EPS)
+        self.rope_type = rope_type
+        self.to_q = nn.Linear(dim, inner_dim)
+        self.to_k = nn.Linear(context_dim, inner_dim)
+        self.to_v = nn.Linear(context_dim, inner_dim)
+        self.to_out = nn.ModuleList([nn.Linear(inner_dim, dim)])
+        self.q_norm = RMSNorm(inner_dim, qk_norm_eps)
+        self.k_norm = RMSNorm(inner_dim, qk_norm_eps)
+        self.to_gate_logits = nn.Linear(dim, heads) if gated else None
 
     def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """context (B, M, C) -> normed keys, values, each (B, M, D)."""
+        """context (B, M, C) -> normed keys, values, each (B, M, inner_dim)."""
         return self.k_norm(self.to_k(context)), self.to_v(context)
 
     def forward(
@@ -101,20 +123,32 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         skip_mode: str | None = None,
         perturbed: torch.Tensor | None = None,
+        key_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """x (B, N, D), context (B, M, C) or its project_context() output -> (B, N, D). skip_mode/perturbed: STG
-        replacement of the attention output (before to_out) for the perturbed samples."""
+        """x (B, N, dim), context (B, M, C) or its project_context() output -> (B, N, dim).
+
+        rope rotates q (and k unless key_rope is given; cross-modal attention rotates keys with the other stream's
+        positions). skip_mode/perturbed: STG replacement of the attention output (before the gate and to_out) for
+        the perturbed samples.
+        """
         q = self.q_norm(self.to_q(x))
         k, v = context if isinstance(context, tuple) else self.project_context(context)
-        if rope is not None:
+        key_rope = rope if key_rope is None else key_rope
+        if rope is not None and self.rope_type == "interleaved":
             q = apply_rope(q, *rope)
-            k = apply_rope(k, *rope)
-        batch, _, dim = q.shape
-        # (B, N, D) -> (B, H, N, d)
+            k = apply_rope(k, *key_rope)
+        batch, _, inner = q.shape
+        # (B, N, inner) -> (B, H, N, d)
         q, k, vh = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))
+        if rope is not None and self.rope_type == "split":
+            q = apply_split_rope(q, *rope)
+            k = apply_split_rope(k, *key_rope)
         out = attention(q, k, vh, bias)
-        out = out.transpose(1, 2).reshape(batch, -1, dim).to(q.dtype)  # (B, N, D)
+        out = out.transpose(1, 2).reshape(batch, -1, inner).to(q.dtype)  # (B, N, inner)
         if skip_mode is not None:
             replacement = v if skip_mode == "attention_values" else x
             out = torch.where(perturbed[:, None, None], replacement, out)
+        if self.to_gate_logits is not None:
+            gates = 2.0 * torch.sigmoid(self.to_gate_logits(x))  # (B, N, H)
+            out = (out.unflatten(-1, (self.heads, -1)) * gates[..., None]).flatten(-2)
         return self.to_out[0](out)

@@ -9,10 +9,16 @@ import math
 import torch
 
 
-def rope_frequencies(dim: int, theta: float, device: torch.device | None = None) -> torch.Tensor:
-    """dim // 6 base angular frequencies, log-spaced from pi/2 to theta * pi/2 -> (dim // 6,) float32."""
-    exponents = torch.linspace(0.0, 1.0, dim // 6, dtype=torch.float32, device=device)
-    return theta**exponents * math.pi / 2
+def rope_frequencies(
+    dim: int, theta: float, device: torch.device | None = None, *, axes: int = 3, float64: bool = False
+) -> torch.Tensor:
+    """dim // (2 * axes) base angular frequencies, log-spaced from pi/2 to theta * pi/2 -> float32.
+
+    float64: compute the grid in double precision and round once to float32 (LTX-2 `frequencies_precision`).
+    """
+    grid_dtype = torch.float64 if float64 else torch.float32
+    exponents = torch.linspace(0.0, 1.0, dim // (2 * axes), dtype=grid_dtype, device=device)
+    return (theta**exponents * math.pi / 2).to(torch.float32)
 
 
 def rope_cos_sin(
@@ -41,3 +47,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     a, b = x[..., identity:].unflatten(-1, (-1, 2)).unbind(-1)  # each (B, N, P)
     rotated = torch.stack((a * cos - b * sin, b * cos + a * sin), dim=-1).flatten(-2)  # (B, N, 2P)
     return torch.cat((x[..., :identity], rotated), dim=-1)
+
+
+def apply_split_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each head's two halves (a | b) -> (a cos - b sin | b cos + a sin) (LTX-2 "split" RoPE).
+
+    x: (B, H, N, d); cos/sin: (B or 1, H, N, d / 2).
+    """
+    a, b = x.chunk(2, dim=-1)
+    return torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)

@@ -44,14 +44,15 @@ class TimestepEmbedding(nn.Module):
 
 
 class AdaLNSingle(nn.Module):
-    """One shared timestep embedding for the whole network (PixArt adaLN-single)."""
+    """One shared timestep embedding for the whole network (PixArt adaLN-single); `coefficient` modulation rows
+    of width D (6 in 0.9.x; LTX-2 also uses 9, 4, 2 and 1)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, coefficient: int = 6):
         super().__init__()
         self.emb = TimestepEmbedding(dim)
-        self.linear = nn.Linear(dim, 6 * dim)
+        self.linear = nn.Linear(dim, coefficient * dim)
 
     def forward(self, t: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """(M,) scaled timesteps -> modulation (M, 6D), embedded_timestep (M, D)."""
+        """(M,) scaled timesteps -> modulation (M, coefficient * D), embedded_timestep (M, D)."""
         embedded = self.emb(t, dtype)
         return self.linear(F.silu(embedded)), embedded
