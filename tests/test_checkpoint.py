@@ -79,6 +79,14 @@ VAE_BLOCKS = {
 }
 
 
+def assert_same_after_file_round_trip(loaded: torch.Tensor, source: torch.Tensor) -> None:
+    """fp32 outputs of a model loaded from a file against the in-memory model. Not bit-equal on every CPU:
+    tensors loaded as views of the memory-mapped file can sit at unaligned addresses, and the CPU convolution
+    then rounds differently (1.3e-5 seen); 1e-4 absolute on outputs of order 1 is far below any real mismatch."""
+    diff = (loaded - source).abs().max().item()
+    assert diff <= 1e-4, f"max abs diff {diff:.3g} > 1e-4 after the file round trip"
+
+
 def vae_metadata(version: str) -> dict:
     return {
         "_class_name": "CausalVideoAutoencoder",
@@ -206,8 +214,8 @@ def test_round_trip_official_layout(tmp_path):
     assert_same_state(ckpt.vae, vae)
     assert not any(p.requires_grad for p in ckpt.transformer.parameters())
     inputs = dit_inputs()
-    assert torch.equal(dit_out(ckpt.transformer, inputs), dit_out(transformer, inputs))
-    assert torch.equal(vae_out(ckpt.vae), vae_out(vae))
+    assert_same_after_file_round_trip(dit_out(ckpt.transformer, inputs), dit_out(transformer, inputs))
+    assert_same_after_file_round_trip(vae_out(ckpt.vae), vae_out(vae))
 
 
 @pytest.mark.parametrize("version", ["0.9.0", "0.9.1", "0.9.5"])
@@ -226,8 +234,8 @@ def test_config_inferred_without_metadata(tmp_path, version):
     assert ckpt.scheduler_config["sampler"] == expected_sampler
     assert_same_state(ckpt.vae, vae)
     inputs = dit_inputs()
-    assert torch.equal(dit_out(ckpt.transformer, inputs), dit_out(transformer, inputs))
-    assert torch.equal(vae_out(ckpt.vae), vae_out(vae))
+    assert_same_after_file_round_trip(dit_out(ckpt.transformer, inputs), dit_out(transformer, inputs))
+    assert_same_after_file_round_trip(vae_out(ckpt.vae), vae_out(vae))
 
 
 @pytest.mark.parametrize(
