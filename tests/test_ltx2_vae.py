@@ -196,6 +196,10 @@ def test_encode_decode_match_ltx_core(case):
     print(f"{case}: encode {d_enc:.2e} decode {d_dec:.2e} default-timestep decode {d_default:.2e}")
     assert max(d_enc, d_dec, d_default) <= TOL, f"{case}: encode {d_enc:.2e} decode {d_dec:.2e} {d_default:.2e}"
     assert ref.abs().max() > 0.5  # non-trivial output
+    if md["timestep_conditioning"]:  # the decode noise reaches the output: another seed is a different video
+        with torch.no_grad():
+            other = ours.decode_normalized(latent, timestep, generator=torch.Generator().manual_seed(99))
+        assert max_diff(other, ref) > 1e-3
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -414,3 +418,13 @@ def test_full_size_upsampler_keys_match_references(kind):
             assert ours == shapes(diffusers_upsampler(md))
     if md.get("rational_resampler"):
         assert ours["upsampler.blur_down.kernel"] == (1, 1, 5, 5)  # a buffer the files carry
+
+
+def test_diffusers_default_vae_is_the_2_0_layout():
+    """AutoencoderKLLTX2Video() with its own defaults expects the keys of the LTX-2.0 layout (official -> diffusers)."""
+    md = full_metadata("2.0")
+    with torch.device("meta"):
+        ours = shapes(LTX2VideoVAE(ltx2_vae_config(md)))
+        dif = shapes(dif_vae.AutoencoderKLLTX2Video())
+    renamed = {diffusers_name(k, len(md["encoder_blocks"]), len(md["decoder_blocks"])): v for k, v in ours.items()}
+    assert {k: v for k, v in renamed.items() if k is not None} == dif

@@ -16,7 +16,8 @@ the central `blend * W` of the overlap; the outer (1 - blend) * W / 2 on each si
 Weights of neighbouring pieces sum to 1.
 
 Tolerance. The decoder has no global operation (PixelNorm is per voxel; the timestep embedding does not depend on
-the latent), so an output voxel depends only on latents within the decoder's reach (`decoder_reach`, in output
+the latent; the one exception, the one-group GroupNorm shortcut of an LTX-2 `res_x_y` decoder block, is in no
+released decoder), so an output voxel depends only on latents within the decoder's reach (`decoder_reach`, in output
 units). Whenever the zero-weight margin (1 - blend) * W / 2 of every overlap covers that reach - `exact_overlap(config,
 blend)` gives the smallest such overlaps - the tiled decode equals the plain decode up to float rounding: max abs
 difference <= 5e-5 in fp32 for outputs of magnitude ~10 (tested; measured 0 to 2.1e-5). This includes the 0.9.1
