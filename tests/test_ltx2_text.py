@@ -620,3 +620,26 @@ def test_full_size_connector_keys_equal_ltx_core(name, transformer):
     )
     preset = tc.ltx20_text_path() if name == "2.0" else tc.ltx23_text_path()
     assert tc.text_path_from_metadata(transformer, 3840, 49) == preset
+
+
+def test_comfy_embedded_sentencepiece_needs_protobuf(tmp_path, monkeypatch):
+    """A ComfyUI file's spiece_model is used when protobuf can read it; without protobuf the search says so
+    (transformers would otherwise build an empty tokenizer from it) and goes on to the next place."""
+    import importlib.util
+
+    from videodit.model.ltx2.gemma import load_gemma
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name.startswith("google") else real(name, *a)
+    )
+    file = tmp_path / "gemma_3_tiny.safetensors"
+    _comfy_file(file, _gemma3(layers=1), {"spiece_model": _bytes_tensor(b"not read")})
+    _tokenizer(add_bos=True).save_pretrained(tmp_path / "tokenizer")
+    gemma = load_gemma(file, dtype=torch.float32)  # found in the tokenizer/ folder beside the file instead
+    assert len(gemma.tokenizer) == len(WORDS) + 4
+    (tmp_path / "tokenizer" / "tokenizer.json").unlink()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    with pytest.raises(FileNotFoundError, match="spiece_model .* needs the protobuf package"):
+        load_gemma(file, dtype=torch.float32)

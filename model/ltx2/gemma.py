@@ -18,6 +18,7 @@ Weights are filled tensor by tensor into a model built on the meta device (check
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -323,6 +324,16 @@ def _embedded_tokenizer(file: SafetensorsFile):
         return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(blob.decode()), **kwargs)
     if "spiece_model" in file.tensors:
         from transformers import GemmaTokenizer
+
+        try:
+            has_protobuf = importlib.util.find_spec("google.protobuf") is not None
+        except ModuleNotFoundError:
+            has_protobuf = False
+        if not has_protobuf:
+            # without protobuf, transformers cannot read a sentencepiece model and silently builds an empty one
+            raise ImportError(
+                "its spiece_model (a sentencepiece model) needs the protobuf package: pip install protobuf"
+            )
 
         with tempfile.TemporaryDirectory() as folder:
             with open(os.path.join(folder, "tokenizer.model"), "wb") as f:
