@@ -16,8 +16,7 @@ Where the Gemma features are projected to each stream's width depends on the ver
 
 Module names follow the official files after their prefixes (see OFFICIAL_PREFIXES), so a checkpoint fills these
 modules with a prefix swap only.
-TODO(blocks): gated attention and split RoPE are written here because model/blocks has neither yet; move them
-there once the LTX-2 transformer adds its own.
+Attention (gated heads, split RoPE) is model/blocks' and the RoPE grid model/ltx2/rope.py's, as in the transformer.
 """
 
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..blocks.attention import attention
+from ..blocks.attention import Attention
 from ..blocks.feedforward import CaptionProjection, FeedForward
-from ..blocks.norm import RMSNorm, rms_norm
-from ..blocks.rope import apply_rope
+from ..blocks.norm import rms_norm
+from .rope import rope_cos_sin
 from .text_features import FeatureConfig, build_feature_extractor
 
 NORM_EPS = 1e-6  # block pre-norms, final norm and the q/k norms of the connector
@@ -73,64 +72,30 @@ class ConnectorConfig:
 
 
 def connector_rope(config: ConnectorConfig, tokens: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin for positions 0..tokens-1. split: (1, H, T, head_dim / 2); interleaved: (1, T, dim / 2)."""
-    grid_dtype = torch.float64 if config.rope_double_precision else torch.float32
-    exponents = torch.linspace(0.0, 1.0, config.dim // 2, dtype=grid_dtype, device=device)
-    freqs = (config.rope_theta**exponents * torch.pi / 2).to(torch.float32)  # (dim / 2,)
-    positions = torch.arange(tokens, dtype=torch.float32, device=device) / config.rope_max_pos
-    angles = freqs * (positions[:, None] * 2 - 1)  # (T, dim / 2)
-    if config.rope_type == "split":
-        angles = angles.unflatten(-1, (config.heads, -1)).transpose(0, 1)[None]  # (1, H, T, head_dim / 2)
-    else:
-        angles = angles[None]
-    return angles.cos().to(dtype), angles.sin().to(dtype)
-
-
-def apply_split_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (B, H, T, d) = [x1 | x2] -> [x1 cos - x2 sin | x2 cos + x1 sin]; cos/sin (1 or B, H, T, d / 2)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
-
-
-class ConnectorAttention(nn.Module):
-    """Self-attention with learned q/k RMSNorm over all heads, RoPE, optional per-head output gates."""
-
-    def __init__(self, config: ConnectorConfig):
-        super().__init__()
-        dim = config.dim
-        self.heads = config.heads
-        self.rope_type = config.rope_type
-        self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(dim, dim)
-        self.to_v = nn.Linear(dim, dim)
-        self.to_out = nn.ModuleList([nn.Linear(dim, dim)])
-        self.q_norm = RMSNorm(dim, NORM_EPS)
-        self.k_norm = RMSNorm(dim, NORM_EPS)
-        self.to_gate_logits = nn.Linear(dim, config.heads) if config.gated_attention else None
-
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], bias=None) -> torch.Tensor:
-        """x (B, T, D) -> (B, T, D). bias: additive, broadcastable to (B, H, T, T), or None."""
-        batch, tokens, dim = x.shape
-        q, k, v = self.q_norm(self.to_q(x)), self.k_norm(self.to_k(x)), self.to_v(x)
-        if self.rope_type == "interleaved":
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-        q, k, v = (t.unflatten(-1, (self.heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d)
-        if self.rope_type == "split":
-            q, k = apply_split_rope(q, *rope), apply_split_rope(k, *rope)
-        out = attention(q, k, v, bias).transpose(1, 2)  # (B, T, H, d)
-        if self.to_gate_logits is not None:
-            out = out * (2.0 * torch.sigmoid(self.to_gate_logits(x)))[..., None]
-        return self.to_out[0](out.reshape(batch, tokens, dim))
+    """cos, sin for positions 0..tokens-1 (fraction p / rope_max_pos, one axis), in Attention's layout."""
+    positions = torch.arange(tokens, dtype=torch.float32, device=device)[None, None, :, None].expand(-1, -1, -1, 2)
+    return rope_cos_sin(
+        positions,
+        config.dim,
+        config.heads,
+        config.rope_theta,
+        (config.rope_max_pos,),
+        config.rope_type,
+        config.rope_double_precision,
+        dtype,
+    )
 
 
 class ConnectorBlock(nn.Module):
     def __init__(self, config: ConnectorConfig):
         super().__init__()
-        self.attn1 = ConnectorAttention(config)
+        options = dict(qk_norm_eps=NORM_EPS, rope_type=config.rope_type, gated=config.gated_attention)
+        self.attn1 = Attention(config.dim, config.heads, config.dim, **options)
         self.ff = FeedForward(config.dim, 4 * config.dim)
 
     def forward(self, h: torch.Tensor, rope, bias=None) -> torch.Tensor:
-        h = h + self.attn1(rms_norm(h, NORM_EPS), rope, bias)
+        normed = rms_norm(h, NORM_EPS)
+        h = h + self.attn1(normed, normed, bias=bias, rope=rope)
         return h + self.ff(rms_norm(h, NORM_EPS))
 
 
