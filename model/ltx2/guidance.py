@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .streams import Skip
+from .streams import NO_SKIP, Skip
 
 PASSES = ("cond", "uncond", "perturbed", "isolated")
 
@@ -127,9 +127,9 @@ class MultiModalGuidance:
 
     def passes(self, num_layers: int) -> tuple[GuidancePass, ...]:
         """The passes of a guided step, in ltx-pipelines' order; num_layers: the transformer's block count."""
-        plan = [GuidancePass("cond", False, Skip())]
+        plan = [GuidancePass("cond", False, NO_SKIP)]
         if self.video.uses_uncond or self.audio.uses_uncond:
-            plan.append(GuidancePass("uncond", True, Skip()))
+            plan.append(GuidancePass("uncond", True, NO_SKIP))
         if self.video.uses_perturbed or self.audio.uses_perturbed:
             stg = Skip(
                 video_self_attention=self.video.stg_skip_blocks(num_layers),

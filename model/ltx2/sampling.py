@@ -25,7 +25,7 @@ from .latents import (
     video_state,
 )
 from .schedules import distilled_sigmas
-from .streams import Skip, Stream
+from .streams import NO_SKIP, Skip, Stream
 
 Denoiser = Callable[[Stream | None, Stream | None, Skip], tuple[torch.Tensor | None, torch.Tensor | None]]
 Prediction = tuple[torch.Tensor | None, torch.Tensor | None]  # denoised (video, audio) tokens
@@ -86,7 +86,7 @@ def guided_prediction(
     """Denoised (video, audio) tokens at σ: one plain pass without guidance, else the guidance's passes combined.
     The uncond pass reads each modality's negative text where given, else its positive text."""
     if guidance is None:
-        return _run_pass(denoiser, video, audio, sigma, positive, Skip())
+        return _run_pass(denoiser, video, audio, sigma, positive, NO_SKIP)
     negative = negative or TextContext()
     negative_text = TextContext(
         video=positive.video if negative.video is None else negative.video,
