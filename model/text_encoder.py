@@ -7,7 +7,7 @@ Files read by `load_text_encoder`:
     config comes from the metadata "config" (what `save_text_encoder` writes) or is inferred from the shapes.
   * a Hugging Face / diffusers folder: config.json + model*.safetensors (sharded or not), or a diffusers pipeline
     folder holding text_encoder/ and tokenizer/.
-Weights are filled tensor by tensor into a model built on the meta device (checkpoint.fill_module), never unpickled.
+Weights are filled tensor by tensor into a model built on the meta device (checkpoint/fill.py), never unpickled.
 
 Encoding follows the official pipeline: prompt.strip(), EOS appended, padded to max_tokens, truncated at
 max_tokens, attention mask passed to T5; the output is T5's last hidden state (after the final RMSNorm).
@@ -24,18 +24,9 @@ import re
 import torch
 from transformers import AutoTokenizer, ByT5Tokenizer, T5Config, T5EncoderModel
 
-from .checkpoint import (
-    CheckpointError,
-    SafetensorsFile,
-    TensorInfo,
-    build_index,
-    check_dtype,
-    describe_keys,
-    fill_module,
-    parameters_on_meta,
-    read_json,
-    save_safetensors,
-)
+from .checkpoint.files import CheckpointError, SafetensorsFile, TensorInfo, check_dtype, read_json, save_safetensors
+from .checkpoint.fill import build_index, fill_module, parameters_on_meta
+from .checkpoint.keys import describe_keys
 from .sampling import TextCondition
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,10 @@
 """Checkpoint loading: official single file (with and without metadata, fp16, fp8, scaled fp8), diffusers folders
-written by diffusers' own classes, the latent upsampler file, and the errors for files that are not what they seem.
-All models are tiny and random; files go to tmp_path."""
+written by diffusers' own classes, the latent upsampler file, family detection (LTX-Video 0.9.x, LTX-2) and the
+errors for files that are not what they seem. All models are tiny and random; files go to tmp_path.
+
+Outputs of models loaded from a file are compared with a tolerance (ROUND_TRIP_TOL), never bit for bit: the loaded
+fp32 tensors are memory-mapped views that may sit at unaligned addresses, and CPU kernels then round differently
+(1.3e-5 seen on VAE decodes). The stored tensors themselves are compared exactly (same dtype: exact by construction)."""
 
 import json
 import os
@@ -11,12 +15,13 @@ import torch
 from safetensors.torch import save_file
 from videodit.model.checkpoint import (
     CheckpointError,
+    describe_keys,
+    detect_family,
     diffusers_dit_key,
     diffusers_vae_key,
     infer_vae_config,
     load_checkpoint,
     load_latent_upsampler,
-    official_transformer_metadata,
     save_checkpoint,
     save_safetensors,
     vae_generation,
@@ -26,6 +31,8 @@ from videodit.model.ltxv.upsampler import LatentUpsampler, UpsamplerConfig
 from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
 
 LATENT = 16
+# fp32 outputs of a model loaded from a file vs the model that was saved: max |diff| / max(1, max |expected|)
+ROUND_TRIP_TOL = 1e-5
 UP = ["compress_all", {"residual": True, "multiplier": 2}]
 # Tiny versions of the three VAE generations (same block vocabulary and order as the released files).
 SMALL_090 = [
@@ -79,14 +86,6 @@ VAE_BLOCKS = {
 }
 
 
-def assert_same_after_file_round_trip(loaded: torch.Tensor, source: torch.Tensor) -> None:
-    """fp32 outputs of a model loaded from a file against the in-memory model. Not bit-equal on every CPU:
-    tensors loaded as views of the memory-mapped file can sit at unaligned addresses, and the CPU convolution
-    then rounds differently (1.3e-5 seen); 1e-4 absolute on outputs of order 1 is far below any real mismatch."""
-    diff = (loaded - source).abs().max().item()
-    assert diff <= 1e-4, f"max abs diff {diff:.3g} > 1e-4 after the file round trip"
-
-
 def vae_metadata(version: str) -> dict:
     return {
         "_class_name": "CausalVideoAutoencoder",
@@ -108,7 +107,7 @@ def vae_metadata(version: str) -> dict:
 
 def transformer_metadata(causal: bool) -> dict:
     # 32 heads like every official model, so that shape-based inference (which assumes 32) applies
-    return official_transformer_metadata(
+    return TransformerConfig(
         num_layers=2,
         num_attention_heads=32,
         attention_head_dim=2,
@@ -117,7 +116,7 @@ def transformer_metadata(causal: bool) -> dict:
         in_channels=LATENT,
         out_channels=LATENT,
         causal_temporal_positioning=causal,
-    )
+    ).to_metadata()
 
 
 def randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -186,6 +185,14 @@ def vae_out(vae, seed: int = 1):
         return vae.decode(raw.to(vae.dtype), timestep=0.05, generator=torch.Generator().manual_seed(3)).float()
 
 
+def assert_close(got: torch.Tensor, expected: torch.Tensor, what: str, tol: float = ROUND_TRIP_TOL) -> float:
+    """max |got - expected| within tol * max(1, max |expected|); returns the max abs diff (printed on failure)."""
+    diff = (got.float() - expected.float()).abs().max().item()
+    scale = max(1.0, expected.abs().max().item())
+    assert diff <= tol * scale, f"{what}: max|diff| {diff:.3e} > {tol:.0e} * {scale:.2f}"
+    return diff
+
+
 def assert_same_state(loaded: torch.nn.Module, source: torch.nn.Module, dtype=torch.float32):
     src = source.state_dict()
     got = loaded.state_dict()
@@ -214,8 +221,9 @@ def test_round_trip_official_layout(tmp_path):
     assert_same_state(ckpt.vae, vae)
     assert not any(p.requires_grad for p in ckpt.transformer.parameters())
     inputs = dit_inputs()
-    assert_same_after_file_round_trip(dit_out(ckpt.transformer, inputs), dit_out(transformer, inputs))
-    assert_same_after_file_round_trip(vae_out(ckpt.vae), vae_out(vae))
+    dit_diff = assert_close(dit_out(ckpt.transformer, inputs), dit_out(transformer, inputs), "DiT")
+    vae_diff = assert_close(vae_out(ckpt.vae), vae_out(vae), "VAE decode")
+    print(f"official layout round trip: DiT max|diff| {dit_diff:.2e}, VAE decode max|diff| {vae_diff:.2e}")
 
 
 @pytest.mark.parametrize("version", ["0.9.0", "0.9.1", "0.9.5"])
@@ -234,8 +242,9 @@ def test_config_inferred_without_metadata(tmp_path, version):
     assert ckpt.scheduler_config["sampler"] == expected_sampler
     assert_same_state(ckpt.vae, vae)
     inputs = dit_inputs()
-    assert_same_after_file_round_trip(dit_out(ckpt.transformer, inputs), dit_out(transformer, inputs))
-    assert_same_after_file_round_trip(vae_out(ckpt.vae), vae_out(vae))
+    dit_diff = assert_close(dit_out(ckpt.transformer, inputs), dit_out(transformer, inputs), "DiT")
+    vae_diff = assert_close(vae_out(ckpt.vae), vae_out(vae), "VAE decode")
+    print(f"{version} without metadata: DiT max|diff| {dit_diff:.2e}, VAE decode max|diff| {vae_diff:.2e}")
 
 
 @pytest.mark.parametrize(
@@ -264,8 +273,8 @@ def test_fp16_and_fp8_files_load(tmp_path):
         for part, prefix in ((ckpt.transformer, "model.diffusion_model."), (ckpt.vae, "vae.")):
             for key, value in part.state_dict().items():
                 assert value.dtype == dtype and torch.equal(value, state[prefix + key].half().to(dtype)), key
-    relative = (dit_out(ckpt.transformer, inputs) - reference).abs().max() / reference.abs().max()
-    assert relative < 0.05  # bf16 compute
+    relative = ((dit_out(ckpt.transformer, inputs) - reference).abs().max() / reference.abs().max()).item()
+    assert relative < 0.05, relative  # bf16 compute
 
     for fp8_dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
         fp8 = {k: (v.to(fp8_dtype) if v.ndim >= 2 else v) for k, v in state.items()}
@@ -274,8 +283,8 @@ def test_fp16_and_fp8_files_load(tmp_path):
         for key in transformer.state_dict():
             expected = fp8["model.diffusion_model." + key].to(torch.float32)
             assert torch.equal(ckpt.transformer.state_dict()[key], expected), key
-        relative = (dit_out(ckpt.transformer, inputs) - reference).abs().max() / reference.abs().max()
-        assert relative < 0.3  # e4m3 keeps 3 mantissa bits, e5m2 2
+        relative = ((dit_out(ckpt.transformer, inputs) - reference).abs().max() / reference.abs().max()).item()
+        assert relative < 0.3, (fp8_dtype, relative)  # e4m3 keeps 3 mantissa bits, e5m2 2
 
     # ComfyUI scaled fp8: weight stored as w / s in fp8, scale_weight s, a scaled_fp8 marker, scale_input ignored
     scaled = dict(state)
@@ -383,7 +392,7 @@ def test_diffusers_folder(tmp_path, sharded):
         f"diffusers folder: DiT max|diff| {dit_diff:.2e}, VAE decode max|diff|/max|out| {vae_diff:.2e} "
         f"(max|out| {expected.abs().max().item():.1f})"
     )
-    assert vae_diff <= 1e-6, vae_diff  # fp32; diffusers PixelNorm uses rsqrt (design doc 2.4)
+    assert vae_diff <= 1e-6, vae_diff  # fp32; diffusers' PixelNorm uses rsqrt, ours a division by sqrt
 
     # a weight file of the folder's transformer/ (what a file picker shows) loads the same folder
     weight_file = sorted(f for f in os.listdir(tmp_path / "transformer") if f.endswith(".safetensors"))[0]
@@ -464,9 +473,12 @@ def test_latent_upsampler_file(tmp_path, with_metadata):
     save_safetensors(path, source.state_dict(), meta)
     loaded = load_latent_upsampler(path, dtype=torch.float32)
     assert loaded.config == config
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
     x = torch.randn(1, LATENT, 2, 3, 3, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert torch.equal(loaded(x), source(x))
+        diff = assert_close(loaded(x), source(x), "latent upsampler")
+    print(f"latent upsampler round trip (metadata {with_metadata}): max|diff| {diff:.2e}")
     with pytest.raises(CheckpointError, match="latent upsampler"):
         load_checkpoint(path)
 
@@ -507,6 +519,7 @@ def test_t5_file_given_as_checkpoint(tmp_path):
         load_checkpoint(path)
     assert str(path) in str(err.value)
     assert "T5 text encoder file, not an LTX-Video checkpoint; put it in models/text_encoders" in str(err.value)
+    assert "VideoDiT Text Encoder Loader node" in str(err.value)
 
 
 def test_renamed_key(tmp_path, official_file):
@@ -580,3 +593,151 @@ def test_pickle_is_refused_without_unpickling(tmp_path, monkeypatch):
             load_checkpoint(path)
         assert str(path) in str(err.value) and "pickle" in str(err.value)
     assert not (tmp_path / "UNPICKLED").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Family detection from the header alone (keys and metadata; every tensor a placeholder of one element)
+
+LTX2_TRANSFORMER = [
+    "patchify_proj.weight",
+    "adaln_single.linear.weight",
+    "audio_patchify_proj.weight",
+    "audio_adaln_single.linear.weight",
+    "av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight",
+    "transformer_blocks.0.attn1.to_q.weight",
+    "transformer_blocks.0.audio_attn1.to_q.weight",
+    "transformer_blocks.0.audio_to_video_attn.to_q.weight",
+]
+LTX2_22B = ["transformer_blocks.0.attn1.to_gate_logits.weight", "transformer_blocks.0.prompt_scale_shift_table"]
+VIDEO_VAE = ["encoder.conv_in.conv.weight", "decoder.conv_in.conv.weight", "per_channel_statistics.mean-of-means"]
+AUDIO_VAE = ["audio_vae.encoder.conv_in.conv.weight", "audio_vae.per_channel_statistics.mean-of-means"]
+
+
+def write_header_file(path, keys, metadata=None):
+    save_file({k: torch.zeros(1) for k in keys}, str(path), metadata=metadata)
+    return path
+
+
+def ltx2_monolith_keys(version: str) -> list[str]:
+    dit = LTX2_TRANSFORMER + (LTX2_22B if version == "2.3" else ["caption_projection.linear_1.weight"])
+    projection = "video_aggregate_embed" if version == "2.3" else "aggregate_embed"
+    vocoder = ["vocoder.vocoder.conv_pre.weight", "vocoder.bwe_generator.conv_pre.weight"]
+    return (
+        ["model.diffusion_model." + k for k in dit]
+        + ["model.diffusion_model.video_embeddings_connector.transformer_1d_blocks.0.attn1.to_q.weight"]
+        + [f"text_embedding_projection.{projection}.weight"]
+        + ["vae." + k for k in VIDEO_VAE]
+        + AUDIO_VAE
+        + (vocoder if version == "2.3" else ["vocoder.conv_pre.weight"])
+    )
+
+
+@pytest.mark.parametrize("version", ["0.9.0", "0.9.1", "0.9.5"])
+def test_detect_ltxv_checkpoint(tmp_path, version):
+    transformer, vae, config = tiny_models(version)
+    keys = ["model.diffusion_model." + k for k in transformer.state_dict()] + ["vae." + k for k in vae.state_dict()]
+    path = write_header_file(tmp_path / "ltxv.safetensors", keys)
+    found = detect_family(path)
+    assert (found.family, found.version, found.components) == ("ltxv", version, ("transformer", "vae"))
+    assert found.path == str(path) and f"LTX-Video {version} checkpoint" in found.description
+    # a parsed header gives the same answer without a file
+    header = {k: {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]} for k in keys}
+    assert detect_family(header, name="in memory").description == found.description
+    with pytest.raises(CheckpointError, match=f"{path}: this is an LTX-Video {version} checkpoint.*reads LTX-2"):
+        found.require("ltx2")
+
+
+@pytest.mark.parametrize("version", ["2.0", "2.3"])
+@pytest.mark.parametrize("with_metadata", [True, False])
+def test_detect_ltx2_monolith(tmp_path, version, with_metadata):
+    metadata = None
+    if with_metadata:  # the metadata alone tells the version; the keys of the other version must not matter
+        metadata = {"model_version": f"{version}.0", "config": json.dumps({"transformer": {}, "audio_vae": {}})}
+    keys = ltx2_monolith_keys(version if not with_metadata else {"2.0": "2.3", "2.3": "2.0"}[version])
+    path = write_header_file(tmp_path / "ltx-2.safetensors", keys, metadata)
+    found = detect_family(path)
+    assert (found.family, found.version) == ("ltx2", version)
+    assert found.components == ("transformer", "vae", "audio_vae", "vocoder", "text_connectors")
+    assert f"this is an LTX-{version} checkpoint" in found.description
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert f"{path}: this is an LTX-{version} checkpoint" in str(err.value)
+    assert "LTX-Video 0.9.x checkpoint loader reads LTX-Video 0.9.x files" in str(err.value)
+
+
+def test_detect_ltx25_split_files(tmp_path):
+    dit = LTX2_TRANSFORMER + LTX2_22B + ["keyframes_abs_pos_embedding"]
+    path = write_header_file(
+        tmp_path / "ltx-2.5-22b-dev-transformer-bf16.safetensors", ["model.diffusion_model." + k for k in dit]
+    )
+    found = detect_family(path)
+    assert (found.family, found.version, found.components) == ("ltx2", "2.5", ("transformer",))
+    assert "transformer-only LTX-2.5 file" in found.description
+    with pytest.raises(CheckpointError, match="needs vae weights"):
+        found.require("ltx2", ("transformer", "vae"))
+    # the split video VAE: bare keys, told from a 0.9.x VAE by its metadata only
+    config = json.dumps({"vae": {"_class_name": "CausalDiffusionVAE"}})
+    vae = write_header_file(tmp_path / "ltx-2.5-video-vae-bf16.safetensors", VIDEO_VAE, {"config": config})
+    found = detect_family(vae)
+    assert (found.family, found.version, found.components) == ("ltx2", "2.5", ("vae",))
+    audio = write_header_file(
+        tmp_path / "ltx-2.5-audio-vae-bf16.safetensors", AUDIO_VAE + ["vocoder.vocoder.conv_pre.weight"]
+    )
+    assert detect_family(audio).components == ("audio_vae", "vocoder")
+    assert detect_family(audio).version is None  # a 2.3+ vocoder: 2.3 and 2.5 share it, the keys cannot tell
+    assert "LTX-2 (version not told by its keys or metadata) component file" in detect_family(audio).description
+
+
+def test_detect_vae_only(tmp_path, official_file):
+    from safetensors import safe_open
+
+    with safe_open(str(official_file), "pt") as f:
+        keys = [k for k in f.keys() if k.startswith("vae.")]
+    path = write_header_file(tmp_path / "vae.safetensors", keys)
+    found = detect_family(path)
+    assert (found.family, found.version, found.components) == ("ltxv", "0.9.5", ("vae",))
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert f"{path}: this is a VAE-only LTX-Video file" in str(err.value) and "needs transformer weights" in str(
+        err.value
+    )
+
+
+def test_detect_upsampler_and_text_encoders_are_not_checkpoints(tmp_path):
+    cases = {
+        "upsampler": (
+            ["initial_conv.weight", "upsampler.0.weight", "res_blocks.0.conv1.weight", "final_conv.weight"],
+            ["latent upsampler file, not a checkpoint", "load_latent_upsampler(path)"],
+        ),
+        "t5xxl": (
+            ["encoder.block.0.layer.0.SelfAttention.q.weight", "shared.weight", "encoder.final_layer_norm.weight"],
+            ["T5 text encoder file", "models/text_encoders"],
+        ),
+        "gemma3": (  # Hugging Face Gemma-3 release layout
+            ["language_model.model.layers.0.self_attn.q_proj.weight", "language_model.model.embed_tokens.weight"],
+            ["Gemma text encoder file (the LTX-2 text encoder), not a checkpoint"],
+        ),
+        "gemma4-with-proj": (  # the LTX-2.5 text encoder file: Comfy-flat Gemma plus the LTX projection
+            [
+                "model.layers.0.self_attn.q_proj.weight",
+                "model.layers.0.mlp.gate_proj.weight",
+                "text_embedding_projection.video_aggregate_embed.weight",
+            ],
+            ["Gemma text encoder file with the LTX-2.5 text projection", "not a checkpoint"],
+        ),
+    }
+    for name, (keys, words) in cases.items():
+        path = write_header_file(tmp_path / f"{name}.safetensors", keys)
+        for read in (detect_family, load_checkpoint):
+            with pytest.raises(CheckpointError) as err:
+                read(path)
+            assert str(err.value).startswith(f"{path}: this is a"), (name, str(err.value))
+            assert all(w in str(err.value) for w in words), (name, str(err.value))
+    assert "Gemma text encoder" in describe_keys(cases["gemma3"][0])
+
+
+def test_detect_truncated_file(tmp_path, official_file):
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(official_file.read_bytes()[:-10])
+    with pytest.raises(CheckpointError, match=f"{path}: the header describes .* truncated or corrupt"):
+        detect_family(path)

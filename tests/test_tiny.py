@@ -29,7 +29,6 @@ def test_specs_are_deterministic_and_training_split_excludes_held_out():
     assert {(s.shape, s.motion, s.background) for s in train_specs} == {
         (sh, m, bg) for sh in data.SHAPES for m in data.MOTIONS for bg in data.BACKGROUNDS
     }
-    assert len(data.COLORS) >= 8 and len(data.SHAPES) == 3 and len(data.MOTIONS) == 5
 
 
 def test_shapes_stay_inside_the_frame_and_move_as_specified():
@@ -179,6 +178,7 @@ def test_text_to_video_follows_the_prompt(t2v_score):
     # Targets of the issue: >= 90 % colour and direction on >= 24 fixed prompts (20 of them held-out combinations).
     # The committed weights score colour 1.0, direction 1.0, shape 0.96 here (23 of 24); the shape floor is
     # the issue's evaluation target for held-out prompts (90 %) less one prompt of 24.
+    print(f"tiny T2V on {t2v_score['count']} prompts: {t2v_score}")
     assert t2v_score["count"] >= 24
     assert t2v_score["color"] >= 0.9 and t2v_score["motion"] >= 0.9, t2v_score
     assert t2v_score["shape"] >= 0.85 and t2v_score["background"] >= 0.95, t2v_score
@@ -200,7 +200,7 @@ def test_image_to_video_keeps_the_first_frame(pipeline):
         )
         assert video.shape == (data.FRAMES, data.SIZE, data.SIZE, 3)
         psnrs.append(evaluate.psnr(video[0], image))
-    # measured 36.4, 31.9, 32.1, 34.7 dB
+    print(f"tiny I2V first-frame PSNR (dB): {[round(float(p), 2) for p in psnrs]}, mean {np.mean(psnrs):.2f}")
     assert np.mean(psnrs) >= 30.0 and min(psnrs) >= 28.0, psnrs
 
 

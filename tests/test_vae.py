@@ -416,7 +416,7 @@ def official_full(md: dict):
 def test_full_size_state_dict_matches_official(preset):
     config = getattr(VAEConfig, preset)()
     official_md = {
-        # the official metadata of each generation (design doc 2.2): legacy `blocks` for 0.9.0
+        # the official metadata of each generation: legacy `blocks` for 0.9.0, encoder/decoder_blocks later
         "v0_9_0": {k: v for k, v in config.to_metadata().items() if not k.endswith("_blocks")}
         | {"blocks": [list(b) for b in config.encoder_blocks]},
         "v0_9_1": config.to_metadata(),
@@ -433,7 +433,7 @@ def test_full_size_state_dict_matches_official(preset):
     }
     assert ours_shapes == ref_shapes | stats
     params = sum(v.numel() for v in ours.parameters())
-    expected = {"v0_9_0": 419.2e6, "v0_9_1": 935.0e6, "v0_9_5": 1246.9e6}[preset]  # design doc 3.3
+    expected = {"v0_9_0": 419.2e6, "v0_9_1": 935.0e6, "v0_9_5": 1246.9e6}[preset]  # the released VAEs
     assert abs(params - expected) < 0.1e6, params
 
 

@@ -18,6 +18,9 @@ from ..blocks.timestep import AdaLNSingle
 
 TEXT_MASK_BIAS = -10000.0  # additive attention bias of padded text tokens (official value)
 FINAL_NORM_EPS = 1e-6
+# Block RMSNorm eps: 1e-6 in every released 0.9.x config (and diffusers' default). The official Transformer3DModel
+# would use 1e-5 for a config without the key; no released file lacks it, so 1e-6 is also our value for "absent".
+BLOCK_NORM_EPS = 1e-6
 SKIP_MODES = ("attention_values", "attention_skip", "transformer_block")
 
 # Official "transformer" metadata keys that must hold one value (the architecture built here).
@@ -66,7 +69,7 @@ class TransformerConfig:
     caption_channels: int  # text encoder width (T5-XXL: 4096)
     in_channels: int = 128
     out_channels: int = 128
-    norm_eps: float = 1e-6  # block RMSNorms
+    norm_eps: float = BLOCK_NORM_EPS  # block RMSNorms
     positional_embedding_theta: float = 10000.0
     positional_embedding_max_pos: tuple[int, int, int] = (20, 2048, 2048)
     timestep_scale_multiplier: float = 1000.0
@@ -137,7 +140,7 @@ class TransformerConfig:
             caption_channels=d["caption_channels"],
             in_channels=d["in_channels"],
             out_channels=d.get("out_channels") or d["in_channels"],
-            norm_eps=float(d.get("norm_eps", 1e-5)),
+            norm_eps=float(d.get("norm_eps", BLOCK_NORM_EPS)),
             positional_embedding_theta=float(d["positional_embedding_theta"]),
             positional_embedding_max_pos=tuple(d["positional_embedding_max_pos"]),
             timestep_scale_multiplier=float(d.get("timestep_scale_multiplier") or 1.0),

@@ -1,0 +1,28 @@
+"""`load_checkpoint`: one entry point for LTX-Video 0.9.x weights, whatever the layout (official single file,
+diffusers folder, or a weight file inside such a folder). Files of another kind are named by keys.detect_family."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .diffusers import diffusers_root, load_diffusers_folder
+from .files import SafetensorsFile, check_dtype
+from .keys import detect_family
+from .ltxv import LoadedCheckpoint, load_official_file
+
+
+def load_checkpoint(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> LoadedCheckpoint:
+    """Load DiT + VAE from an official single file or a diffusers folder (transformer/, vae/, scheduler/); a
+    diffusers transformer weight file inside such a folder loads the whole folder."""
+    check_dtype(dtype, path)
+    path = str(path)
+    if os.path.isdir(path):
+        return load_diffusers_folder(path, dtype, device)
+    root = diffusers_root(path)
+    if root is not None:
+        return load_diffusers_folder(root, dtype, device)
+    file = SafetensorsFile(path)
+    detect_family(file).require("ltxv", ("transformer", "vae"), reader="the LTX-Video 0.9.x checkpoint loader")
+    return load_official_file(file, dtype, device)
