@@ -269,6 +269,11 @@ def test_from_metadata_rejects_unsupported_values():
         TransformerConfig.from_metadata({**base, "cross_attention_dim": 4096})
     config = TransformerConfig.from_metadata({**base, "causal_temporal_positioning": True})
     assert TransformerConfig.from_metadata(config.to_metadata()) == config
+    # one block-norm eps: a config without norm_eps builds what the released configs (norm_eps 1e-6) build
+    without_eps = {k: v for k, v in base.items() if k != "norm_eps"}
+    assert base["norm_eps"] == 1e-6
+    assert TransformerConfig.from_metadata(without_eps) == TransformerConfig.from_metadata(base)
+    assert TransformerConfig.from_metadata(without_eps).norm_eps == small_config(4, 8).norm_eps
 
 
 def test_forward_rejects_bad_shapes():

@@ -1,5 +1,8 @@
 """T5 text encoder loading (ComfyUI single-file layout, fp8, Hugging Face folder), tokenizers and encoding rules.
-Tiny random T5 models; tokenizers are built locally (byte-level ByT5, or a small unigram tokenizer): no downloads."""
+Tiny random T5 models; tokenizers are built locally (byte-level ByT5, or a small unigram tokenizer): no downloads.
+
+Embeddings of an encoder loaded from a file are compared with the in-memory model within ROUND_TRIP_TOL (fp32):
+loaded tensors may be memory-mapped views at unaligned addresses, for which CPU kernels round differently."""
 
 import json
 import string
@@ -18,6 +21,7 @@ from videodit.model.text_encoder import (
 )
 
 COMFY_PREFIX = "text_encoders.t5xxl.transformer."
+ROUND_TRIP_TOL = 1e-5  # max |diff| / max(1, max |expected|), fp32
 
 
 def tiny_t5(vocab_size: int, seed: int = 0) -> T5EncoderModel:
@@ -59,6 +63,13 @@ def reference_embeddings(model: T5EncoderModel, encoder: TextEncoder, prompts):
         return model(input_ids=ids, attention_mask=mask).last_hidden_state
 
 
+def assert_close(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    diff = (got.float() - expected.float()).abs().max().item()
+    scale = max(1.0, expected.abs().max().item())
+    assert diff <= ROUND_TRIP_TOL * scale, f"{what}: max|diff| {diff:.3e} > {ROUND_TRIP_TOL:.0e} * {scale:.2f}"
+    print(f"{what}: max|diff| {diff:.2e} (max|expected| {scale:.2f})")
+
+
 PROMPTS = ["  a red ball rolls left  ", "the camera pans over a quiet lake at dawn"]
 
 
@@ -79,7 +90,7 @@ def test_comfy_single_file_layout(tmp_path, with_config):
     cond = encoder.encode(PROMPTS)
     expected = reference_embeddings(source, encoder, PROMPTS)
     assert cond.embeddings.shape == (2, 32, 32)
-    assert torch.equal(cond.embeddings, expected)
+    assert_close(cond.embeddings, expected, f"single file (config in metadata: {with_config})")
 
 
 def test_fp8_and_fp16_files(tmp_path):
@@ -91,7 +102,9 @@ def test_fp8_and_fp16_files(tmp_path):
     upcast = tiny_t5(vocab_size=384, seed=1)
     upcast.load_state_dict({k: v.to(torch.float32) for k, v in fp8.items()}, strict=False)
     upcast.encoder.embed_tokens.weight = upcast.shared.weight
-    assert torch.equal(encoder.encode(PROMPTS).embeddings, reference_embeddings(upcast, encoder, PROMPTS))
+    for key, value in upcast.state_dict().items():  # the stored fp8 values, upcast exactly
+        assert torch.equal(encoder.model.state_dict()[key], value), key
+    assert_close(encoder.encode(PROMPTS).embeddings, reference_embeddings(upcast, encoder, PROMPTS), "fp8 file")
 
     save_file({k: v.half() for k, v in state.items()}, str(tmp_path / "t5_fp16.safetensors"))
     encoder = load_text_encoder(tmp_path / "t5_fp16.safetensors", dtype=torch.float16, max_tokens=24)
@@ -132,7 +145,9 @@ def test_tokenizer_beside_the_weights_and_missing_tokenizer(tmp_path, monkeypatc
     encoder = load_text_encoder(tmp_path / "t5.safetensors", dtype=torch.float32, max_tokens=12)
     ids, mask = encoder.tokenize(["a cat"])
     assert ids[0].tolist() == tokenizer("a cat", padding="max_length", max_length=12)["input_ids"]
-    assert torch.equal(encoder.encode(["a cat"]).embeddings, reference_embeddings(source, encoder, ["a cat"]))
+    assert_close(
+        encoder.encode(["a cat"]).embeddings, reference_embeddings(source, encoder, ["a cat"]), "tokenizer beside"
+    )
 
     # explicit tokenizer_dir wins; a missing tokenizer names every place searched
     other = tmp_path / "models"
@@ -163,7 +178,7 @@ def test_hugging_face_folder(tmp_path):
     for path in (tmp_path / "pipe", tmp_path / "pipe" / "text_encoder"):  # pipeline root or the encoder folder
         encoder = load_text_encoder(path, dtype=torch.float32, max_tokens=10)
         expected = reference_embeddings(source, encoder, PROMPTS)
-        assert torch.equal(encoder.encode(PROMPTS).embeddings, expected)
+        assert_close(encoder.encode(PROMPTS).embeddings, expected, f"Hugging Face folder {path.name}")
 
 
 def test_wrong_files(tmp_path):
@@ -171,6 +186,10 @@ def test_wrong_files(tmp_path):
     save_file(state, str(tmp_path / "ltxv.safetensors"))
     with pytest.raises(CheckpointError, match="ltxv.safetensors: not a T5 text encoder file"):
         load_text_encoder(tmp_path / "ltxv.safetensors")
+    gemma = {"language_model.model.layers.0.self_attn.q_proj.weight": torch.zeros(4, 4)}
+    save_file(gemma, str(tmp_path / "gemma_3_12B_it.safetensors"))
+    with pytest.raises(CheckpointError, match="gemma_3_12B_it.safetensors: not a T5 .* Gemma text encoder file"):
+        load_text_encoder(tmp_path / "gemma_3_12B_it.safetensors")
     source = tiny_t5(vocab_size=384)
     state = {k: v for k, v in source.state_dict().items() if k != "encoder.embed_tokens.weight"}
     state["encoder.block.1.layer.0.SelfAttention.q.weight"] = torch.zeros(16, 32)
