@@ -15,6 +15,7 @@ dropping them on ComfyUI restores the graph.
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -48,7 +49,7 @@ class LoadImage:
                 frame = ImageOps.exif_transpose(next(ImageSequence.Iterator(img)))
                 rgba = frame.convert("RGBA")
         except Exception as e:  # PIL raises several types for unreadable files
-            raise WorkflowError(f"LoadImage: cannot read image '{image}' ({path}): {e}") from e
+            raise WorkflowError(f"cannot read image '{image}' ({path}): {e}") from e
         pixels = np.asarray(rgba, dtype=np.float32) / 255.0
         rgb = torch.from_numpy(pixels[..., :3].copy())[None]
         mask = 1.0 - torch.from_numpy(pixels[..., 3].copy())[None]
@@ -59,7 +60,7 @@ class LoadImage:
         for path in candidates:
             if os.path.isfile(path):
                 return path
-        raise WorkflowError(f"LoadImage: image '{name}' not found (looked in: {', '.join(candidates)})")
+        raise WorkflowError(f"image '{name}' not found (looked in: {', '.join(candidates)})")
 
 
 def parse_value(text: str):
@@ -94,7 +95,7 @@ def apply_overrides(prompt: dict, overrides: list[str], classes: dict) -> None:
         known = list(input_spec(cls)) if cls is not None else []
         if cls is not None and input_name not in known:
             raise WorkflowError(
-                f"--set '{item}': node {nid} ({class_type}) has no input '{input_name}'; its inputs "
+                f"--set '{item}': node {nid} ({class_type}): no input '{input_name}'; its inputs "
                 f"are: {', '.join(known)}"
             )
         prompt[nid].setdefault("inputs", {})[input_name] = parse_value(value)
@@ -117,7 +118,7 @@ def check_prompt(prompt: dict, classes: dict) -> list[str]:
         class_type = node.get("class_type") if isinstance(node, dict) else None
         if class_type not in classes:
             raise WorkflowError(
-                f"node {nid}: node type '{class_type}' is not available in the headless runner "
+                f"node {nid} ({class_type}): this node type is not available in the headless runner "
                 f"(it runs {', '.join(sorted(classes))})"
             )
         cls = classes[class_type]
@@ -168,8 +169,7 @@ def check_prompt(prompt: dict, classes: dict) -> list[str]:
                 if result is not True:
                     raise WorkflowError(str(result))
         except (ValueError, WorkflowError) as e:
-            where = f"node {nid}" if str(e).startswith(class_type) else f"node {nid} ({class_type})"
-            raise WorkflowError(f"{where}: {e}") from e
+            raise WorkflowError(f"node {nid} ({class_type}): {e}") from e
     outputs = [nid for nid, node in prompt.items() if getattr(classes[node["class_type"]], "OUTPUT_NODE", False)]
     if not outputs:
         raise WorkflowError("the workflow has no output node (e.g. VideoDiTSaveVideo); nothing would be saved")
@@ -247,16 +247,30 @@ def run_prompt(
             kwargs[name] = {"PROMPT": original, "EXTRA_PNGINFO": extra_pnginfo, "UNIQUE_ID": nid}.get(kind)
         try:
             out = getattr(cls(), cls.FUNCTION)(**kwargs)
-        except WorkflowError:
-            raise
         except Exception as e:
-            raise WorkflowError(f"node {nid} ({node['class_type']}) failed: {type(e).__name__}: {e}") from e
+            raise WorkflowError(f"node {nid} ({node['class_type']}): {describe_error(e)}") from e
         if isinstance(out, dict):
             if "ui" in out:
                 uis.append({"node": nid, **out["ui"]})
             out = out.get("result", ())
         results[nid] = tuple(out)
     return uis
+
+
+def describe_error(error: Exception) -> str:
+    """The message of a node's failure: ours (input errors, missing files, loader errors, features that are not
+    there) as written, anything else with its exception type."""
+    if isinstance(error, (WorkflowError, ValueError, FileNotFoundError, NotImplementedError)):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class StderrLog(logging.Handler):
+    """The pack's log lines (warnings: unknown words for the built-in model, speed-option fallbacks, no GPU) on
+    the terminal as 'warning: ...', written to the current sys.stderr."""
+
+    def emit(self, record):
+        print(f"{record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
 
 
 def ui_workflow_for(path: str) -> str | None:
@@ -318,6 +332,8 @@ def main(argv=None) -> int:
     host.configure_headless(
         models_dir=args.models_dir, output_dir=args.output_dir, input_dir=args.input_dir, show_progress=not args.quiet
     )
+    log, handler = logging.getLogger("videodit"), StderrLog(logging.WARNING)
+    log.addHandler(handler)
     try:
         uis = run_prompt(prompt, os.path.dirname(os.path.abspath(args.workflow)), extra, args.overrides, args.input_dir)
     except WorkflowError as e:
@@ -326,6 +342,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted (nothing half-written is left in the output folder)", file=sys.stderr)
         return 130
+    finally:
+        log.removeHandler(handler)
     for ui in uis:
         for item in ui.get("images", []):
             print(os.path.join(host.HEADLESS.output_dir, item["subfolder"], item["filename"]))

@@ -1,91 +1,34 @@
 """Text/image-to-video pipeline: prompt -> T5 -> sample -> un-normalize -> VAE decode -> frames.
 
-Image keyframes (I2V): each image or clip (ComfyUI layout, float in [0, 1]) is center-cropped to the video's aspect
-ratio, resized bilinearly (no antialias, align_corners=False, as the official pipeline resizes), mapped to [-1, 1],
-VAE-encoded to the posterior MEAN (the official code samples the posterior with the global RNG; ComfyUI uses the
-mean) and normalized. We do not apply the official Gaussian blur + H.264 CRF-29 round trip of inference.py.
-
-Decoding (timestep-conditioned 0.9.1+ decoders): z <- (1 - s) z + s eps on the normalized latents, then decode at
-timestep t (defaults t = 0.05, s = 0.025: the current official configs). eps and the 0.9.1 decoder noise come
-from torch.Generator("cpu").manual_seed(seed + DECODE_SEED_OFFSET) (the official code uses the global RNG), so a
-seed fixes the whole video.
+Every step is a shared front-end function (model/frontend.py), the same ones the nodes call, with the same
+defaults: prompt length by checkpoint version (128 tokens for 0.9.0/0.9.1, 256 later, unless the T5 file fixes
+its own), keyframe images center-cropped and resized, blurred and H.264-compressed at crf 29 (`image_crf`, 0 = off)
+and encoded to the posterior mean, image-conditioning noise 0.15, decode timestep 0.05 / noise 0.025 with the
+decode randomness drawn from the seed. Sizes and keyframes that do not fit are rejected with the nearest valid
+values, never trimmed or resized (model/geometry.py).
 """
 
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from .conditioning import Keyframe
-from .sampling import Guidance, TextCondition, sample
+from . import frontend
+from .geometry import LTXV_GEOMETRY, VideoGeometry
+from .preprocess import DEFAULT_CRF
+from .sampling import Guidance, TextCondition
 from .schedules import SchedulerConfig, timesteps
 
-SPATIAL_MULTIPLE = 32
-TEMPORAL_MULTIPLE = 8
-DECODE_SEED_OFFSET = 1_000_003
+
+def check_video_size(width: int, height: int, num_frames: int, geometry: VideoGeometry = LTXV_GEOMETRY) -> None:
+    """ValueError unless the size is one the model can make (sides multiples of 32, 8k+1 frames for LTX-Video),
+    naming each bad value and its nearest valid ones."""
+    geometry.check_size(width, height, num_frames, ("width", "height", "num_frames"))
 
 
-def decode_generator(seed: int) -> torch.Generator:
-    """The CPU generator of a video's decode-time randomness (the noise mixed into the latent, then the 0.9.1
-    decoder's noise injection): derived from the sampling seed, so a seed fixes the whole video."""
-    return torch.Generator("cpu").manual_seed(int(seed) + DECODE_SEED_OFFSET)
-
-
-def mix_decode_noise(latents: torch.Tensor, scale: float, generator: torch.Generator) -> torch.Tensor:
-    """(1 - scale) z + scale eps on normalized latents (B, C, f, h, w) float32, eps drawn first from generator."""
-    eps = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(latents.device)
-    return latents * (1.0 - scale) + eps * scale
-
-
-def _nearest_valid(value: int, step: int, first: int) -> str:
-    """The valid values first + k*step (k >= 0) just below and above value, as text."""
-    lower = first + max((value - first) // step, 0) * step
-    upper = first + max(-(-(value - first) // step), 0) * step
-    return f"{lower}" if lower == upper else f"{lower} or {upper}"
-
-
-def check_video_size(width: int, height: int, num_frames: int) -> None:
-    """Raise ValueError unless width/height are multiples of 32 and num_frames = 8k + 1 (naming the nearest)."""
-    for name, value in (("width", width), ("height", height)):
-        if value < SPATIAL_MULTIPLE or value % SPATIAL_MULTIPLE:
-            raise ValueError(
-                f"{name} {value} must be a positive multiple of 32; nearest valid: "
-                f"{_nearest_valid(value, SPATIAL_MULTIPLE, SPATIAL_MULTIPLE)}"
-            )
-    if num_frames < 1 or (num_frames - 1) % TEMPORAL_MULTIPLE:
-        raise ValueError(
-            f"num_frames {num_frames} must be 8k+1 (1, 9, 17, ..., 121, ...); nearest valid: "
-            f"{_nearest_valid(num_frames, TEMPORAL_MULTIPLE, 1)}"
-        )
-
-
-def latent_shape(width: int, height: int, num_frames: int) -> tuple[int, int, int]:
+def latent_shape(width: int, height: int, num_frames: int, geometry: VideoGeometry = LTXV_GEOMETRY):
     """(F, H, W) latent frames/height/width of a video (after check_video_size)."""
-    return (num_frames - 1) // TEMPORAL_MULTIPLE + 1, height // SPATIAL_MULTIPLE, width // SPATIAL_MULTIPLE
-
-
-def preprocess_images(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """(H, W, 3) image or (N, H, W, 3) frames, float in [0, 1] -> (1, 3, N, height, width) in [-1, 1]:
-    center-crop to the target aspect ratio, then bilinear resize."""
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"keyframe image must be (H, W, 3) or (N, H, W, 3) RGB, got shape {tuple(images.shape)}")
-    x = images.permute(0, 3, 1, 2).float()  # (N, 3, H, W)
-    src_h, src_w = x.shape[-2:]
-    if src_w * height > width * src_h:  # too wide: crop width
-        crop_w = max(1, round(src_h * width / height))
-        left = (src_w - crop_w) // 2
-        x = x[..., left : left + crop_w]
-    else:  # too tall: crop height
-        crop_h = max(1, round(src_w * height / width))
-        top = (src_h - crop_h) // 2
-        x = x[..., top : top + crop_h, :]
-    if x.shape[-2:] != (height, width):
-        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
-    x = x.clamp(0.0, 1.0) * 2.0 - 1.0
-    return x.permute(1, 0, 2, 3)[None]  # (1, 3, N, H, W)
+    return geometry.latent_shape(width, height, num_frames)
 
 
 @dataclass
@@ -104,10 +47,12 @@ class VideoPipeline:
     text_encoder: object  # TextEncoder: encode(list[str]) -> TextCondition
     scheduler_config: SchedulerConfig | dict | None = None
     allowed_inference_steps: list[float] | None = None
-    decode_timestep: float = 0.05
-    decode_noise_scale: float = 0.025
+    decode_timestep: float = frontend.DECODE_TIMESTEP
+    decode_noise_scale: float = frontend.DECODE_NOISE_SCALE
     version: str | None = None
-    tiled_decode: bool = False  # decode in overlapping pieces (vae_tiling.decode_tiled) to bound VAE memory
+    tiling: str = "off"  # VAE decode: "off" whole, "on" overlapping pieces, "auto" pieces when memory is short
+    family: str = "ltxv"  # model family: which front-end steps run (frontend.steps_for)
+    builtin_text_encoder: bool = False  # the built-in tiny T5: prompts without its words are warned about once
 
     def __post_init__(self):
         if isinstance(self.scheduler_config, dict):
@@ -117,30 +62,50 @@ class VideoPipeline:
     def device(self) -> torch.device:
         return next(self.transformer.parameters()).device
 
+    @property
+    def geometry(self) -> VideoGeometry:
+        """Latent shapes and valid sizes, from the VAE's factors and the DiT's patch size."""
+        if self.vae is None:
+            return LTXV_GEOMETRY
+        return VideoGeometry.of(self.vae.config, getattr(self.transformer, "config", None))
+
+    @property
+    def steps(self) -> frontend.FamilySteps:
+        return frontend.steps_for(self.family)
+
     def encode_prompt(self, prompt: str, negative_prompt: str | None) -> tuple[TextCondition, TextCondition | None]:
-        positive = self.text_encoder.encode([prompt])
-        negative = None if negative_prompt is None else self.text_encoder.encode([negative_prompt])
+        """At the text encoder's length (load_pipeline sets it from the file or the checkpoint version)."""
+        positive = frontend.encode_prompt(self.text_encoder, prompt)
+        negative = None if negative_prompt is None else frontend.encode_prompt(self.text_encoder, negative_prompt)
         return positive, negative
 
     def schedule(self, steps: int, width: int, height: int, num_frames: int, kind: str = "auto") -> list[float]:
         """Timesteps for this video size; checked against the checkpoint's allowed_inference_steps if any."""
         return timesteps(
-            kind, steps, latent_shape(width, height, num_frames), self.scheduler_config, self.allowed_inference_steps
+            kind,
+            steps,
+            self.geometry.latent_shape(width, height, num_frames),
+            self.scheduler_config,
+            self.allowed_inference_steps,
         )
 
-    @torch.no_grad()
-    def encode_keyframe(self, keyframe: ImageKeyframe, width: int, height: int, num_frames: int) -> Keyframe:
-        """Pixels -> normalized latent Keyframe. A clip is trimmed to fit the video and to 8k+1 frames."""
-        video = preprocess_images(keyframe.images, width, height)  # (1, 3, N, H, W)
-        if not 0 <= keyframe.pixel_frame < num_frames:
-            raise ValueError(f"keyframe pixel_frame {keyframe.pixel_frame} must be in [0, {num_frames - 1}]")
-        n = min(video.shape[2], num_frames - keyframe.pixel_frame)
-        n = (n - 1) // TEMPORAL_MULTIPLE * TEMPORAL_MULTIPLE + 1
-        video = video[:, :, :n].to(self.device)
-        latent = self.vae.normalize(self.vae.encode(video).float())
-        return Keyframe(latent, keyframe.pixel_frame, keyframe.strength)
+    def encode_keyframe(
+        self, keyframe: ImageKeyframe, width: int, height: int, num_frames: int, crf: int = DEFAULT_CRF, index=0
+    ):
+        """Pixels -> normalized latent Keyframe (frontend.encode_keyframe: a clip that does not fit is an error)."""
+        return self.steps.encode_keyframe(
+            self.vae,
+            keyframe.images,
+            keyframe.pixel_frame,
+            keyframe.strength,
+            width,
+            height,
+            num_frames,
+            self.geometry,
+            crf,
+            (f"keyframes[{index}]", f"keyframes[{index}].pixel_frame"),
+        )
 
-    @torch.no_grad()
     def decode(
         self,
         latents: torch.Tensor,
@@ -151,19 +116,7 @@ class VideoPipeline:
         """Normalized latents (B, C, f, h, w) -> frames (B, F, H, W, 3) float32 in [0, 1]."""
         t = self.decode_timestep if decode_timestep is None else decode_timestep
         s = self.decode_noise_scale if decode_noise_scale is None else decode_noise_scale
-        generator = decode_generator(seed)
-        z = latents.float()
-        if self.vae.config.timestep_conditioning:
-            z = mix_decode_noise(z, s, generator)
-        raw = self.vae.denormalize(z)
-        t = t if self.vae.config.timestep_conditioning else None
-        if self.tiled_decode:
-            from .ltxv.vae_tiling import decode_tiled
-
-            video = decode_tiled(self.vae, raw, timestep=t, generator=generator)
-        else:
-            video = self.vae.decode(raw, timestep=t, generator=generator)
-        return ((video.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1)
+        return self.steps.decode(self.vae, latents, seed, t, s, self.tiling)
 
     @torch.no_grad()
     def generate(
@@ -179,27 +132,34 @@ class VideoPipeline:
         seed: int = 0,
         keyframes: Sequence[ImageKeyframe] = (),
         schedule: str = "auto",
-        image_cond_noise_scale: float = 0.15,
+        image_cond_noise_scale: float = frontend.IMAGE_COND_NOISE_SCALE,
         stochastic: bool = False,
         decode_timestep: float | None = None,
         decode_noise_scale: float | None = None,
         callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        image_crf: int = DEFAULT_CRF,
     ) -> torch.Tensor:
         """Generate one video -> frames (num_frames, height, width, 3) float32 in [0, 1].
 
         guidance: one Guidance, or one per step (sampling.guidance_per_step); default Guidance() (cfg 3, no STG).
         schedule: a schedules.timesteps kind ("auto" = the checkpoint's scheduler). The negative prompt is encoded
-        only when some step uses cfg > 1."""
-        check_video_size(width, height, num_frames)
+        only when some step uses cfg > 1. image_crf: the keyframes' blur + H.264 compression (0 = off)."""
+        geometry = self.geometry
+        check_video_size(width, height, num_frames, geometry)
+        if self.builtin_text_encoder:
+            from .builtin import warn_prompt
+
+            warn_prompt(prompt)
         guidance = Guidance() if guidance is None else guidance
         ts = self.schedule(steps, width, height, num_frames, schedule)
         per_step = [guidance] if isinstance(guidance, Guidance) else list(guidance)
         use_negative = any(g.cfg > 1.0 for g in per_step)
         positive, negative = self.encode_prompt(prompt, negative_prompt if use_negative else None)
-        latent_keyframes = [self.encode_keyframe(k, width, height, num_frames) for k in keyframes]
-        channels = self.transformer.config.in_channels
-        start = torch.zeros(1, channels, *latent_shape(width, height, num_frames), device=self.device)
-        latents = sample(
+        latent_keyframes = [
+            self.encode_keyframe(k, width, height, num_frames, image_crf, i) for i, k in enumerate(keyframes)
+        ]
+        start = frontend.empty_latent(geometry, width, height, num_frames, device=self.device)
+        latents = self.steps.sample(
             self.transformer,
             start,
             positive,
@@ -212,6 +172,7 @@ class VideoPipeline:
             image_cond_noise_scale=image_cond_noise_scale,
             stochastic=stochastic,
             callback=callback,
+            geometry=geometry,
         )
         return self.decode(latents, seed, decode_timestep, decode_noise_scale)[0]
 
@@ -219,20 +180,24 @@ class VideoPipeline:
 def load_pipeline(
     checkpoint_path, text_encoder_path, dtype: torch.dtype = torch.bfloat16, device="cpu", tokenizer_dir=None
 ) -> VideoPipeline:
-    """Official single-file (or diffusers-folder) checkpoint + T5 file -> VideoPipeline. The prompt length is the
-    T5 file's "max_tokens" metadata when it has one (the built-in tiny model), else follows the checkpoint version
-    (128 tokens for 0.9.0/0.9.1, 256 later); the schedule follows the checkpoint's "scheduler" metadata."""
+    """Official single-file (or diffusers-folder) checkpoint + T5 file -> VideoPipeline. The prompt length is
+    frontend.prompt_tokens: the T5 file's "max_tokens" metadata when it has one (the built-in tiny model), else the
+    checkpoint version's (128 tokens for 0.9.0/0.9.1, 256 later); the schedule follows the checkpoint's
+    "scheduler" metadata. builtin.builtin_weights() gives the built-in tiny model's two paths."""
+    from . import builtin
     from .checkpoint import load_checkpoint
-    from .text_encoder import load_text_encoder, max_tokens_for_version
+    from .text_encoder import load_text_encoder
 
-    ckpt = load_checkpoint(checkpoint_path, dtype=dtype, device=device)
-    text_encoder = load_text_encoder(
-        text_encoder_path,
-        dtype=dtype,
-        device=device,
-        tokenizer_dir=tokenizer_dir,
-        default_max_tokens=max_tokens_for_version(ckpt.version),
+    with builtin.restore_hint(checkpoint_path):
+        ckpt = load_checkpoint(checkpoint_path, dtype=dtype, device=device)
+    family = getattr(ckpt, "family", "ltxv")
+    max_tokens = frontend.steps_for(family).prompt_tokens(
+        ckpt.version, frontend.pinned_prompt_tokens(text_encoder_path)
     )
+    with builtin.restore_hint(text_encoder_path):
+        text_encoder = load_text_encoder(
+            text_encoder_path, dtype=dtype, device=device, tokenizer_dir=tokenizer_dir, max_tokens=max_tokens
+        )
     return VideoPipeline(
         ckpt.transformer,
         ckpt.vae,
@@ -240,7 +205,9 @@ def load_pipeline(
         ckpt.scheduler_config,
         ckpt.allowed_inference_steps,
         version=ckpt.version,
+        family=family,
+        builtin_text_encoder=builtin.is_builtin(text_encoder_path),
     )
 
 
-__all__ = ["VideoPipeline", "ImageKeyframe", "load_pipeline", "check_video_size", "latent_shape", "preprocess_images"]
+__all__ = ["VideoPipeline", "ImageKeyframe", "load_pipeline", "check_video_size", "latent_shape"]

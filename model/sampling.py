@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 import torch
 
 from .conditioning import Keyframe, apply_keyframes
+from .geometry import LTXV_GEOMETRY, VideoGeometry
 from .ltxv.dit import SKIP_MODES as STG_MODES
 from .ltxv.dit import SkipLayers
 from .ltxv.positions import unpatchify
@@ -200,6 +201,7 @@ def sample(
     image_cond_noise_scale: float = 0.0,
     stochastic: bool = False,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    geometry: VideoGeometry = LTXV_GEOMETRY,
 ) -> torch.Tensor:
     """Denoise and return (B, C, F, H, W) float32 NORMALIZED latents.
 
@@ -215,6 +217,8 @@ def sample(
     stochastic: after each step re-noise the x0 estimate to the next timestep with fresh noise (distilled models).
     callback(step_index, total_steps, x0_estimate): called after each step with the current x0 estimate of the video
         tokens as (B, C, F, H, W) normalized latents; it may raise to interrupt sampling.
+    geometry: the VAE's factors (geometry.VideoGeometry.of(vae.config, transformer.config)): where keyframes sit in
+        time and the pixel coordinates of the tokens.
     """
     if not 0.0 < denoise <= 1.0:
         raise ValueError(f"denoise must be in (0, 1], got {denoise}")
@@ -254,7 +258,7 @@ def sample(
     t0 = schedule_t[0]
     x = noise if denoise >= 1.0 else t0 * noise + (1.0 - t0) * latents.to(device, torch.float32)
 
-    cond = apply_keyframes(x, keyframes, generator, causal_fix, frame_rate)
+    cond = apply_keyframes(x, keyframes, generator, causal_fix, frame_rate, geometry)
     tokens, mask = cond.tokens, cond.mask
     init_tokens = tokens.clone()
     text_batches = {}  # copy layout (uncond?, perturbed?) -> stacked text and mask

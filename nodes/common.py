@@ -1,6 +1,11 @@
-"""Shared pieces of the node layer: socket types, input checks with messages that name the input."""
+"""Shared pieces of the node layer: socket types, input checks with messages that name the input.
+
+Error messages name the input, the value and what is valid; they do not name the node: ComfyUI shows the node with
+the error, and the headless runner prefixes `node N (Class): ` (the one format both use)."""
 
 import math
+
+from ..model.geometry import LTXV_GEOMETRY, MAX_SIZE
 
 CATEGORY = "VideoDiT"
 
@@ -10,56 +15,27 @@ VAE_TYPE = "VIDEODIT_VAE"
 TEXT_ENCODER_TYPE = "VIDEODIT_TEXT_ENCODER"
 CONDITIONING_TYPE = "VIDEODIT_CONDITIONING"
 
-SPATIAL_FACTOR = 32  # pixels per latent voxel (height, width)
-TEMPORAL_FACTOR = 8  # pixel frames per latent frame after the first
-LATENT_CHANNELS = 128
-MAX_RESOLUTION = 8192
-MAX_FRAMES = 8 * 1024 + 1
 MAX_SEED = 2**64 - 1
+# Nodes without a model input (Empty Latent Video, widget limits) use the LTX-Video geometry (8x time, 32x space,
+# 128 channels: every released VAE and the built-in one); nodes with a VAE or model use its own (VideoGeometry.of).
+GEOMETRY = LTXV_GEOMETRY
+MAX_RESOLUTION = MAX_SIZE
+MAX_FRAMES = GEOMETRY.max_frames
 
 
 class InputError(ValueError):
     """A node input outside its valid range; the message names the input and what is valid."""
 
 
-def nearest_multiples(value: int, step: int, offset: int = 0, minimum: int | None = None) -> list[int]:
-    """The valid values (offset + k*step) just below and above `value` (only those >= minimum)."""
-    lower = offset + ((value - offset) // step) * step
-    candidates = [lower, lower + step]
-    minimum = offset if minimum is None else minimum
-    return [c for c in candidates if c >= minimum] or [minimum]
-
-
-def check_pixel_size(name: str, value) -> str | None:
-    """None if `value` is a valid width/height, else the message."""
-    if value is None:
-        return None
-    value = int(value)
-    if value < SPATIAL_FACTOR or value > MAX_RESOLUTION or value % SPATIAL_FACTOR:
-        near = nearest_multiples(
-            min(max(value, SPATIAL_FACTOR), MAX_RESOLUTION), SPATIAL_FACTOR, minimum=SPATIAL_FACTOR
-        )
-        near = " or ".join(str(n) for n in dict.fromkeys(near))
-        return (
-            f"{name} must be a multiple of {SPATIAL_FACTOR} between {SPATIAL_FACTOR} and {MAX_RESOLUTION} "
-            f"(the VAE compresses {SPATIAL_FACTOR}x in space): got {value}; nearest valid: {near}"
-        )
-    return None
-
-
-def check_frame_count(name: str, value) -> str | None:
-    """None if `value` is a valid frame count 8k+1, else the message."""
-    if value is None:
-        return None
-    value = int(value)
-    if value < 1 or value > MAX_FRAMES or (value - 1) % TEMPORAL_FACTOR:
-        near = nearest_multiples(min(max(value, 1), MAX_FRAMES), TEMPORAL_FACTOR, offset=1, minimum=1)
-        near = " or ".join(str(n) for n in dict.fromkeys(near))
-        return (
-            f"{name} must be 8k+1 (1, 9, 17, ..., 97, ...; the VAE keeps the first frame and compresses 8 frames "
-            f"per latent frame after it): got {value}; nearest valid: {near}"
-        )
-    return None
+def size_problems(width, height, frames, names=("width", "height", "frames"), geometry=GEOMETRY) -> list[str]:
+    """The messages (input name, value, nearest valid values) of every invalid constant; None values are skipped
+    (a linked input is not known at validation time)."""
+    checks = (
+        (geometry.size_problem, names[0], width),
+        (geometry.size_problem, names[1], height),
+        (geometry.frames_problem, names[2], frames),
+    )
+    return [m for check, name, value in checks if value is not None and (m := check(name, int(value)))]
 
 
 def check_number(name: str, value, options: dict, kind: str) -> str | None:
@@ -90,8 +66,9 @@ def input_spec(cls) -> dict[str, tuple]:
 
 def check_inputs(cls, values: dict) -> None:
     """Validate every constant input of a node as ComfyUI's server does (types, min/max, combos) plus finiteness;
-    raise InputError naming the node and input. Used by execute() (linked values are not seen at /prompt time)
-    and by the headless runner."""
+    raise InputError naming the input. Used by execute() (linked values are not seen at /prompt time) and by the
+    headless runner. A combo input listed in cls.MODEL_FOLDERS (input -> folder key) also says where the files
+    were looked for."""
     problems = []
     for name, (kind, options) in input_spec(cls).items():
         if name not in values or values[name] is None:
@@ -100,10 +77,16 @@ def check_inputs(cls, values: dict) -> None:
         if isinstance(kind, list):
             if value not in kind:
                 shown = kind if len(kind) <= 20 else f"(list of {len(kind)})"
-                problems.append(f"{name}: {value!r} is not one of {shown}")
+                message = f"{name}: {value!r} is not one of {shown}"
+                folder = getattr(cls, "MODEL_FOLDERS", {}).get(name)
+                if folder is not None:
+                    from . import host
+
+                    message += f"; looked in {host.describe_search(folder)}"
+                problems.append(message)
         elif kind in ("INT", "FLOAT"):
             message = check_number(name, value, options, kind)
             if message:
                 problems.append(message)
     if problems:
-        raise InputError(f"{cls.__name__}: " + "; ".join(problems))
+        raise InputError("; ".join(problems))

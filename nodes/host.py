@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WEIGHTS_DIR = os.path.join(PACK_DIR, "weights")
 MODEL_EXTENSIONS = (".safetensors", ".sft")
 
 # ComfyUI folder keys searched by our loaders.
@@ -85,25 +83,45 @@ def list_models(folder_key: str) -> list[str]:
     return sorted(names)
 
 
+def search_folders(folder_key: str) -> list[str]:
+    """The folders the loaders look in for `folder_key` ("checkpoints"/"text_encoders"), in order."""
+    folder_paths = comfy_folder_paths()
+    folders = []
+    for key in FOLDER_KEYS[folder_key]:
+        if folder_paths is not None:
+            try:
+                folders.extend(folder_paths.get_folder_paths(key))
+            except KeyError:
+                pass
+        else:
+            folders.extend(os.path.join(HEADLESS.models_dir, d) for d in HEADLESS_SUBDIRS[key])
+    return list(dict.fromkeys(folders))
+
+
+def describe_search(folder_key: str) -> str:
+    """Where model files of `folder_key` are looked for, as text (headless: how to point elsewhere)."""
+    text = ", ".join(search_folders(folder_key))
+    if comfy_folder_paths() is None:
+        text += f" (the models folder is {HEADLESS.models_dir}; choose another with --models-dir DIR)"
+    return text
+
+
 def model_path(folder_key: str, name: str) -> str:
     """Absolute path of a model file chosen in a combo; FileNotFoundError naming the file and folders otherwise."""
     folder_paths = comfy_folder_paths()
-    searched = []
     for key in FOLDER_KEYS[folder_key]:
         if folder_paths is not None:
             try:
                 path = folder_paths.get_full_path(key, name)
-                searched.extend(folder_paths.get_folder_paths(key))
             except KeyError:
                 path = None
         else:
             path = _headless_full_path(key, name)
-            searched.extend(os.path.join(HEADLESS.models_dir, d) for d in HEADLESS_SUBDIRS[key])
         if path is not None and os.path.isfile(path):
             return path
     if os.path.isabs(name) and os.path.isfile(name):
         return name
-    raise FileNotFoundError(f"model file '{name}' not found in the {folder_key} folders: {', '.join(searched)}")
+    raise FileNotFoundError(f"model file '{name}' not found in the {folder_key} folders: {describe_search(folder_key)}")
 
 
 def _headless_list(key):
@@ -129,6 +147,24 @@ def _headless_full_path(key, name):
 def output_directory() -> str:
     folder_paths = comfy_folder_paths()
     return folder_paths.get_output_directory() if folder_paths is not None else HEADLESS.output_dir
+
+
+def output_folder_problem(filename_prefix: str) -> str | None:
+    """None when a file can be saved under `filename_prefix` in the output folder, else why not (the folder or
+    one above it is a file, or it is not writable). Checked before anything runs, so a long generation does not
+    end in a failed save."""
+    output_dir = os.path.abspath(output_directory())
+    target = os.path.abspath(os.path.join(output_dir, os.path.dirname(os.path.normpath(str(filename_prefix)))))
+    if os.path.commonpath((output_dir, target)) != output_dir:
+        return f"filename_prefix '{filename_prefix}' would save outside the output folder {output_dir}"
+    folder = target
+    while not os.path.exists(folder):  # the nearest existing folder is where the sub-folders get created
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        return f"the output folder {target} cannot be created: {folder} is a file"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the output folder {folder} is not writable"
+    return None
 
 
 def input_directory() -> str:

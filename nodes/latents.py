@@ -6,51 +6,54 @@ the same space as ComfyUI's native LTXV latents, so latents cross over both ways
   "width", "height", "frames"  the pixel size and frame count the latent stands for
   "keyframes"   list of model.conditioning.Keyframe (normalized latents, pixel frame, strength) from Image To Video
 Keys other nodes do not know are ignored by them; native nodes copy the dict and keep them.
+
+Each node translates ComfyUI types to one shared step of model/frontend.py (the functions VideoPipeline calls),
+run for the VAE's model family (frontend.steps_for); latent shapes and valid sizes come from the VAE's geometry.
 """
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+from contextlib import contextmanager
 
+import torch
+
+from ..model import frontend
+from ..model.preprocess import DEFAULT_CRF
 from . import host
 from .common import (
     CATEGORY,
-    LATENT_CHANNELS,
+    GEOMETRY,
     MAX_FRAMES,
     MAX_RESOLUTION,
-    SPATIAL_FACTOR,
-    TEMPORAL_FACTOR,
     VAE_TYPE,
     InputError,
-    check_frame_count,
     check_inputs,
-    check_pixel_size,
+    size_problems,
 )
-from .video_io import h264_round_trip
 
 DEFAULT_FRAME_RATE = 25.0
-TILING = ["auto", "on", "off"]
 MAX_KEYFRAME_IMAGES = 3
+STEP = GEOMETRY.pixel_step  # widget step of width/height
+FRAME_STEP = GEOMETRY.temporal_factor
 
 
-def latent_geometry(latent: dict) -> tuple[int, int, int, float]:
+def latent_geometry(latent: dict, geometry=GEOMETRY) -> tuple[int, int, int, float]:
     """(width, height, frames, frame_rate) a LATENT stands for: our keys when they fit the samples' shape, else
     derived from the shape (a native LTXV latent, or one another node resized)."""
     samples = latent["samples"]
-    if samples.ndim != 5 or samples.shape[1] != LATENT_CHANNELS:
+    if samples.ndim != 5 or samples.shape[1] != geometry.latent_channels:
         raise InputError(
-            f"latent: expected a video latent (B, {LATENT_CHANNELS}, F, H, W), got shape "
+            f"latent: expected a video latent (B, {geometry.latent_channels}, F, H, W), got shape "
             f"{tuple(samples.shape)} (is it an image latent from another model?)"
         )
     _, _, f, h, w = samples.shape
+    width, height, frames = geometry.pixel_shape(f, h, w)
 
     def stored(key, derived, step):
         value = latent.get(key)
         return int(value) if value is not None and derived - step < int(value) <= derived else derived
 
-    width = stored("width", w * SPATIAL_FACTOR, SPATIAL_FACTOR)
-    height = stored("height", h * SPATIAL_FACTOR, SPATIAL_FACTOR)
-    frames = stored("frames", (f - 1) * TEMPORAL_FACTOR + 1, TEMPORAL_FACTOR)
+    width = stored("width", width, geometry.spatial_factor)
+    height = stored("height", height, geometry.spatial_factor)
+    frames = stored("frames", frames, geometry.temporal_factor)
     return width, height, frames, float(latent.get("frame_rate", DEFAULT_FRAME_RATE))
 
 
@@ -65,21 +68,21 @@ def latent_seed(latent: dict) -> int:
     return int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
-def images_to_video(images: torch.Tensor, name: str) -> torch.Tensor:
-    """IMAGE (T, H, W, C) in [0, 1] -> (1, 3, T, H, W) in [-1, 1] (alpha dropped)."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
-        raise InputError(
-            f"{name}: expected an IMAGE tensor (frames, height, width, 3), got "
-            f"{getattr(images, 'shape', type(images).__name__)}"
-        )
-    rgb = images[..., :3] if images.shape[-1] != 1 else images.expand(-1, -1, -1, 3)
-    return (rgb.float().permute(3, 0, 1, 2)[None] * 2.0 - 1.0).clamp(-1.0, 1.0)
+@contextmanager
+def input_error(prefix: str = ""):
+    """A ValueError of a shared step becomes an InputError (the node's message type), optionally prefixed."""
+    try:
+        yield
+    except InputError:
+        raise
+    except ValueError as e:
+        raise InputError(f"{prefix}{e}") from e
 
 
 class VideoDiTEmptyLatentVideo:
     DESCRIPTION = (
         "An empty (all-zero) video latent of the given size and length: the start of text-to-video. "
-        "Sizes must be multiples of 32 and frame counts 8k+1; other values are rejected with the "
+        f"Sizes must be multiples of {STEP} and frame counts {FRAME_STEP}k+1; other values are rejected with the "
         "nearest valid ones."
     )
     CATEGORY = CATEGORY
@@ -87,41 +90,29 @@ class VideoDiTEmptyLatentVideo:
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
     OUTPUT_TOOLTIPS = (
-        "Zero latent (B, 128, (frames-1)/8+1, height/32, width/32) carrying the frame rate and pixel size.",
+        f"Zero latent (B, {GEOMETRY.latent_channels}, (frames-1)/{FRAME_STEP}+1, height/{GEOMETRY.spatial_factor}, "
+        f"width/{GEOMETRY.spatial_factor}) carrying the frame rate and pixel size.",
     )
 
     @classmethod
     def INPUT_TYPES(cls):
+        def side(default, name):
+            tooltip = f"Video {name} in pixels, a multiple of {STEP} ({default} for the 2B model)."
+            return ("INT", {"default": default, "min": STEP, "max": MAX_RESOLUTION, "step": STEP, "tooltip": tooltip})
+
+        t = FRAME_STEP
         return {
             "required": {
-                "width": (
-                    "INT",
-                    {
-                        "default": 768,
-                        "min": SPATIAL_FACTOR,
-                        "max": MAX_RESOLUTION,
-                        "step": SPATIAL_FACTOR,
-                        "tooltip": "Video width in pixels, a multiple of 32 (768 for the 2B model).",
-                    },
-                ),
-                "height": (
-                    "INT",
-                    {
-                        "default": 512,
-                        "min": SPATIAL_FACTOR,
-                        "max": MAX_RESOLUTION,
-                        "step": SPATIAL_FACTOR,
-                        "tooltip": "Video height in pixels, a multiple of 32 (512 for the 2B model).",
-                    },
-                ),
+                "width": side(768, "width"),
+                "height": side(512, "height"),
                 "frames": (
                     "INT",
                     {
                         "default": 97,
                         "min": 1,
                         "max": MAX_FRAMES,
-                        "step": TEMPORAL_FACTOR,
-                        "tooltip": "Number of frames, 8k+1 (1, 9, 17, ..., 97, 121, ...).",
+                        "step": t,
+                        "tooltip": f"Number of frames, {t}k+1 (1, {t + 1}, {2 * t + 1}, ..., 97, 121, ...).",
                     },
                 ),
                 "frame_rate": (
@@ -144,15 +135,7 @@ class VideoDiTEmptyLatentVideo:
 
     @classmethod
     def VALIDATE_INPUTS(cls, width, height, frames):
-        problems = [
-            m
-            for m in (
-                check_pixel_size("width", width),
-                check_pixel_size("height", height),
-                check_frame_count("frames", frames),
-            )
-            if m
-        ]
+        problems = size_problems(width, height, frames)
         return "; ".join(problems) if problems else True
 
     def generate(self, width, height, frames, frame_rate, batch_size):
@@ -162,54 +145,16 @@ class VideoDiTEmptyLatentVideo:
         message = type(self).VALIDATE_INPUTS(width, height, frames)
         if message is not True:
             raise InputError(message)
-        shape = (
-            batch_size,
-            LATENT_CHANNELS,
-            (frames - 1) // TEMPORAL_FACTOR + 1,
-            height // SPATIAL_FACTOR,
-            width // SPATIAL_FACTOR,
-        )
-        return (video_latent(torch.zeros(shape), width, height, frames, frame_rate),)
-
-
-def center_crop_resize(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """IMAGE (T, H, W, C) -> (T, height, width, C): the pipeline's keyframe preprocessing (center crop to the target
-    aspect ratio, bilinear resize), so nodes and model.pipeline prepare the same image."""
-    from ..model.pipeline import preprocess_images
-
-    video = preprocess_images(images[..., :3], width, height)  # (1, 3, T, height, width) in [-1, 1]
-    return (video[0].permute(1, 2, 3, 0) + 1.0) / 2.0
-
-
-def gaussian_blur_3x3(images: torch.Tensor) -> torch.Tensor:
-    """Gaussian blur, kernel 3, sigma 1 (the official conditioning-image preprocessing), IMAGE layout."""
-    k1 = torch.exp(-(torch.tensor([-1.0, 0.0, 1.0]) ** 2) / 2.0)
-    k1 = k1 / k1.sum()
-    kernel = (k1[:, None] * k1[None, :]).expand(3, 1, 3, 3)
-    chw = images.permute(0, 3, 1, 2)
-    chw = F.conv2d(F.pad(chw, (1, 1, 1, 1), mode="reflect"), kernel.to(chw), groups=3)
-    return chw.permute(0, 2, 3, 1)
-
-
-def compress_like_training(images: torch.Tensor, crf: int) -> torch.Tensor:
-    """Blur + one-frame H.264 round trip at `crf` per frame (0 = off)."""
-    if crf <= 0:
-        return images
-    images = gaussian_blur_3x3(images)
-    out = []
-    for frame in images:
-        pixels = (frame.clamp(0, 1) * 255.0).round().to(torch.uint8).numpy()
-        h, w = pixels.shape[0] - pixels.shape[0] % 2, pixels.shape[1] - pixels.shape[1] % 2
-        pixels[:h, :w] = h264_round_trip(pixels[:h, :w], crf)
-        out.append(torch.from_numpy(pixels.astype(np.float32) / 255.0))
-    return torch.stack(out)
+        samples = frontend.empty_latent(GEOMETRY, width, height, frames, batch_size)
+        return (video_latent(samples, width, height, frames, frame_rate),)
 
 
 class VideoDiTImageToVideo:
     DESCRIPTION = (
         "Adds images as keyframes to a video latent: image_1 at frame 0 is classic image-to-video; "
         "add image_2 at frame -1 for first-and-last-frame interpolation, or put images at any frame. "
-        "An IMAGE batch of 8k+1 frames is used as a video clip starting at its frame index."
+        f"An IMAGE batch of {FRAME_STEP}k+1 frames is used as a video clip starting at its frame index "
+        "(clips are never trimmed: one that does not fit is an error)."
     )
     CATEGORY = CATEGORY
     FUNCTION = "apply"
@@ -229,7 +174,7 @@ class VideoDiTImageToVideo:
                         "max": MAX_FRAMES,
                         "tooltip": f"Frame where image_{i} goes: 0 = first, -1 = last, any "
                         f"frame between (negative counts from the end). A clip "
-                        f"after frame 0 must start at a multiple of 8.",
+                        f"after frame 0 must start at a multiple of {FRAME_STEP}.",
                     },
                 ),
                 f"strength_{i}": (
@@ -254,12 +199,15 @@ class VideoDiTImageToVideo:
                     "size and length the images are fitted to."
                 },
             ),
-            "image_1": ("IMAGE", {"tooltip": "First keyframe image (or an 8k+1-frame clip), e.g. from Load Image."}),
+            "image_1": (
+                "IMAGE",
+                {"tooltip": f"First keyframe image (or a {FRAME_STEP}k+1-frame clip), e.g. from Load Image."},
+            ),
             **slot(1, 0),
             "crf": (
                 "INT",
                 {
-                    "default": 29,
+                    "default": DEFAULT_CRF,
                     "min": 0,
                     "max": 51,
                     "tooltip": "Compress each image like a video frame (blur + H.264 at this CRF) before "
@@ -277,9 +225,8 @@ class VideoDiTImageToVideo:
     def apply(self, vae, latent, image_1, frame_index_1, strength_1, crf, **more):
         values = dict(frame_index_1=frame_index_1, strength_1=strength_1, crf=crf, **more)
         check_inputs(type(self), values)
-        from ..model.conditioning import Keyframe, validate_keyframe
-
-        _, _, frames, _ = latent_geometry(latent)
+        steps = frontend.steps_for(vae.family)
+        width, height, frames, _ = latent_geometry(latent, vae.geometry)
         samples = latent["samples"]
         _, _, _, h, w = samples.shape
         images = [(1, image_1, frame_index_1, strength_1)]
@@ -289,38 +236,31 @@ class VideoDiTImageToVideo:
             if more.get(f"image_{i}") is not None
         ]
         keyframes = list(latent.get("keyframes", ()))
+        # the keyframes are fitted to the latent's full pixel size (what the sampler's tokens cover)
+        full_width, full_height, full_frames = vae.geometry.pixel_shape(samples.shape[2], h, w)
         module = vae.acquire()
         try:
             for i, image, index, strength in images:
-                count = image.shape[0] if isinstance(image, torch.Tensor) else 0
-                if check_frame_count(f"image_{i}", count):
+                if not isinstance(image, torch.Tensor) or image.ndim != 4:
                     raise InputError(
-                        f"image_{i} has {count} frames: give one image, or a clip of 8k+1 frames "
-                        f"(1, 9, 17, ...) to condition on a video"
+                        f"image_{i}: expected an IMAGE (frames, height, width, channels), got "
+                        f"{getattr(image, 'shape', type(image).__name__)}"
                     )
-                pixel_frame = index if index >= 0 else frames + index
-                if pixel_frame < 0 or pixel_frame + count > frames:
-                    raise InputError(
-                        f"frame_index_{i} = {index} puts image_{i} ({count} frame(s)) outside the "
-                        f"video's {frames} frames (valid: {-frames} to {frames - count})"
+                with input_error():
+                    start = vae.geometry.keyframe_start(f"image_{i}", f"frame_index_{i}", index, image.shape[0], frames)
+                    keyframe = steps.encode_keyframe(
+                        module,
+                        image,
+                        start,
+                        strength,
+                        full_width,
+                        full_height,
+                        full_frames,
+                        vae.geometry,
+                        crf,
+                        (f"image_{i}", f"frame_index_{i}"),
                     )
-                if count > 1 and pixel_frame % TEMPORAL_FACTOR:
-                    raise InputError(
-                        f"frame_index_{i} = {index}: a clip after frame 0 must start at a multiple "
-                        f"of 8 (nearest: {pixel_frame // 8 * 8} or {pixel_frame // 8 * 8 + 8})"
-                    )
-                prepared = compress_like_training(
-                    center_crop_resize(image, w * SPATIAL_FACTOR, h * SPATIAL_FACTOR), crf
-                )
-                video = images_to_video(prepared, f"image_{i}").to(vae.device, vae.dtype)
-                with torch.inference_mode():
-                    encoded = module.normalize(module.encode(video)).float().cpu()
-                keyframe = Keyframe(latent=encoded, pixel_frame=int(pixel_frame), strength=float(strength))
-                try:
-                    validate_keyframe(keyframe, samples.shape)
-                except ValueError as e:
-                    raise InputError(f"image_{i}: {e}") from e
-                keyframes.append(keyframe)
+                keyframes.append(type(keyframe)(keyframe.latent.cpu(), keyframe.pixel_frame, keyframe.strength))
         finally:
             vae.release()
         out = dict(latent)
@@ -329,19 +269,28 @@ class VideoDiTImageToVideo:
 
 
 class VideoDiTVAEEncode:
-    DESCRIPTION = "Encodes a video (IMAGE batch of 8k+1 frames, sides multiples of 32) to a video latent."
+    DESCRIPTION = (
+        f"Encodes a video (IMAGE batch of {FRAME_STEP}k+1 frames, sides multiples of {STEP}) to a video latent, "
+        "as it is (no resize, no compression)."
+    )
     CATEGORY = CATEGORY
     FUNCTION = "encode"
     RETURN_TYPES = ("LATENT",)
     RETURN_NAMES = ("latent",)
-    OUTPUT_TOOLTIPS = ("Normalized video latent (B=1, 128, (frames-1)/8+1, height/32, width/32).",)
+    OUTPUT_TOOLTIPS = (
+        f"Normalized video latent (B=1, {GEOMETRY.latent_channels}, (frames-1)/{FRAME_STEP}+1, "
+        f"height/{GEOMETRY.spatial_factor}, width/{GEOMETRY.spatial_factor}).",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
         return {
             "required": {
                 "vae": (VAE_TYPE, {"tooltip": "The VAE from VideoDiT Model Loader."}),
-                "images": ("IMAGE", {"tooltip": "Frames to encode: 8k+1 of them, width and height multiples of 32."}),
+                "images": (
+                    "IMAGE",
+                    {"tooltip": f"Frames to encode: {FRAME_STEP}k+1 of them, width and height multiples of {STEP}."},
+                ),
                 "frame_rate": (
                     "FLOAT",
                     {
@@ -357,25 +306,13 @@ class VideoDiTVAEEncode:
 
     def encode(self, vae, images, frame_rate):
         check_inputs(type(self), dict(frame_rate=frame_rate))
-        frames, height, width = images.shape[0], images.shape[1], images.shape[2]
-        problems = [
-            m
-            for m in (
-                check_pixel_size("image width", width),
-                check_pixel_size("image height", height),
-                check_frame_count("number of images", frames),
-            )
-            if m
-        ]
-        if problems:
-            raise InputError("images: " + "; ".join(problems))
         module = vae.acquire()
         try:
-            with torch.inference_mode():
-                video = images_to_video(images, "images").to(vae.device, vae.dtype)
-                samples = module.normalize(module.encode(video)).float().cpu()
+            with input_error():
+                samples = frontend.encode_frames(module, images, vae.geometry).cpu()
         finally:
             vae.release()
+        frames, height, width = images.shape[0], images.shape[1], images.shape[2]
         return (video_latent(samples, width, height, frames, frame_rate),)
 
 
@@ -402,7 +339,7 @@ class VideoDiTVAEDecode:
                 "decode_timestep": (
                     "FLOAT",
                     {
-                        "default": 0.05,
+                        "default": frontend.DECODE_TIMESTEP,
                         "min": 0.0,
                         "max": 1.0,
                         "step": 0.001,
@@ -413,7 +350,7 @@ class VideoDiTVAEDecode:
                 "decode_noise_scale": (
                     "FLOAT",
                     {
-                        "default": 0.025,
+                        "default": frontend.DECODE_NOISE_SCALE,
                         "min": 0.0,
                         "max": 1.0,
                         "step": 0.001,
@@ -423,7 +360,7 @@ class VideoDiTVAEDecode:
                     },
                 ),
                 "tiling": (
-                    TILING,
+                    list(frontend.TILING),
                     {
                         "default": "auto",
                         "tooltip": "Decode in overlapping tiles (blended seams) to save memory. auto: "
@@ -437,31 +374,18 @@ class VideoDiTVAEDecode:
         check_inputs(
             type(self), dict(decode_timestep=decode_timestep, decode_noise_scale=decode_noise_scale, tiling=tiling)
         )
-        width, height, frames, _ = latent_geometry(latent)
-        samples = latent["samples"].float()
-        from ..model.pipeline import decode_generator, mix_decode_noise
-
-        # decode-time noise (0.9.1+ VAEs) from the sampling seed the sampler left in the latent (0 for latents
-        # from elsewhere): the same video as model.pipeline for the same seed
-        generator = decode_generator(latent_seed(latent))
+        steps = frontend.steps_for(vae.family)
+        width, height, frames, _ = latent_geometry(latent, vae.geometry)
         module = vae.acquire()
         try:
-            timestep = None
-            if getattr(module.config, "timestep_conditioning", False):
-                timestep = float(decode_timestep)
-                samples = mix_decode_noise(samples, float(decode_noise_scale), generator)
+            host.check_interrupt()
+            # decode-time noise (0.9.1+ VAEs) from the sampling seed the sampler left in the latent (0 for latents
+            # from elsewhere): the same video as VideoPipeline for the same seed
             with torch.inference_mode():
-                raw = module.denormalize(samples.to(vae.device, vae.dtype))
-                host.check_interrupt()
-                if tiling == "off":
-                    video = module.decode(raw, timestep, generator)
-                else:
-                    from ..model.ltxv.vae_tiling import decode_auto, decode_tiled
-
-                    decode = decode_tiled if tiling == "on" else decode_auto
-                    video = decode(module, raw, timestep, generator=generator, out_device="cpu")
+                video = steps.decode(
+                    module, latent["samples"], latent_seed(latent), decode_timestep, decode_noise_scale, tiling, "cpu"
+                )
         finally:
             vae.release()
-        video = video[:, :, :frames, :height, :width]  # (B, 3, F, H, W) in about [-1, 1]
-        images = ((video.float().clamp(-1.0, 1.0) + 1.0) / 2.0).permute(0, 2, 3, 4, 1).reshape(-1, *video.shape[3:], 3)
-        return (images.cpu().contiguous(),)
+        video = video[:, :frames, :height, :width]  # (B, F, H, W, 3): exactly the size the latent was made for
+        return (video.reshape(-1, *video.shape[2:]).contiguous(),)

@@ -1,20 +1,31 @@
-"""Loader nodes: the video model (DiT + VAE from one checkpoint) and the T5 text encoder; text encoding."""
+"""Loader nodes: the video model (DiT + VAE from one checkpoint) and the T5 text encoder; text encoding.
 
+The model and VAE objects say their family ("ltxv": LTX-Video 0.9.x) and geometry; the sampler, Image To Video
+and VAE Decode nodes run the family's steps (model.frontend.steps_for), so a second family plugs in there.
+"""
+
+import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 
-from ..model import speed
+from ..model import builtin, speed
+from ..model.frontend import Prompt, encode_prompt, pinned_prompt_tokens
+from ..model.geometry import VideoGeometry
 from . import host
 from .common import CATEGORY, CONDITIONING_TYPE, MODEL_TYPE, TEXT_ENCODER_TYPE, VAE_TYPE, check_inputs
+
+logger = logging.getLogger("videodit")
 
 BUILTIN_MODEL = "videodit-tiny (built-in)"
 BUILTIN_TEXT_ENCODER = "t5-tiny (built-in)"
 BUILTIN_FILES = {
-    BUILTIN_MODEL: os.path.join(host.WEIGHTS_DIR, "videodit-tiny.safetensors"),
-    BUILTIN_TEXT_ENCODER: os.path.join(host.WEIGHTS_DIR, "t5-tiny.safetensors"),
+    BUILTIN_MODEL: builtin.builtin_weights().checkpoint,
+    BUILTIN_TEXT_ENCODER: builtin.builtin_weights().text_encoder,
 }
+DEFAULT_PROMPT_TOKENS = 256  # what Text Encode encodes at first (0.9.5+); the sampler re-encodes for 0.9.0/0.9.1
 DTYPES = ["auto", "bf16", "fp16", "fp32"]
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 PLACEMENTS = ["gpu", "offload to cpu between runs"]
@@ -39,13 +50,15 @@ def _to_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module
 
 @dataclass
 class VideoVAE:
-    """VIDEODIT_VAE: the causal video VAE and where it runs."""
+    """VIDEODIT_VAE: the causal video VAE, where it runs, its family and geometry."""
 
     vae: torch.nn.Module
     device: torch.device
     dtype: torch.dtype
     offload: bool
     path: str
+    family: str = "ltxv"
+    geometry: VideoGeometry = field(default_factory=VideoGeometry)
 
     def acquire(self) -> torch.nn.Module:
         """The VAE on its compute device (moved there if it was offloaded)."""
@@ -69,6 +82,8 @@ class VideoModel:
     dtype: torch.dtype
     offload: bool
     vae: VideoVAE  # the checkpoint's VAE (latent previews are fitted to it)
+    family: str = "ltxv"  # which front-end steps sample it (model.frontend.steps_for)
+    geometry: VideoGeometry = field(default_factory=VideoGeometry)
     preview_factors: tuple | None = field(default=None, repr=False)  # (128x3 matrix, bias), fitted on first use
 
     def acquire(self) -> torch.nn.Module:
@@ -88,15 +103,25 @@ class VideoTextEncoder:
 
     encoder: object  # model.text_encoder.TextEncoder
     device: torch.device
+    pinned_tokens: int | None = None  # the file's own prompt length (the built-in T5), else by checkpoint version
+    builtin: bool = False
 
-    def encode(self, text: str):
+    def encode(self, text: str, max_tokens: int):
+        """One prompt -> TextCondition on the CPU, at max_tokens tokens (model.frontend.encode_prompt)."""
         _to_device(self.encoder.model, self.device)
         try:
-            with torch.inference_mode():
-                cond = self.encoder.encode([text])
+            cond = encode_prompt(self.encoder, text, max_tokens)
             return type(cond)(embeddings=cond.embeddings.detach().cpu(), mask=cond.mask.detach().cpu())
         finally:
             self.encoder.model.to(host.offload_device())
+
+    def prompt(self, text: str) -> Prompt:
+        """The conditioning of Text Encode: encoded now at the pinned or the 0.9.5+ length; the sampler re-encodes
+        it for a checkpoint that wants another length (model.frontend.Prompt)."""
+        tokens = self.pinned_tokens or DEFAULT_PROMPT_TOKENS
+        return Prompt(
+            text, self.encode(text, tokens), tokens, self.pinned_tokens is not None, self.encode, self.builtin
+        )
 
 
 # One cached model per loader kind: a new choice replaces the old one (two 2B models rarely fit together).
@@ -126,11 +151,33 @@ def resolve_file(folder_key: str, name: str) -> str:
         path = BUILTIN_FILES[name]
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"the built-in model '{name}' is missing: {path} does not exist "
-                f"(reinstall the pack or check the weights/ folder)"
+                f"the built-in model '{name}' is missing: {path} does not exist; {builtin.RESTORE_HINT}"
             )
         return path
     return host.model_path(folder_key, name)
+
+
+_said_no_gpu = []
+
+
+def say_no_gpu_once(placement: str, device: torch.device):
+    """placement "gpu" on a machine without one: one log line per process (the model runs on the CPU)."""
+    if placement == "gpu" and device.type == "cpu" and not _said_no_gpu:
+        _said_no_gpu.append(True)
+        logger.warning("VideoDiT Model Loader: placement 'gpu' but no GPU was found; the model runs on the CPU")
+
+
+def apply_speed(transformer, vae_module, options):
+    """Speed options on the DiT and VAE; their fallbacks on this machine (no CUDA, no Triton, no fp8 matmuls)
+    become one log line instead of Python warnings with source paths."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        transformer = speed.apply_speed_options(transformer, options)
+        vae_module = speed.apply_vae_speed_options(vae_module, options)
+    reasons = list(dict.fromkeys(str(w.message) for w in caught))
+    if reasons:
+        logger.warning("VideoDiT Model Loader: speed options fall back on this machine: %s", " | ".join(reasons))
+    return transformer, vae_module
 
 
 class VideoDiTModelLoader:
@@ -140,6 +187,7 @@ class VideoDiTModelLoader:
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
+    MODEL_FOLDERS = {"checkpoint": "checkpoints"}  # where a missing file was looked for (check_inputs)
     RETURN_TYPES = (MODEL_TYPE, VAE_TYPE)
     RETURN_NAMES = ("model", "vae")
     OUTPUT_TOOLTIPS = (
@@ -213,6 +261,7 @@ class VideoDiTModelLoader:
         device = host.torch_device()
         torch_dtype = resolve_dtype(dtype, device)
         offload = placement != "gpu"
+        say_no_gpu_once(placement, device)
         key = (
             os.path.realpath(path),
             os.path.getmtime(path),
@@ -225,13 +274,15 @@ class VideoDiTModelLoader:
         )
 
         def load():
-            loaded = load_checkpoint(path, dtype=torch_dtype, device="cpu")
+            with builtin.restore_hint(path):
+                loaded = load_checkpoint(path, dtype=torch_dtype, device="cpu")
+            family = getattr(loaded, "family", "ltxv")
             transformer = loaded.transformer.eval().requires_grad_(False)
             vae_module = loaded.vae.eval().requires_grad_(False)
             options = speed.SpeedOptions(attention=attention, compile=bool(compile), fp8=bool(fp8))
-            transformer = speed.apply_speed_options(transformer, options)
-            vae_module = speed.apply_vae_speed_options(vae_module, options)
-            vae = VideoVAE(vae_module, device, torch_dtype, offload, path)
+            transformer, vae_module = apply_speed(transformer, vae_module, options)
+            geometry = VideoGeometry.of(vae_module.config, transformer.config)
+            vae = VideoVAE(vae_module, device, torch_dtype, offload, path, family, geometry)
             model = VideoModel(
                 transformer,
                 loaded.scheduler_config,
@@ -242,6 +293,8 @@ class VideoDiTModelLoader:
                 torch_dtype,
                 offload,
                 vae,
+                family,
+                geometry,
             )
             if not offload:
                 model.acquire()
@@ -255,6 +308,7 @@ class VideoDiTTextEncoderLoader:
     DESCRIPTION = "Loads the T5 text encoder (ComfyUI's t5xxl single-file layout) or the tiny built-in one."
     CATEGORY = CATEGORY
     FUNCTION = "load"
+    MODEL_FOLDERS = {"text_encoder": "text_encoders"}
     RETURN_TYPES = (TEXT_ENCODER_TYPE,)
     RETURN_NAMES = ("text_encoder",)
     OUTPUT_TOOLTIPS = ("The T5 encoder and its tokenizer; connect it to VideoDiT Text Encode.",)
@@ -296,15 +350,16 @@ class VideoDiTTextEncoderLoader:
         torch_device = host.torch_device() if device == "default" else torch.device("cpu")
         torch_dtype = resolve_dtype(dtype, torch_device)
         key = (os.path.realpath(path), os.path.getmtime(path), str(torch_dtype), str(torch_device))
-        return (
-            cached(
-                "text_encoder",
-                key,
-                lambda: VideoTextEncoder(
-                    load_text_encoder(path, dtype=torch_dtype, device=host.offload_device()), torch_device
-                ),
-            ),
-        )
+
+        def load():
+            pinned = pinned_prompt_tokens(path)
+            with builtin.restore_hint(path):
+                encoder = load_text_encoder(
+                    path, dtype=torch_dtype, device=host.offload_device(), max_tokens=pinned or DEFAULT_PROMPT_TOKENS
+                )
+            return VideoTextEncoder(encoder, torch_device, pinned, builtin.is_builtin(path))
+
+        return (cached("text_encoder", key, load),)
 
 
 class VideoDiTTextEncode:
@@ -313,7 +368,10 @@ class VideoDiTTextEncode:
     FUNCTION = "encode"
     RETURN_TYPES = (CONDITIONING_TYPE,)
     RETURN_NAMES = ("conditioning",)
-    OUTPUT_TOOLTIPS = ("T5 embeddings and attention mask of the prompt.",)
+    OUTPUT_TOOLTIPS = (
+        "T5 embeddings and attention mask of the prompt (re-encoded by the sampler at the checkpoint's prompt "
+        "length when that differs: 128 tokens for 0.9.0/0.9.1).",
+    )
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -327,11 +385,13 @@ class VideoDiTTextEncode:
                         "dynamicPrompts": True,
                         "default": "",
                         "tooltip": "The prompt. LTX-Video likes long, literal descriptions of the scene, "
-                        "the motion and the camera.",
+                        "the motion and the camera. The built-in tiny model knows only "
+                        + builtin.VOCABULARY_TEXT
+                        + ".",
                     },
                 ),
             }
         }
 
     def encode(self, text_encoder, text):
-        return (text_encoder.encode(text),)
+        return (text_encoder.prompt(text),)

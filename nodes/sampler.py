@@ -3,6 +3,8 @@
 import torch
 from PIL import Image
 
+from ..model import frontend
+from ..model.builtin import warn_prompt
 from . import host
 from .common import (
     CATEGORY,
@@ -192,6 +194,18 @@ class VideoDiTSampler:
                         "Empty Latent Video).",
                     },
                 ),
+                "image_noise": (
+                    "FLOAT",
+                    {
+                        "default": frontend.IMAGE_COND_NOISE_SCALE,
+                        "min": 0.0,
+                        "max": 1.0,
+                        "step": 0.01,
+                        "tooltip": "Keyframes only: noise put back on fully conditioned keyframe tokens at "
+                        "every step (keyframe + noise x t^2), as the official pipeline does (0.15); 0 = none, "
+                        "like ComfyUI's native LTXV nodes.",
+                    },
+                ),
             }
         }
 
@@ -217,6 +231,7 @@ class VideoDiTSampler:
         schedule,
         denoise,
         frame_rate,
+        image_noise=frontend.IMAGE_COND_NOISE_SCALE,
     ):
         check_inputs(
             type(self),
@@ -229,16 +244,21 @@ class VideoDiTSampler:
                 schedule=schedule,
                 denoise=denoise,
                 frame_rate=frame_rate,
+                image_noise=image_noise,
             ),
         )
         from ..model import schedules
-        from ..model.sampling import Guidance, TextCondition, kept_steps, sample
+        from ..model.sampling import Guidance, TextCondition, kept_steps
+
+        family = frontend.steps_for(model.family)
+        if isinstance(positive, frontend.Prompt) and positive.builtin:
+            warn_prompt(positive.text)
 
         num_layers = getattr(model.transformer.config, "num_layers", None)
         blocks = parse_blocks(stg_blocks, num_layers if stg > 0 else None)
         if stg > 0 and not blocks:
             raise InputError("stg_blocks is empty but stg > 0: name at least one block (e.g. '19') or set stg to 0")
-        _, _, _, latent_rate = latent_geometry(latent)
+        _, _, _, latent_rate = latent_geometry(latent, model.geometry)
         rate = float(frame_rate) if frame_rate > 0 else latent_rate
         samples = latent["samples"].float()
         _, _, f, h, w = samples.shape
@@ -253,6 +273,8 @@ class VideoDiTSampler:
         except ValueError as e:
             raise InputError(f"schedule '{schedule}' with steps={steps}: {e}") from e
         guidance = Guidance(cfg=float(cfg), stg=float(stg), stg_blocks=blocks or (19,), rescale=float(rescale))
+        # prompts at this checkpoint's length (re-encoded before the DiT takes the GPU when it differs)
+        texts = [c.for_version(model.version) if isinstance(c, frontend.Prompt) else c for c in (positive, negative)]
 
         transformer = model.acquire()
         device = model.device
@@ -272,18 +294,20 @@ class VideoDiTSampler:
 
         try:
             with torch.inference_mode():
-                out = sample(
+                out = family.sample(
                     transformer,
                     samples.to(device),
-                    to_device(positive),
-                    to_device(negative) if negative is not None else None,
+                    to_device(texts[0]),
+                    to_device(texts[1]) if texts[1] is not None else None,
                     ts,
                     guidance,
                     int(seed),
                     keyframes=[_keyframe_to(kf, device) for kf in latent.get("keyframes", ())],
                     frame_rate=rate,
                     denoise=float(denoise),
+                    image_cond_noise_scale=float(image_noise),
                     callback=callback,
+                    geometry=model.geometry,
                 )
         finally:
             model.release()

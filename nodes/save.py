@@ -69,8 +69,16 @@ class VideoDiTSaveVideo:
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
+    @classmethod
+    def VALIDATE_INPUTS(cls, filename_prefix):
+        # before anything runs: a generation that cannot be saved is not started
+        return host.output_folder_problem(filename_prefix) or True
+
     def save(self, images, fps, format, crf, filename_prefix, prompt=None, extra_pnginfo=None):
         check_inputs(type(self), dict(fps=fps, format=format, crf=crf))
+        problem = host.output_folder_problem(filename_prefix)
+        if problem:
+            raise InputError(problem)
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] == 0:
             raise InputError(
                 f"images: expected frames (count, height, width, 3) with at least one frame, got "

@@ -1,4 +1,5 @@
-"""Writing videos (and the one-frame H.264 round trip of I2V preprocessing) with imageio-ffmpeg's bundled ffmpeg.
+"""Writing videos with imageio-ffmpeg's bundled ffmpeg (the runner is model.preprocess.run_ffmpeg, which also does
+the one-frame H.264 round trip of keyframe preprocessing).
 
 Metadata keys follow ComfyUI's own savers so that dropping the file on the ComfyUI page restores the graph:
 MP4 — QuickTime `mdta` keys `prompt` / `workflow` (movflags use_metadata_tags, +faststart so the frontend finds
@@ -9,11 +10,12 @@ Values are passed through an ffmetadata file, not the command line (a workflow c
 
 import json
 import os
-import subprocess
 import tempfile
 
 import numpy as np
 from PIL import Image
+
+from ..model.preprocess import run_ffmpeg as _run_ffmpeg
 
 FORMATS = {
     # name: (extension, ffmpeg muxer or None for Pillow)
@@ -24,12 +26,6 @@ FORMATS = {
 }
 
 
-def ffmpeg_exe() -> str:
-    import imageio_ffmpeg
-
-    return imageio_ffmpeg.get_ffmpeg_exe()
-
-
 def _ffmetadata_escape(text: str) -> str:
     out = []
     for ch in text:
@@ -37,18 +33,6 @@ def _ffmetadata_escape(text: str) -> str:
             out.append("\\")
         out.append(ch)
     return "".join(out)
-
-
-def _run_ffmpeg(args: list[str], stdin_bytes: bytes | None, what: str):
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *args],
-        input=stdin_bytes,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"ffmpeg failed while {what}: {proc.stderr.decode(errors='replace').strip()[-2000:]}")
-    return proc.stdout
 
 
 def write_video(frames: np.ndarray, path: str, fps: float, fmt: str, crf: int, metadata: dict[str, str]):
@@ -185,42 +169,3 @@ def read_metadata(path: str) -> dict[str, str]:
         key = "".join(ch for _, ch in entry[:split]).lower()
         tags[key] = "".join(ch for _, ch in entry[split + 1 :])
     return tags
-
-
-def h264_round_trip(image: np.ndarray, crf: int) -> np.ndarray:
-    """One frame through libx264 (yuv420p, crf, preset veryfast) and back: the compression artefacts LTX-Video
-    saw on its conditioning images in training. image: uint8 (H, W, 3) with even H and W."""
-    height, width, _ = image.shape
-    with tempfile.TemporaryDirectory() as tmp:
-        clip = os.path.join(tmp, "frame.mp4")
-        _run_ffmpeg(
-            [
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "rgb24",
-                "-s",
-                f"{width}x{height}",
-                "-i",
-                "-",
-                "-c:v",
-                "libx264",
-                "-pix_fmt",
-                "yuv420p",
-                "-crf",
-                str(crf),
-                "-preset",
-                "veryfast",
-                "-frames:v",
-                "1",
-                "-f",
-                "mp4",
-                clip,
-            ],
-            np.ascontiguousarray(image).tobytes(),
-            "compressing an image",
-        )
-        raw = _run_ffmpeg(
-            ["-i", clip, "-f", "rawvideo", "-pix_fmt", "rgb24", "-frames:v", "1", "-"], None, "decompressing an image"
-        )
-    return np.frombuffer(raw, np.uint8).reshape(height, width, 3).copy()

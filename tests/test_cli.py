@@ -85,18 +85,18 @@ def test_console_script_module_entry(tmp_path):
     "override,expected",
     [
         ("99.steps=3", "'99' is not a node id or title"),
-        ("6.stepz=3", "node 6 (VideoDiTSampler) has no input 'stepz'; its inputs are: model, positive"),
+        ("6.stepz=3", "node 6 (VideoDiTSampler): no input 'stepz'; its inputs are: model, positive"),
         ("6.steps", "expected NODE.INPUT=VALUE"),
-        ("6.steps=0", "node 6: VideoDiTSampler: steps must be between 1 and 1000: got 0"),
+        ("6.steps=0", "node 6 (VideoDiTSampler): steps must be between 1 and 1000: got 0"),
         ("6.seed=-5", "seed must be between 0 and"),
-        ("6.cfg=NaN", "node 6: VideoDiTSampler: cfg must be a finite number: got nan"),
+        ("6.cfg=NaN", "node 6 (VideoDiTSampler): cfg must be a finite number: got nan"),
         (
             "5.width=100",
-            "width must be a multiple of 32 between 32 and 8192 (the VAE compresses 32x in space): got 100; "
-            "nearest valid: 96 or 128",
+            "node 5 (VideoDiTEmptyLatentVideo): width must be a multiple of 32 between 32 and 8192 (the VAE "
+            "compresses 32x in space): got 100; nearest valid: 96 or 128",
         ),
-        ("5.frames=0", "node 5: VideoDiTEmptyLatentVideo: frames must be between 1 and 8193: got 0"),
-        ("1.checkpoint=nope.safetensors", "checkpoint: 'nope.safetensors' is not one of"),
+        ("5.frames=0", "node 5 (VideoDiTEmptyLatentVideo): frames must be between 1 and 8193: got 0"),
+        ("1.checkpoint=nope.safetensors", "node 1 (VideoDiTModelLoader): checkpoint: 'nope.safetensors' is not one of"),
     ],
 )
 def test_bad_inputs_fail_before_running(override, expected, tmp_path, capsys, tiny_models):
@@ -111,7 +111,7 @@ def test_unknown_node_type_and_ui_format_are_explained(tmp_path, capsys):
     api = tmp_path / "wf_api.json"
     api.write_text(json.dumps({"1": {"class_type": "KSampler", "inputs": {}}}))
     code, _, err = run_cli(capsys, str(api))
-    assert code == 1 and "node 1: node type 'KSampler' is not available in the headless runner" in err
+    assert code == 1 and "node 1 (KSampler): this node type is not available in the headless runner" in err
     code, _, err = run_cli(capsys, os.path.join(WORKFLOWS, "tiny_t2v.json"))
     assert code == 1 and "this is a UI-format workflow; run its API-format variant" in err
 
@@ -125,7 +125,7 @@ def test_unreadable_image_is_named_and_nothing_is_left_behind(tmp_path, capsys, 
     code, _, err = run_cli(
         capsys, str(wf_dir / "tiny_i2v_api.json"), "--output-dir", str(out_dir), *model_args(with_text_encoder)
     )
-    assert code == 1 and "LoadImage: cannot read image 'red_circle_start.png'" in err, err
+    assert code == 1 and "node 10 (LoadImage): cannot read image 'red_circle_start.png'" in err, err
     assert not any(files for _, _, files in os.walk(out_dir))  # nothing written (os.walk of a missing dir: [])
 
 
@@ -141,7 +141,8 @@ def test_missing_image_lists_where_it_looked(tmp_path, capsys, tiny_models):
         str(tmp_path / "in"),
         *model_args(tiny_models),
     )
-    assert code == 1 and "LoadImage: image 'nothing.png' not found (looked in:" in err and str(tmp_path / "in") in err
+    assert code == 1 and "node 10 (LoadImage): image 'nothing.png' not found (looked in:" in err
+    assert str(tmp_path / "in") in err
 
 
 def test_failure_while_saving_leaves_no_partial_file(tmp_path, capsys, with_text_encoder, monkeypatch):
@@ -166,7 +167,7 @@ def test_failure_while_saving_leaves_no_partial_file(tmp_path, capsys, with_text
         "6.steps=1",
         *model_args(with_text_encoder),
     )
-    assert code == 1 and "node 8 (VideoDiTSaveVideo) failed: RuntimeError: ffmpeg failed while writing" in err
+    assert code == 1 and "node 8 (VideoDiTSaveVideo): RuntimeError: ffmpeg failed while writing" in err
     assert out_dir.is_dir() and not any(files for _, _, files in os.walk(out_dir))
 
 
@@ -175,11 +176,7 @@ def test_builtin_model_follows_the_keyframes(tmp_path, capsys):
     keyframe it ends where that image has its circle (the shipped end image, and the same image moved 16 pixels
     left, which the prompt alone does not lead to), found by the tiny world's shape tracker."""
     import numpy as np
-    from conftest import BUILTIN_CHECKPOINT, BUILTIN_TEXT_ENCODER
     from PIL import Image
-
-    if not (os.path.isfile(BUILTIN_CHECKPOINT) and os.path.isfile(BUILTIN_TEXT_ENCODER)):
-        pytest.skip("the built-in tiny weights (weights/*.safetensors) are not there yet")
     from videodit.tiny.evaluate import track
 
     first_x, last_x, moved_x = 40.0, 88.0, 72.0  # circles of red_circle_start.png, red_circle_end.png, moved copy
@@ -206,3 +203,96 @@ def test_builtin_model_follows_the_keyframes(tmp_path, capsys):
     for result, x in ((first_last, last_x), (first_moved, moved_x)):
         assert abs(result.centroids[-1, 0] - x) < 5 and abs(result.centroids[-1, 1] - 64) < 4, result.centroids[-1]
     assert abs(first_only.centroids[-1, 0] - moved_x) > 10  # without the moved keyframe the video ends elsewhere
+
+
+@pytest.mark.parametrize("problem", ["a file", "read-only"])
+def test_unusable_output_folder_is_reported_before_generating(problem, tmp_path, capsys, monkeypatch):
+    from videodit.nodes import host
+
+    out_dir = tmp_path / "out"
+    if problem == "a file":
+        out_dir.write_text("not a folder")
+        expected = "is a file"
+    else:
+        out_dir.mkdir()
+        real_access = os.access  # as root every folder is writable: pretend this one is not
+        monkeypatch.setattr(
+            host.os, "access", lambda path, mode: False if str(path) == str(out_dir) else real_access(path, mode)
+        )
+        expected = f"the output folder {out_dir} is not writable"
+    started = []
+    monkeypatch.setattr("videodit.nodes.loaders.VideoDiTModelLoader.load", lambda *a, **k: started.append(1))
+    code, _, err = run_cli(capsys, os.path.join(API, "tiny_t2v_api.json"), "--output-dir", str(out_dir))
+    assert code == 1 and "node 8 (VideoDiTSaveVideo): " in err and expected in err, err
+    assert started == []  # nothing was loaded or sampled
+
+
+def test_missing_checkpoint_names_the_folders_and_models_dir(tmp_path, capsys):
+    models = tmp_path / "models"
+    code, _, err = run_cli(
+        capsys,
+        os.path.join(API, "tiny_t2v_api.json"),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--models-dir",
+        str(models),
+        "--set",
+        "1.checkpoint=ltx-video-2b-v0.9.5.safetensors",
+    )
+    assert code == 1 and "checkpoint: 'ltx-video-2b-v0.9.5.safetensors' is not one of" in err, err
+    assert f"looked in {models / 'checkpoints'}, {models / 'diffusion_models'}" in err
+    assert "--models-dir" in err
+
+
+def test_unknown_words_for_the_builtin_model_are_warned_once(tmp_path, capsys):
+    code, _, err = run_cli(
+        capsys,
+        os.path.join(API, "tiny_t2v_api.json"),
+        "--output-dir",
+        str(tmp_path),
+        "--set",
+        "6.steps=1",
+        "--set",
+        "5.frames=9",
+        "--set",
+        "3.text=a purple blob wobbling",
+    )
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "built-in tiny model knows no" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "colour / shape / motion" in lines[0], err
+    assert "colours red, orange" in lines[0]  # the vocabulary it does know
+    code, _, err = run_cli(
+        capsys,
+        os.path.join(API, "tiny_t2v_api.json"),
+        "--output-dir",
+        str(tmp_path),
+        "--set",
+        "6.steps=1",
+        "--set",
+        "5.frames=9",
+    )
+    assert code == 0 and "knows no" not in err, err  # the shipped prompt uses its words
+
+
+def test_speed_fallbacks_and_cpu_placement_are_one_line_each(tmp_path, capsys, monkeypatch):
+    import warnings
+
+    import torch
+    from videodit.nodes import loaders
+
+    monkeypatch.setattr(loaders, "_CACHE", {})
+    monkeypatch.setattr(loaders, "_said_no_gpu", [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        args = ["--set", "6.steps=1", "--set", "5.frames=9", "--set", "1.compile=true", "--set", "1.fp8=true"]
+        code, _, err = run_cli(capsys, os.path.join(API, "tiny_t2v_api.json"), "--output-dir", str(tmp_path), *args)
+    assert code == 0, err
+    assert not [w for w in caught if "SpeedOptions" in str(w.message)]  # no raw UserWarnings
+    assert "UserWarning" not in err and ".py:" not in err, err
+    speed = [line for line in err.splitlines() if "speed options fall back" in line]
+    placement = [line for line in err.splitlines() if "placement 'gpu' but no GPU" in line]
+    if torch.cuda.is_available():
+        assert placement == [], err
+    else:
+        assert len(speed) == 1 and "compile" in speed[0] and "fp8" in speed[0], err
+        assert len(placement) == 1 and placement[0].startswith("warning: "), err
