@@ -522,3 +522,18 @@ def test_disable_metadata_writes_none(headless, monkeypatch):
     )
     tags = read_metadata(os.path.join(headless.output_dir, result["ui"]["images"][0]["filename"]))
     assert "prompt" not in tags and "workflow" not in tags
+
+
+def test_save_node_rejects_an_unusable_output_folder_at_validation(headless):
+    """ComfyUI calls VALIDATE_INPUTS at /prompt time: a folder that cannot take the file stops the run before
+    any model is loaded or sampled."""
+    assert VideoDiTSaveVideo.VALIDATE_INPUTS(filename_prefix="VideoDiT/video") is True
+    os.makedirs(headless.output_dir, exist_ok=True)
+    with open(os.path.join(headless.output_dir, "VideoDiT"), "w") as f:
+        f.write("a file where the sub-folder should go")
+    message = VideoDiTSaveVideo.VALIDATE_INPUTS(filename_prefix="VideoDiT/video")
+    assert isinstance(message, str) and "cannot be created" in message and "VideoDiT is a file" in message
+    escaping = VideoDiTSaveVideo.VALIDATE_INPUTS(filename_prefix="../../x")
+    assert isinstance(escaping, str) and "outside the output folder" in escaping
+    with pytest.raises(InputError, match="is a file"):
+        VideoDiTSaveVideo().save(frames_tensor(), 25.0, "gif", 19, "VideoDiT/video")
