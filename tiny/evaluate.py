@@ -193,6 +193,7 @@ def generate(
         guidance=Guidance(cfg=cfg),
         seed=seed,
         keyframes=keyframes,
+        image_crf=0,  # rendered frames as they are: the measured first-frame PSNRs compare with the input image
     )
     return frames.float().cpu().numpy()
 

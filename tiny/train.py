@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from ..model import frontend
 from ..model.ltxv.dit import LTXVideoTransformer
 from ..model.ltxv.positions import video_coords
 from ..model.ltxv.vae import CausalVideoVAE
@@ -274,8 +275,8 @@ class LatentBank:
             )
             image = video[torch.arange(len(batch_specs)), :, k.to(device)][:, :, None]  # (B, 3, 1, H, W)
             with torch.no_grad(), autocast(device):
-                chunks.append(vae.normalize(vae.encode(video).float()))
-                key_chunks.append(vae.normalize(vae.encode(image).float()))
+                chunks.append(frontend.encode_video(vae, video))
+                key_chunks.append(frontend.encode_video(vae, image))
             key_frames.append(k)
             specs += batch_specs
             if time.time() - t0 > budget_s:
@@ -575,6 +576,7 @@ def quick_eval(dit, t5, vae, args, device) -> dict:
     PSNR and scores, and how far the shape ends from its rendered end position with the first frame only and with
     the last frame as a second keyframe."""
     from ..model.conditioning import Keyframe
+    from ..model.geometry import VideoGeometry
     from ..model.sampling import Guidance, TextCondition, sample
     from ..model.schedules import timesteps
     from . import evaluate
@@ -584,21 +586,22 @@ def quick_eval(dit, t5, vae, args, device) -> dict:
     text, mask = text_features(t5, prompts, device)
     neg_text, neg_mask = text_features(t5, [""], device)
     positive, negative = TextCondition(text.float(), mask), TextCondition(neg_text.float(), neg_mask)
-    lat = ((args.frames - 1) // 8 + 1, args.size // 32, args.size // 32)
-    start = torch.zeros(len(cases), 128, *lat, device=device)
+    geometry = VideoGeometry.of(vae.config, dit.config)
+    lat = geometry.latent_shape(args.size, args.size, args.frames)
+    start = frontend.empty_latent(geometry, args.size, args.size, args.frames, len(cases), device)
     rng = np.random.default_rng(SEED)
     specs = [data.make_spec(*c, rng, args.frames, args.size) for c in cases]
     clips = data.render_torch(specs, args.frames, args.size, device)[0]  # (B, 3, F, H, W)
     images, last_images = clips[:, :, :1], clips[:, :, -1:]  # (B, 3, 1, H, W) each
-    key = Keyframe(vae.normalize(vae.encode(images).float()), 0)
-    last = Keyframe(vae.normalize(vae.encode(last_images).float()), args.frames - 1)
+    # rendered frames are the keyframes as they are (no crop, no compression): frontend.encode_video
+    key = Keyframe(frontend.encode_video(vae, images), 0)
+    last = Keyframe(frontend.encode_video(vae, last_images), args.frames - 1)
     true_ends = np.array([s.center(args.frames - 1) for s in specs])  # (B, 2) x, y
     results = {}
 
     def decode(z):
         with autocast(device):
-            video = vae.decode(vae.denormalize(z)).float()
-        return ((video + 1) / 2).clamp(0, 1).permute(0, 2, 3, 4, 1).cpu().numpy()  # (B, F, H, W, 3)
+            return frontend.decode_latents(vae, z, seed=0, out_device="cpu").numpy()  # (B, F, H, W, 3)
 
     for steps, cfg in ((20, 2.0), (20, 3.0), (20, 4.0), (10, 3.0)):
         ts = timesteps("auto", steps, lat, configs.SCHEDULER)
