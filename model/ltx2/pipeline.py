@@ -1,0 +1,384 @@
+"""LTX-2 text/image/audio-to-video with sound: prompt -> text contexts -> joint audio+video sampling -> video VAE
+decode + audio VAE decode + vocoder -> frames and waveform.
+
+Every step is an existing function: the sampler is sampling.generate / sampling.two_stage, the keyframe encoding
+and the video decode are the shared front-end's (model/frontend.py: the same fit/crop/compress and the same decode
+timestep, noise and seed rule as LTX-Video 0.9.x), the size checks model/geometry.py's. Defaults per version
+(schedules.DEFAULT_STEPS, guidance.GUIDANCE; distilled checkpoints: the distilled sigma list without guidance).
+
+Durations: a video of F frames at fps lasts F / fps seconds; it gets latents.audio_token_count(F, fps) =
+round(F / fps * 25) audio latents, and the returned waveform has round(F / fps * sample_rate) samples (the
+vocoder's (4T - 3) * hop samples trimmed or zero-padded at the end). A given audio track (audio-to-video) is
+resampled to the audio VAE's rate, trimmed or zero-padded to the video's duration (logged), encoded, kept as clean
+conditioning (denoise mask 0) and returned as given (fitted to the duration at its own rate), as ltx-pipelines'
+audio-to-video pipeline returns the input audio.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import torch
+
+from .. import frontend
+from ..geometry import VideoGeometry
+from ..pipeline import ImageKeyframe
+from . import sampling
+from .guidance import GUIDANCE, MultiModalGuidance
+from .latents import ImageCondition, audio_token_count
+from .resample import resample
+from .sampling import TextContext
+from .schedules import DEFAULT_STEPS, VERSIONS, distilled_sigmas, ltx2_sigmas
+from .video_vae import upsample_normalized
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_FPS = 24.0  # ltx-pipelines PipelineParams.frame_rate
+IMAGE_CRF = 33  # ltx-pipelines DEFAULT_IMAGE_CRF (conditioning-image H.264 compression; 0 = off)
+TWO_STAGE_FACTOR = 2  # stage 1 runs at 1 / 2 of the width and height
+
+
+@dataclass(frozen=True)
+class LTX2Result:
+    frames: torch.Tensor  # (F, H, W, 3) float32 in [0, 1]
+    waveform: torch.Tensor  # (C, T) float32, T = round(F / fps * sample_rate)
+    sample_rate: int
+    video_latent: torch.Tensor  # (1, C, f, h, w) normalized, as sampled
+    audio_latent: torch.Tensor  # (1, C, t, m) normalized, as sampled (audio-to-video: the given track's)
+
+
+def fit_duration(waveform: torch.Tensor, samples: int) -> torch.Tensor:
+    """(..., T) -> (..., samples): the end trimmed, or zeros appended."""
+    waveform = waveform[..., :samples]
+    return torch.nn.functional.pad(waveform, (0, samples - waveform.shape[-1]))
+
+
+def duration_samples(num_frames: int, fps: float, sample_rate: int) -> int:
+    """Samples of audio as long as a video of num_frames at fps: round(num_frames / fps * sample_rate)."""
+    return round(num_frames / fps * sample_rate)
+
+
+def check_audio(audio, channels: int) -> tuple[torch.Tensor, int]:
+    """audio = (waveform (C, T), sample_rate) -> (float32 waveform with `channels` channels, rate). ValueError for
+    an empty, silent, non-finite or wrongly shaped waveform (mono is repeated when the model is stereo) and for a
+    sample rate that is not a positive integer."""
+    if not isinstance(audio, (tuple, list)) or len(audio) != 2:
+        raise ValueError(f"audio: expected (waveform [channels, samples], sample_rate), got {type(audio).__name__}")
+    waveform, rate = audio
+    if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+        raise ValueError(f"audio sample_rate must be a positive integer (Hz), got {rate!r}")
+    if not isinstance(waveform, torch.Tensor) or waveform.ndim != 2 or waveform.shape[0] not in (1, channels):
+        shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else type(waveform).__name__
+        raise ValueError(
+            f"audio waveform: expected shape [channels, samples] with channels 1 or {channels}, got {shape}"
+        )
+    if waveform.shape[1] == 0:
+        raise ValueError("audio waveform is empty (0 samples)")
+    waveform = waveform.float()
+    if not bool(torch.isfinite(waveform).all()):
+        raise ValueError("audio waveform has NaN or infinite samples")
+    if not bool(waveform.any()):
+        raise ValueError(
+            "audio waveform is silent (every sample is 0): audio-to-video needs a sound for the video to follow; "
+            "leave audio=None to generate the sound"
+        )
+    return waveform.expand(channels, -1), rate
+
+
+def as_keyframes(image) -> list[ImageKeyframe]:
+    """image: None, an image/clip tensor (the first frame), an ImageKeyframe, or a list of ImageKeyframe /
+    (image, frame_index[, strength]) tuples -> list[ImageKeyframe]."""
+    if image is None:
+        return []
+    if isinstance(image, (torch.Tensor, ImageKeyframe)):
+        image = [image if isinstance(image, ImageKeyframe) else ImageKeyframe(image)]
+    if not isinstance(image, (list, tuple)):
+        raise ValueError(
+            f"image: expected a tensor, an ImageKeyframe or a list of keyframes, got {type(image).__name__}"
+        )
+    out = []
+    for i, item in enumerate(image):
+        if isinstance(item, tuple) and len(item) in (2, 3) and isinstance(item[0], torch.Tensor):
+            item = ImageKeyframe(*item)
+        if not isinstance(item, ImageKeyframe):
+            raise ValueError(
+                f"image[{i}]: expected an ImageKeyframe or (image, frame_index, strength), got {item!r:.60}"
+            )
+        out.append(item)
+    return out
+
+
+@dataclass
+class LTX2Pipeline:
+    transformer: torch.nn.Module  # LTX2Transformer (audio + video)
+    video_vae: torch.nn.Module  # LTX2VideoVAE
+    audio_vae: torch.nn.Module  # AudioVAE
+    vocoder: torch.nn.Module  # Vocoder / VocoderWithBWE (output_sample_rate)
+    text_encoder: object  # LTX2TextEncoder or anything with encode_prompts(prompts, device) -> .video, .audio
+    version: str  # "2.0", "2.3", "2.5"
+    upsampler: torch.nn.Module | None = None  # latent upsampler x2 (two_stage)
+    stage_2_transformer: torch.nn.Module | None = None  # two_stage's stage 2 (default: transformer)
+    distilled: bool = False  # distilled checkpoint: distilled sigmas, no guidance
+    tiling: str = "off"  # video decode: frontend.decode_latents
+
+    def __post_init__(self):
+        if self.version not in VERSIONS:
+            raise ValueError(f"LTX2Pipeline: version must be one of {VERSIONS}, got {self.version!r}")
+        if not hasattr(self.text_encoder, "encode_prompts"):
+            raise ValueError(f"LTX2Pipeline: text_encoder needs encode_prompts, got {type(self.text_encoder).__name__}")
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, text_encoder, upsampler=None, **options) -> "LTX2Pipeline":
+        """An LTX2Checkpoint (checkpoint.load_ltx2_checkpoint) + a text encoder: an LTX2TextEncoder as it is, or a
+        Gemma (ltx2.gemma.load_gemma), joined here to the checkpoint's text connectors with its version's prompt
+        rule."""
+        if not hasattr(text_encoder, "encode_prompts"):
+            from .text_encoder import LTX2TextEncoder, check_gemma_matches, prompt_rule
+
+            metadata = getattr(checkpoint, "metadata", None) or {}
+            check_gemma_matches(metadata, text_encoder, "LTX2Pipeline")
+            text_encoder = LTX2TextEncoder(text_encoder, checkpoint.text_path, prompt_rule(checkpoint.version))
+        options.setdefault("distilled", bool(getattr(checkpoint, "distilled", False)))
+        return cls(
+            checkpoint.transformer,
+            checkpoint.video_vae,
+            checkpoint.audio_vae,
+            checkpoint.vocoder,
+            text_encoder,
+            checkpoint.version,
+            upsampler,
+            **options,
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.transformer.parameters()).dtype
+
+    @property
+    def geometry(self) -> VideoGeometry:
+        return VideoGeometry.of(self.video_vae.config, self.transformer.config)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.vocoder.output_sample_rate)
+
+    # ------------------------------------------------------------------------------------------ checks and defaults
+
+    def check_size(self, width: int, height: int, num_frames: int, two_stage: bool = False) -> None:
+        """ValueError naming each bad value and its nearest valid ones. two_stage: width and height multiples of
+        2 x the geometry's step (stage 1 runs at half size), as ltx-pipelines' assert_resolution."""
+        geometry = self.geometry
+        if not two_stage:
+            return geometry.check_size(width, height, num_frames, ("width", "height", "num_frames"))
+        doubled = replace(geometry, patch_size=geometry.patch_size * TWO_STAGE_FACTOR)
+        problems = doubled.video_problems(width, height, num_frames, ("width", "height", "num_frames"))
+        if problems:
+            raise ValueError(
+                f"two_stage=True runs stage 1 at half the width and height, so both must be multiples of "
+                f"{doubled.pixel_step}: " + "; ".join(problems)
+            )
+
+    def sigmas(self, steps: int | None = None, sigmas=None) -> torch.Tensor:
+        """Stage-1 sigmas: given ones, else ltx2_sigmas(steps), else the version's default (distilled list or
+        ltx2_sigmas(DEFAULT_STEPS[version]))."""
+        if sigmas is not None:
+            if steps is not None:
+                raise ValueError("give steps or sigmas, not both")
+            values = torch.as_tensor(sigmas, dtype=torch.float32).flatten()
+            if values.numel() < 2 or not (values[0] <= 1 and values[-1] >= 0 and bool((values.diff() < 0).all())):
+                raise ValueError(
+                    f"sigmas must be at least 2 strictly decreasing values in [0, 1] (e.g. ending with 0), "
+                    f"got {values.tolist()}"
+                )
+            return values
+        if steps is None:
+            return distilled_sigmas(1) if self.distilled else ltx2_sigmas(DEFAULT_STEPS[self.version])
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        return ltx2_sigmas(steps)
+
+    def default_guidance(self) -> MultiModalGuidance | None:
+        """The version's guided defaults; None (one pass per step) for a distilled checkpoint."""
+        return None if self.distilled else GUIDANCE[self.version]
+
+    # ------------------------------------------------------------------------------------------ steps
+
+    def encode_prompts(self, prompt: str, negative_prompt: str | None) -> tuple[TextContext, TextContext | None]:
+        """Positive (and, when given, negative) prompt in one encoder call -> per-modality contexts."""
+        for name, text in (("prompt", prompt), ("negative_prompt", negative_prompt)):
+            if text is not None and not isinstance(text, str):
+                raise ValueError(f"{name} must be a string, got {type(text).__name__}")
+        prompts = [prompt] if negative_prompt is None else [prompt, negative_prompt]
+        encoded = self.text_encoder.encode_prompts(prompts, device=self.device)
+
+        def row(i: int) -> TextContext:
+            pick = lambda x: None if x is None else x[i : i + 1].to(self.device, self.dtype)  # noqa: E731
+            return TextContext(video=pick(encoded.video), audio=pick(encoded.audio))
+
+        return row(0), (row(1) if negative_prompt is not None else None)
+
+    def encode_images(
+        self, keyframes: list[ImageKeyframe], width: int, height: int, num_frames: int, crf: int
+    ) -> tuple[ImageCondition, ...]:
+        """Keyframes -> latents at this size (frontend.encode_keyframe: fitted, compressed, posterior mean)."""
+        out = []
+        for i, k in enumerate(keyframes):
+            names = (f"image[{i}]", f"image[{i}].pixel_frame")
+            encoded = frontend.encode_keyframe(
+                self.video_vae,
+                k.images,
+                k.pixel_frame,
+                k.strength,
+                width,
+                height,
+                num_frames,
+                self.geometry,
+                crf,
+                names,
+            )
+            out.append(
+                ImageCondition(encoded.latent.to(self.device, self.dtype), encoded.pixel_frame, encoded.strength)
+            )
+        return tuple(out)
+
+    def encode_audio(self, audio, num_frames: int, fps: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(waveform (C, T), rate) -> (audio latent (1, C, round(F / fps * 25), M) for the sampler, the given
+        waveform fitted to the video's duration at its own rate, that rate). Logs when it trims or pads."""
+        vae_rate = self.audio_vae.config.mel.sample_rate
+        waveform, rate = check_audio(audio, self.audio_vae.config.in_channels)
+        target = duration_samples(num_frames, fps, rate)
+        if waveform.shape[1] != target:
+            action = "trimmed" if waveform.shape[1] > target else "padded with silence"
+            logger.info(
+                "audio: %.3f s given, the video lasts %.3f s (%d frames at %g fps): %s to %d samples at %d Hz",
+                waveform.shape[1] / rate, num_frames / fps, num_frames, fps, action, target, rate
+            )  # fmt: skip
+        given = fit_duration(waveform, target)
+        at_vae_rate = fit_duration(resample(given, rate, vae_rate), duration_samples(num_frames, fps, vae_rate))
+        vae_device = next(self.audio_vae.parameters()).device
+        latent = self.audio_vae.encode_waveform(at_vae_rate[None].to(vae_device), vae_rate)
+        latent = latent[:, :, : audio_token_count(num_frames, fps)]  # ltx-pipelines crops the encoded track
+        return latent.to(self.device, self.dtype), given, rate
+
+    def decode_audio(self, latent: torch.Tensor, num_frames: int, fps: float) -> torch.Tensor:
+        """Audio latent (1, C, t, m) -> waveform (2, round(F / fps * sample_rate)) float32 at self.sample_rate."""
+        audio_dtype = next(self.audio_vae.parameters()).dtype
+        mel = self.audio_vae.decode(latent.to(audio_dtype))
+        wave = self.vocoder(mel.to(next(self.vocoder.parameters()).dtype))[0].float()
+        return fit_duration(wave, duration_samples(num_frames, fps, self.sample_rate))
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt: str,
+        negative_prompt: str = "",
+        width: int = 768,
+        height: int = 512,
+        num_frames: int = 121,
+        fps: float = DEFAULT_FPS,
+        steps: int | None = None,
+        sigmas: Sequence[float] | torch.Tensor | None = None,
+        guidance: MultiModalGuidance | None = None,
+        seed: int = 0,
+        image=None,
+        audio: tuple[torch.Tensor, int] | None = None,
+        two_stage: bool = False,
+        stage_2_sigmas: Sequence[float] | torch.Tensor | None = None,
+        image_crf: int = IMAGE_CRF,
+        tiling: str | None = None,
+        decode_timestep: float = frontend.DECODE_TIMESTEP,
+        decode_noise_scale: float = frontend.DECODE_NOISE_SCALE,
+    ) -> LTX2Result:
+        """One video with its sound -> LTX2Result.
+
+        steps / sigmas: stage-1 schedule (default: the version's; see sigmas()). guidance None: the version's
+        defaults (guidance.GUIDANCE; none for distilled checkpoints); MultiModalGuidance() runs without guidance.
+        The negative prompt is encoded only when a cfg scale != 1 needs it. image: the first frame (tensor
+        (H, W, 3) or clip (N, H, W, 3) in [0, 1]) or a list of keyframes (ImageKeyframe or (image, frame_index,
+        strength)). audio: (waveform (C, T), sample_rate): audio-to-video. two_stage: stage 1 at half size, the
+        latent upsampler, stage 2 (stage_2_transformer or the same one) on stage_2_sigmas (default the distilled
+        stage-2 list) without guidance; needs `upsampler`. The generator is torch.Generator(device) seeded with
+        `seed` (noise of both stages); the video decode draws from frontend.decode_generator(seed)."""
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+            raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
+        fps = float(fps)
+        if two_stage and self.upsampler is None:
+            raise ValueError("two_stage=True needs a latent upsampler: LTX2Pipeline(upsampler=...)")
+        self.check_size(width, height, num_frames, two_stage)
+        stage_1_sigmas = self.sigmas(steps, sigmas).to(self.device)
+        guidance = self.default_guidance() if guidance is None else guidance
+        keyframes = as_keyframes(image)
+        given = self.encode_audio(audio, num_frames, fps) if audio is not None else None
+        uses_negative = guidance is not None and (guidance.video.uses_uncond or guidance.audio.uses_uncond)
+        positive, negative = self.encode_prompts(prompt, negative_prompt if uses_negative else None)
+
+        vae_audio = self.audio_vae.config
+        audio_shape = (1, vae_audio.latent_channels, audio_token_count(num_frames, fps), vae_audio.latent_mel_bins)
+        generator = torch.Generator(device=self.device).manual_seed(int(seed))
+        common = dict(positive=positive, negative=negative, guidance=guidance, generator=generator)
+        common["num_layers"] = self.transformer.config.num_layers
+        if two_stage:
+            half_w, half_h = width // TWO_STAGE_FACTOR, height // TWO_STAGE_FACTOR
+            video_latent, audio_latent = sampling.two_stage(
+                self.transformer,
+                self.stage_2_transformer or self.transformer,
+                lambda latent: upsample_normalized(latent, self.video_vae, self.upsampler).to(self.dtype),
+                video_shape=(1, self.geometry.latent_channels, *self.geometry.latent_shape(half_w, half_h, num_frames)),
+                audio_shape=audio_shape,
+                fps=fps,
+                stage_1_sigmas=stage_1_sigmas,
+                stage_1_images=self.encode_images(keyframes, half_w, half_h, num_frames, image_crf),
+                stage_2_images=self.encode_images(keyframes, width, height, num_frames, image_crf),
+                given_audio=None if given is None else given[0],
+                stage_2_sigmas=None if stage_2_sigmas is None else self.sigmas(sigmas=stage_2_sigmas).to(self.device),
+                dtype=self.dtype,
+                **common,
+            )
+        else:
+            start = frontend.empty_latent(self.geometry, width, height, num_frames, device=self.device)
+            video_latent, audio_latent = sampling.generate(
+                self.transformer,
+                video_latent=start.to(self.dtype),
+                audio_latent=torch.zeros(audio_shape, dtype=self.dtype, device=self.device)
+                if given is None
+                else given[0],
+                fps=fps,
+                sigmas=stage_1_sigmas,
+                images=self.encode_images(keyframes, width, height, num_frames, image_crf),
+                audio_given=given is not None,
+                **common,
+            )
+        frames = frontend.decode_latents(
+            self.video_vae, video_latent, seed, decode_timestep, decode_noise_scale, tiling or self.tiling
+        )[0]
+        if given is None:
+            waveform, rate = self.decode_audio(audio_latent, num_frames, fps), self.sample_rate
+        else:
+            waveform, rate = given[1], given[2]
+        return LTX2Result(frames, waveform, rate, video_latent, audio_latent)
+
+
+def load_ltx2_pipeline(
+    checkpoint_path, text_encoder_path, dtype=torch.bfloat16, device="cpu", tokenizer_dir=None, upsampler_path=None
+) -> LTX2Pipeline:
+    """LTX-2 file(s) (checkpoint.load_ltx2_checkpoint) + a Gemma file or folder (+ an optional latent upsampler
+    file for two_stage) -> LTX2Pipeline. Gemma stays on the CPU and runs on `device` only while encoding."""
+    from ..checkpoint import load_latent_upsampler, load_ltx2_checkpoint
+    from .gemma import load_gemma
+
+    single = isinstance(checkpoint_path, (str, os.PathLike))
+    checkpoint = load_ltx2_checkpoint([checkpoint_path] if single else list(checkpoint_path), dtype, device)
+    gemma = load_gemma(text_encoder_path, dtype, tokenizer_dir)
+    upsampler = None if upsampler_path is None else load_latent_upsampler(upsampler_path, dtype, device)
+    return LTX2Pipeline.from_checkpoint(checkpoint, gemma, upsampler)
+
+
+__all__ = ["LTX2Pipeline", "LTX2Result", "load_ltx2_pipeline", "check_audio", "as_keyframes", "fit_duration"]
