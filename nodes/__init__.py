@@ -16,6 +16,7 @@ at validation time with the nearest valid values, never silently changed: a node
 size asked for.
 """
 
+from .audio import VideoDiTAudioDecode
 from .latents import VideoDiTEmptyLatentVideo, VideoDiTImageToVideo, VideoDiTVAEDecode, VideoDiTVAEEncode
 from .loaders import VideoDiTModelLoader, VideoDiTTextEncode, VideoDiTTextEncoderLoader
 from .sampler import VideoDiTSampler
@@ -31,6 +32,7 @@ NODE_CLASS_MAPPINGS = {
     "VideoDiTVAEDecode": VideoDiTVAEDecode,
     "VideoDiTVAEEncode": VideoDiTVAEEncode,
     "VideoDiTSaveVideo": VideoDiTSaveVideo,
+    "VideoDiTAudioDecode": VideoDiTAudioDecode,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -43,4 +45,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VideoDiTVAEDecode": "VideoDiT VAE Decode",
     "VideoDiTVAEEncode": "VideoDiT VAE Encode",
     "VideoDiTSaveVideo": "VideoDiT Save Video",
+    "VideoDiTAudioDecode": "VideoDiT Audio Decode",
 }

@@ -2,20 +2,40 @@
 
 import json
 import os
+import uuid
 
 import numpy as np
 import torch
 
 from . import host
+from .audio import soundtrack
 from .common import CATEGORY, InputError, check_inputs
 from .video_io import FORMATS, write_video
+
+
+def publish(partial: str, final: str) -> bool:
+    """Give the finished file `partial` the name `final` unless a file has that name (False then). A hard link
+    fails when `final` exists, so no check-then-rename race can overwrite a file another run saved meanwhile;
+    where the file system has no hard links, rename after checking."""
+    try:
+        os.link(partial, final)
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links on this file system
+        if os.path.exists(final):
+            return False
+        os.replace(partial, final)
+        return True
+    os.remove(partial)
+    return True
 
 
 class VideoDiTSaveVideo:
     DESCRIPTION = (
         "Saves frames as a video in ComfyUI's output folder (never overwriting) with the prompt and "
         "workflow embedded, so dropping the file on ComfyUI restores the graph. MP4/WebM via ffmpeg "
-        "(imageio-ffmpeg), GIF/WebP via Pillow."
+        "(imageio-ffmpeg), GIF/WebP via Pillow. Optional audio: AAC in MP4, Opus in WebM, cut or padded with "
+        "silence to the video's length."
     )
     CATEGORY = CATEGORY
     FUNCTION = "save"
@@ -66,6 +86,15 @@ class VideoDiTSaveVideo:
                     },
                 ),
             },
+            "optional": {
+                "audio": (
+                    "AUDIO",
+                    {
+                        "tooltip": "Soundtrack (mp4 and webm only): trimmed or padded with silence to the video's "
+                        "length; mono, stereo or 5.1 kept; of a batch the first track is used.",
+                    },
+                ),
+            },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
 
@@ -74,7 +103,7 @@ class VideoDiTSaveVideo:
         # before anything runs: a generation that cannot be saved is not started
         return host.output_folder_problem(filename_prefix) or True
 
-    def save(self, images, fps, format, crf, filename_prefix, prompt=None, extra_pnginfo=None):
+    def save(self, images, fps, format, crf, filename_prefix, audio=None, prompt=None, extra_pnginfo=None):
         check_inputs(type(self), dict(fps=fps, format=format, crf=crf))
         problem = host.output_folder_problem(filename_prefix)
         if problem:
@@ -88,6 +117,7 @@ class VideoDiTSaveVideo:
         num_frames, height, width, _ = frames.shape
         if format == "mp4 (h264)" and (height < 2 or width < 2):
             raise InputError(f"images: {width}x{height} is too small for H.264 (at least 2x2)")
+        track = None if audio is None else soundtrack(audio, format, num_frames, float(fps))
         metadata = {}
         if not host.metadata_disabled():
             if prompt is not None:
@@ -98,16 +128,16 @@ class VideoDiTSaveVideo:
         output_dir = host.output_directory()
         folder, filename, counter, subfolder = host.save_path(filename_prefix, output_dir, width, height)
         extension = FORMATS[format][0]
-        while True:  # another run may have taken the counter meanwhile
-            name = f"{filename}_{counter:05}_{extension}"
-            final = os.path.join(folder, name)
-            if not os.path.exists(final):
-                break
-            counter += 1
-        partial = os.path.join(folder, f".{name}.partial")
+        # written under a hidden temporary name in the same folder, then published under the first free counter:
+        # a failure leaves nothing, and an existing file is never replaced
+        partial = os.path.join(folder, f".{filename}_{uuid.uuid4().hex[:12]}{extension}.partial")
         try:
-            write_video(np.ascontiguousarray(frames), partial, float(fps), format, int(crf), metadata)
-            os.replace(partial, final)
+            write_video(np.ascontiguousarray(frames), partial, float(fps), format, int(crf), metadata, track)
+            while True:
+                name = f"{filename}_{counter:05}_{extension}"
+                if publish(partial, os.path.join(folder, name)):
+                    break
+                counter += 1  # another run took this number meanwhile
         finally:
             if os.path.exists(partial):
                 os.remove(partial)

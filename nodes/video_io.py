@@ -6,6 +6,9 @@ MP4 — QuickTime `mdta` keys `prompt` / `workflow` (movflags use_metadata_tags,
 `moov` near the start); WebM — Matroska tags PROMPT / WORKFLOW (ffmpeg upper-cases them); animated WebP — EXIF
 tags 0x0110 "prompt:<json>" and 0x010F "workflow:<json>"; GIF — a comment with both (no ComfyUI reader).
 Values are passed through an ffmetadata file, not the command line (a workflow can exceed the argument limit).
+
+Audio (MP4 and WebM only): AAC in MP4, Opus in WebM, from float samples written to a raw file next to the
+metadata file (in a temporary folder, never in the output folder). The caller fits its length to the video's.
 """
 
 import json
@@ -26,6 +29,24 @@ FORMATS = {
 }
 
 
+AUDIO_CODECS = {
+    # muxer: (ffmpeg codec arguments, sample rates the encoder takes)
+    "mp4": (
+        ["-c:a", "aac", "-b:a", "192k"],
+        (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350),
+    ),
+    "webm": (["-c:a", "libopus", "-b:a", "128k"], (48000, 24000, 16000, 12000, 8000)),
+}
+AUDIO_CHANNELS = {1: "mono", 2: "stereo", 6: "5.1"}  # ffmpeg's default layouts; both codecs take these
+
+
+def encoder_sample_rate(muxer: str, sample_rate: int) -> int:
+    """The rate the audio is encoded at: its own when the codec takes it, else the next higher one the codec takes
+    (the highest one above them all); ffmpeg resamples."""
+    rates = sorted(AUDIO_CODECS[muxer][1])
+    return next((rate for rate in rates if rate >= sample_rate), rates[-1])
+
+
 def _ffmetadata_escape(text: str) -> str:
     out = []
     for ch in text:
@@ -35,10 +56,20 @@ def _ffmetadata_escape(text: str) -> str:
     return "".join(out)
 
 
-def write_video(frames: np.ndarray, path: str, fps: float, fmt: str, crf: int, metadata: dict[str, str]):
+def write_video(
+    frames: np.ndarray,
+    path: str,
+    fps: float,
+    fmt: str,
+    crf: int,
+    metadata: dict[str, str],
+    audio: tuple[np.ndarray, int] | None = None,
+):
     """frames: uint8 (F, H, W, 3). Writes exactly `path` (the muxer is named explicitly, so any file name works).
-    metadata: key -> JSON string."""
+    metadata: key -> JSON string. audio: (float32 samples (channels, samples), sample rate) or None; MP4/WebM only."""
     extension, muxer = FORMATS[fmt]
+    if audio is not None and muxer not in AUDIO_CODECS:
+        raise ValueError(f"format {fmt} cannot hold audio; choose one of {[f for f, (_, m) in FORMATS.items() if m]}")
     if muxer is None:
         _write_pillow(frames, path, fps, fmt, crf, metadata)
         return
@@ -68,31 +99,21 @@ def write_video(frames: np.ndarray, path: str, fps: float, fmt: str, crf: int, m
             f.write(";FFMETADATA1\n")
             for key, value in metadata.items():
                 f.write(f"{_ffmetadata_escape(key)}={_ffmetadata_escape(value)}\n")
+        audio_input, audio_output = [], []  # the audio file as input 2, and how it is mapped and encoded
+        if audio is not None:
+            samples, sample_rate = audio
+            audio_file = os.path.join(tmp, "audio.f32")
+            np.ascontiguousarray(samples.T, dtype="<f4").tofile(audio_file)  # interleaved (samples, channels)
+            audio_input = ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(samples.shape[0]), "-i", audio_file]
+            rate = encoder_sample_rate(muxer, sample_rate)
+            audio_output = ["-map", "2:a", *AUDIO_CODECS[muxer][0], "-ar", str(rate)]
         args = [
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-s",
-            f"{width}x{height}",
-            "-r",
-            f"{fps:.6g}",
-            "-i",
-            "-",
-            "-f",
-            "ffmetadata",
-            "-i",
-            meta_file,
-            "-map",
-            "0:v",
-            "-map_metadata",
-            "1",
+            *("-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps:.6g}", "-i", "-"),
+            *("-f", "ffmetadata", "-i", meta_file),
+            *audio_input,
+            *("-map", "0:v", *audio_output, "-map_metadata", "1"),
             *codec,
-            "-frames:v",
-            str(num_frames),
-            "-f",
-            muxer,
-            path,
+            *("-frames:v", str(num_frames), "-f", muxer, path),
         ]
         _run_ffmpeg(args, frames.tobytes(), f"writing {path}")
 
