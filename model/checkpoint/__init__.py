@@ -8,7 +8,12 @@ ltxv_config.py  LTX-Video 0.9.x configs inferred from tensor shapes, version of 
 ltxv.py         LoadedCheckpoint, the official 0.9.x single-file layout (read and write)
 diffusers.py    diffusers folders of 0.9.x: config conversion and key renames
 upsampler.py    the 0.9.7+ latent upsampler file
-loader.py       load_checkpoint: the entry point for 0.9.x weights in any of these layouts
+loader.py       load_checkpoint: the entry point for 0.9.x weights in any of these layouts (LTX-2 files are sent
+                to load_ltx2_checkpoint)
+ltx2_config.py  LTX-2 transformer / text-path configs from metadata or tensor shapes, connector metadata fields
+ltx2.py         LTX2Checkpoint, load_ltx2_checkpoint (monolith 2.0/2.3, 2.5 split files, fp8 with per-tensor
+                scales), save_ltx2_checkpoint (official layout), check_text_encoder_pair
+ltx2_diffusers.py  diffusers folders of LTX-2 (transformer/, connectors/, vae/, audio_vae/, vocoder/)
 """
 
 from .diffusers import (
@@ -58,6 +63,14 @@ from .keys import (
     detect_family,
 )
 from .loader import load_checkpoint
+from .ltx2 import (  # noqa: I001 (last: model/ltx2 imports the names above from this package)
+    LTX2Checkpoint,
+    check_text_encoder_pair,
+    load_ltx2_checkpoint,
+    ltx2_metadata,
+    official_tensors,
+    save_ltx2_checkpoint,
+)
 from .ltxv import LoadedCheckpoint, checkpoint_of, load_official_file, save_checkpoint
 from .ltxv_config import (
     OFFICIAL_HEADS,
@@ -84,6 +97,7 @@ __all__ = [
     "PICKLE_SUFFIXES",
     "VAE_PREFIX",
     "CheckpointError",
+    "LTX2Checkpoint",
     "LoadedCheckpoint",
     "ModelFile",
     "SafetensorsFile",
@@ -94,6 +108,7 @@ __all__ = [
     "build_on_meta",
     "check_dtype",
     "check_keys",
+    "check_text_encoder_pair",
     "checkpoint_of",
     "convert",
     "default_scheduler_config",
@@ -109,15 +124,19 @@ __all__ = [
     "load_checkpoint",
     "load_diffusers_folder",
     "load_latent_upsampler",
+    "load_ltx2_checkpoint",
+    "ltx2_metadata",
     "load_official_file",
     "merged_index",
     "model_configs",
+    "official_tensors",
     "parameters_on_meta",
     "parse_config",
     "read_header",
     "read_json",
     "refuse_pickle",
     "save_checkpoint",
+    "save_ltx2_checkpoint",
     "save_safetensors",
     "scheduler_metadata_from_diffusers",
     "transformer_metadata_from_diffusers",

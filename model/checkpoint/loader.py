@@ -1,5 +1,6 @@
 """`load_checkpoint`: one entry point for LTX-Video 0.9.x weights, whatever the layout (official single file,
-diffusers folder, or a weight file inside such a folder). Files of another kind are named by keys.detect_family."""
+diffusers folder, or a weight file inside such a folder). Files of another kind are named by keys.detect_family;
+LTX-2 files are refused with a pointer to load_ltx2_checkpoint (ltx2.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import torch
 
 from .diffusers import diffusers_root, load_diffusers_folder
-from .files import SafetensorsFile, check_dtype
+from .files import CheckpointError, SafetensorsFile, check_dtype
 from .keys import detect_family
 from .ltxv import LoadedCheckpoint, load_official_file
 
@@ -24,5 +25,11 @@ def load_checkpoint(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> 
     if root is not None:
         return load_diffusers_folder(root, dtype, device)
     file = SafetensorsFile(path)
-    detect_family(file).require("ltxv", ("transformer", "vae"), reader="the LTX-Video 0.9.x checkpoint loader")
+    model = detect_family(file)
+    if model.family == "ltx2":
+        raise CheckpointError(
+            f"{path}: {model.description}; the LTX-Video 0.9.x checkpoint loader reads LTX-Video 0.9.x files: load "
+            "LTX-2 files with videodit.model.checkpoint.load_ltx2_checkpoint (a list of paths for the split 2.5 files)"
+        )
+    model.require("ltxv", ("transformer", "vae"), reader="the LTX-Video 0.9.x checkpoint loader")
     return load_official_file(file, dtype, device)

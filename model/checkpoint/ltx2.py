@@ -1,0 +1,431 @@
+"""LTX-2 checkpoints (2.0, 2.3, 2.5) in the official layouts: the monolith single file and the 2.5 split files.
+
+Official keys (one file or spread over several, each tensor under exactly one prefix):
+  model.diffusion_model.*                              transformer (2.0: with its caption projections)
+  model.diffusion_model.{video_,audio_}embeddings_connector.*   text connectors (video-only: embeddings_connector.*)
+  text_embedding_projection.*                          Gemma feature extractor (2.5: in the Gemma file instead)
+  vae.*  (2.5 vae/ file: bare encoder.*/decoder.*/per_channel_statistics.*)   video VAE
+  audio_vae.*                                          audio VAE
+  vocoder.*                                            vocoder (2.0 HiFi-GAN; 2.3+ with bandwidth extension)
+Metadata: "config" JSON with "transformer" (connector_* fields included), "vae", "audio_vae", "vocoder" sections and
+"model_version" ("2.3.0"). The transformer and text path configs are inferred from the tensor shapes when the file
+has no config (ltx2_config.py); the VAE, audio VAE and vocoder need theirs.
+
+Modules are built on the meta device and filled tensor by tensor. fp8-stored tensors (float8_e4m3fn, with or
+without a per-tensor scale `<m>.weight_scale` (ComfyUI mixed quantisation) or `<m>.scale_weight` (ComfyUI scaled
+fp8)) are converted to the compute dtype as they are read: value = fp8 value (up-cast exactly) x scale, computed in
+fp32 and rounded once to the compute dtype. They are not kept as fp8 (model/blocks/fp8.py's FP8Linear takes one
+scale per output channel and quantises itself). Input scales and format markers are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..ltx2.audio_vae import AudioVAE, AudioVAEConfig
+from ..ltx2.config import AVTransformerConfig
+from ..ltx2.text_connector import TextPath, TextPathConfig
+from ..ltx2.transformer import LTX2Transformer
+from ..ltx2.video_vae import LTX2VideoVAE, ltx2_vae_config
+from ..ltx2.vocoder import Vocoder, VocoderWithBWE, build_vocoder
+from .files import CheckpointError, SafetensorsFile, TensorInfo, check_dtype, save_safetensors
+from .fill import MAX_LISTED, build_on_meta, fill_module, parameters_on_meta
+from .keys import DIT_PREFIX, FAMILY_NAMES, IGNORED_PREFIXES, detect_family
+from .ltx2_config import gemma_geometry, infer_transformer_config, text_path_config, text_path_metadata
+
+# component -> [(file prefix, our module prefix)], most specific first
+CONNECTOR_PREFIXES = (
+    (DIT_PREFIX + "video_embeddings_connector.", "video_connector."),
+    (DIT_PREFIX + "audio_embeddings_connector.", "audio_connector."),
+    (DIT_PREFIX + "embeddings_connector.", "video_connector."),
+    ("text_embedding_projection.", "feature_extractor."),
+)
+COMPONENT_PREFIXES = {"audio_vae": "audio_vae.", "vocoder": "vocoder.", "vae": "vae."}
+BARE_VAE = ("encoder.", "decoder.", "per_channel_statistics.")
+WEIGHT_SCALES = ("weight_scale", "scale_weight")  # ComfyUI mixed fp8 / scaled fp8: multiplies <m>.weight
+DROPPED_SUFFIXES = (".input_scale", ".scale_input", ".comfy_quant", ".weight_scale_2")
+FP8_DTYPES = ("F8_E4M3",)
+
+
+@dataclass(frozen=True)
+class LTX2Checkpoint:
+    """The LTX-2 modules of one release (None for a component the given files lack).
+
+    text_path: feature extractor + connectors for LTX2TextEncoder; None when a part is missing (2.5: the feature
+    extractor is in the Gemma file: text_encoder.load_text_path(text_path_config, files, dtype, gemma.projection)).
+    The 2.0 caption projections are the transformer's (model.diffusion_model.caption_projection), not the text
+    path's. metadata: the merged parsed "config" sections plus "model_version" (the files' entry, else the version
+    + ".0"), as text_encoder.check_gemma_matches reads it; model_version: the files' entry or None."""
+
+    version: str  # "2.0", "2.3", "2.5"
+    transformer_config: AVTransformerConfig | None
+    transformer: LTX2Transformer | None
+    video_vae: LTX2VideoVAE | None
+    audio_vae: AudioVAE | None
+    vocoder: Vocoder | VocoderWithBWE | None
+    text_path: TextPath | None
+    text_path_config: TextPathConfig | None
+    paths: tuple[str, ...]
+    metadata: dict
+    model_version: str | None = None
+    distilled: bool = False  # a distilled release (file name or metadata says so): distilled sigmas, no guidance
+
+
+def _paths(paths) -> list[str]:
+    if isinstance(paths, (str, os.PathLike)):
+        return [os.fspath(paths)]
+    if isinstance(paths, dict):
+        paths = list(paths.values())
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise CheckpointError("load_ltx2_checkpoint: no files given")
+    return paths
+
+
+def _scale_key(file: SafetensorsFile, key: str) -> str | None:
+    if not key.endswith(".weight"):
+        return None
+    for name in WEIGHT_SCALES:
+        scale = key[: -len("weight")] + name
+        if scale in file.tensors:
+            if file.tensors[scale][0] not in ((), (1,)):
+                raise CheckpointError(
+                    f"{file.path}: {scale} has shape {list(file.tensors[scale][0])}; only per-tensor fp8 scales "
+                    "(one number) are supported"
+                )
+            return scale
+    return None
+
+
+def _is_dropped(key: str) -> bool:
+    return key == "scaled_fp8" or key.endswith(DROPPED_SUFFIXES) or key.rsplit(".", 1)[-1] in WEIGHT_SCALES
+
+
+def _component_of(key: str, bare_vae: bool) -> tuple[str, str, str] | None:
+    """(component, file prefix, our prefix) of a file key, or None when it belongs to no component."""
+    for theirs, ours in CONNECTOR_PREFIXES:
+        if key.startswith(theirs):
+            return "text_path", theirs, ours
+    if key.startswith(DIT_PREFIX):
+        return "transformer", DIT_PREFIX, ""
+    for component, prefix in COMPONENT_PREFIXES.items():
+        if key.startswith(prefix):
+            return component, prefix, ""
+    if bare_vae and key.startswith(BARE_VAE):
+        return "vae", "", ""
+    return None
+
+
+def _split(files: list[SafetensorsFile]) -> dict[str, dict[str, TensorInfo]]:
+    """component -> {our key: TensorInfo}; CheckpointError for a component in two files or keys of none."""
+    indexes: dict[str, dict[str, TensorInfo]] = {}
+    owner: dict[str, str] = {}
+    for file in files:
+        bare_vae = not any(k.startswith((DIT_PREFIX, "vae.", "audio_vae.", "vocoder.")) for k in file.keys())
+        stray = []
+        for key in file.keys():
+            if _is_dropped(key) or key.startswith(IGNORED_PREFIXES):
+                continue
+            found = _component_of(key, bare_vae)
+            if found is None:
+                stray.append(key)
+                continue
+            component, theirs, ours = found
+            part = f"{component} ({theirs})" if component == "text_path" else component
+            if owner.setdefault(part, file.path) != file.path:
+                raise CheckpointError(
+                    f"{file.path}: holds {part} weights that {owner[part]} holds already; give each component once"
+                )
+            shape, dtype = file.tensors[key]
+            info = TensorInfo(file, key, shape, dtype, _scale_key(file, key))
+            indexes.setdefault(component, {})[ours + key[len(theirs) :]] = info
+        if stray:
+            raise CheckpointError(
+                f"{file.path}: {len(stray)} unexpected keys outside the LTX-2 components, e.g. "
+                f"{', '.join(sorted(stray)[:MAX_LISTED])}"
+            )
+    return indexes
+
+
+def _file_version(file: SafetensorsFile, model) -> str | None:
+    """The version a file states: its model_version metadata, else what its transformer keys say."""
+    stated = str(file.metadata.get("model_version") or "")
+    if stated.startswith("2."):
+        return ".".join(stated.split(".")[:2])
+    return model.version if "transformer" in model.components else None
+
+
+def _section(files: list[SafetensorsFile], owner: str | None, name: str):
+    """config[name] from the file `owner` when it has one, else from the first file that has it."""
+    ordered = sorted(files, key=lambda f: f.path != owner)
+    for file in ordered:
+        config = file.config() or {}
+        if isinstance(config.get(name), dict):
+            return config[name]
+    return None
+
+
+def _version_of(config: AVTransformerConfig | None) -> str | None:
+    if config is None:
+        return None
+    if config.use_keyframes_abs_pos_embedding:
+        return "2.5"
+    return "2.3" if config.cross_attention_adaln else "2.0"
+
+
+def load_ltx2_checkpoint(paths, dtype: torch.dtype = torch.bfloat16, device="cpu") -> LTX2Checkpoint:
+    """Load LTX-2 weights: one monolith file (2.0/2.3), a diffusers folder, or a list/dict of split files (2.5:
+    transformer, video VAE, audio VAE + vocoder, connectors). CheckpointError naming the file for anything else."""
+    check_dtype(dtype, paths)
+    names = _paths(paths)
+    if len(names) == 1 and os.path.isdir(names[0]):
+        from .ltx2_diffusers import load_ltx2_diffusers_folder
+
+        return load_ltx2_diffusers_folder(names[0], dtype, device)
+    files = [SafetensorsFile(p) for p in names]
+    models = [detect_family(f) for f in files]
+    for model in models:
+        if model.family != "ltx2":
+            hint = "; load it with load_checkpoint" if model.family == "ltxv" else ""
+            raise CheckpointError(
+                f"{model.path}: {model.description}; load_ltx2_checkpoint reads {FAMILY_NAMES['ltx2']} files{hint}"
+            )
+    versions = {m.path: v for f, m in zip(files, models) if (v := _file_version(f, m))}
+    if len(set(versions.values())) > 1:
+        listed = ", ".join(f"{p} is LTX-{v}" for p, v in versions.items())
+        raise CheckpointError(f"mismatched LTX-2 files: {listed}; all files must come from one release")
+    indexes = _split(files)
+    owners = {c: next(iter(ix.values())).file.path for c, ix in indexes.items()}
+    connectors = [v.file.path for k, v in indexes.get("text_path", {}).items() if k.startswith("video_connector.")]
+    if connectors:
+        owners["text_path"] = connectors[0]  # the file whose config["transformer"] describes the connectors
+    model_version = next((str(f.metadata["model_version"]) for f in files if f.metadata.get("model_version")), None)
+
+    def built(component: str, what: str, make):
+        if component not in indexes:
+            return None
+        where = owners[component]
+        try:
+            module = make(where)
+        except ValueError as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(f"{where}: the {what} config is not usable: {e}") from None
+        return fill_module(module, indexes[component], dtype, device, f"{what} ({where})")
+
+    transformer_section = _section(files, owners.get("transformer"), "transformer")
+    transformer_config = None
+    if "transformer" in indexes:
+        shapes = {k: v.shape for k, v in indexes["transformer"].items()}
+        where = owners["transformer"]
+        if transformer_section is not None:
+            try:
+                transformer_config = AVTransformerConfig.from_metadata(
+                    transformer_section,
+                    video="patchify_proj.weight" in shapes,
+                    audio="audio_patchify_proj.weight" in shapes,
+                )
+            except ValueError as e:
+                raise CheckpointError(f"{where}: metadata config['transformer'] is not usable: {e}") from None
+        else:
+            transformer_config = infer_transformer_config(shapes, where)
+    transformer = built(
+        "transformer", "LTX-2 transformer", lambda w: build_on_meta(LTX2Transformer, transformer_config)
+    )
+
+    config = {name: _section(files, owners.get(name), name) for name in ("vae", "audio_vae", "vocoder")}
+    video_vae = built("vae", "LTX-2 video VAE", lambda w: build_on_meta(LTX2VideoVAE, _vae_config(config["vae"], w)))
+    audio_vae = built(
+        "audio_vae",
+        "LTX-2 audio VAE",
+        lambda w: build_on_meta(AudioVAE, AudioVAEConfig.from_metadata(_need(config, "audio_vae", w))),
+    )
+
+    def make_vocoder(where):
+        with parameters_on_meta():
+            return build_vocoder(_need(config, "vocoder", where))
+
+    vocoder = built("vocoder", "LTX-2 vocoder", make_vocoder)
+
+    text_config = text_path = None
+    if "text_path" in indexes:
+        index = indexes["text_path"]
+        where = owners["text_path"]
+        shapes = {k: v.shape for k, v in index.items()}
+        # connector fields: only from the file holding the connectors (another file's config may be another release)
+        text_section = (next(f for f in files if f.path == where).config() or {}).get("transformer")
+        projection = {k.split(".", 1)[1]: v for k, v in shapes.items() if k.startswith("feature_extractor.")}
+        merged = {k: v for f in files for k, v in (f.config() or {}).items()}
+        text_config = text_path_config(text_section, shapes, gemma_geometry(merged, projection, where), where)
+        if projection and any(k.startswith("video_connector.") for k in shapes):
+            text_path = built("text_path", "LTX-2 text connectors", lambda w: build_on_meta(TextPath, text_config))
+
+    version = next(iter(set(versions.values())), None) or _version_of(transformer_config)
+    if version is None:
+        raise CheckpointError(
+            f"{', '.join(names)}: the LTX-2 version is told neither by a model_version metadata entry nor by "
+            "transformer keys; give the transformer file too"
+        )
+    _check_pairs(owners, transformer_config, video_vae, audio_vae, text_config)
+    for f in files:
+        f.close()
+    metadata = {k: v for k, v in (("transformer", transformer_section), *config.items()) if v is not None}
+    metadata["model_version"] = model_version or version + ".0"
+    distilled = any("distilled" in os.path.basename(n).lower() for n in names)
+    return LTX2Checkpoint(
+        version, transformer_config, transformer, video_vae, audio_vae, vocoder, text_path, text_config,
+        tuple(names), metadata, model_version, distilled,
+    )  # fmt: skip
+
+
+def _need(config: dict, name: str, where: str) -> dict:
+    if config.get(name) is None:
+        raise CheckpointError(
+            f"{where}: holds {name} weights but no file gives metadata config['{name}'] (its architecture cannot be "
+            "told from the tensor shapes); use the release's file, which carries the config"
+        )
+    return {name: config[name]}
+
+
+def _vae_config(section: dict | None, where: str):
+    section = _need({"vae": section}, "vae", where)["vae"]
+    if section.get("_class_name") == "CausalDiffusionVAE":
+        raise CheckpointError(
+            f"{where}: this is the LTX-2.5 diffusion-decoder video VAE (CausalDiffusionVAE), which is not supported; "
+            "use ltx-2.5-video-vae-conv (the convolutional decoder)"
+        )
+    return ltx2_vae_config(section)
+
+
+def _check_pairs(owners: dict, transformer: AVTransformerConfig | None, video_vae, audio_vae, text) -> None:
+    """Components of different releases that load but cannot work together: widths must meet."""
+    if transformer is None:
+        return
+    t = owners["transformer"]
+    pairs = []
+    if video_vae is not None and transformer.video:
+        pairs.append(("vae", "video latent channels", video_vae.config.latent_channels, transformer.in_channels))
+    if audio_vae is not None and transformer.audio:
+        width = audio_vae.config.latent_channels * audio_vae.config.latent_mel_bins
+        pairs.append(("audio_vae", "audio latent width", width, transformer.audio_in_channels))
+    if text is not None:
+        video_out = text.features.video_dim if text.features.version == "v2" else text.video.dim
+        need = transformer.caption_channels or transformer.cross_attention_dim
+        pairs.append(("text_path", "video text context width", video_out, need))
+        if text.audio is not None and transformer.audio:
+            audio_out = text.features.audio_dim if text.features.version == "v2" else text.audio.dim
+            need = transformer.caption_channels or transformer.audio_cross_attention_dim
+            pairs.append(("text_path", "audio text context width", audio_out, need))
+    for component, what, theirs, ours in pairs:
+        if theirs != ours:
+            raise CheckpointError(
+                f"mismatched LTX-2 files: {owners[component]} gives a {what} of {theirs}, the LTX-"
+                f"{_version_of(transformer)} transformer in {t} needs {ours}; all files must come from one release"
+            )
+
+
+def check_text_encoder_pair(checkpoint: LTX2Checkpoint, gemma) -> None:
+    """CheckpointError unless `gemma` (a loaded gemma.Gemma: family, path) is the text encoder the checkpoint's
+    version needs: LTX-2.5 needs LTX's Gemma 4, 2.0/2.3 need Gemma 3 12B."""
+    from ..ltx2.text_encoder import check_gemma_matches  # text_encoder imports this package
+
+    check_gemma_matches({"model_version": checkpoint.version}, gemma, ", ".join(checkpoint.paths))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# writing
+
+
+def official_tensors(
+    transformer: nn.Module | None = None,
+    video_vae: nn.Module | None = None,
+    audio_vae: nn.Module | None = None,
+    vocoder: nn.Module | None = None,
+    text_path: nn.Module | None = None,
+    bare_vae: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The official keys of the given modules (bare_vae: the 2.5 vae/ file's encoder.*/decoder.* without vae.)."""
+    tensors = {}
+    if transformer is not None:
+        tensors.update({DIT_PREFIX + k: v for k, v in transformer.state_dict().items()})
+    for prefix, module in (("" if bare_vae else "vae.", video_vae), ("audio_vae.", audio_vae), ("vocoder.", vocoder)):
+        if module is not None:
+            tensors.update({prefix + k: v for k, v in module.state_dict().items()})
+    if text_path is not None:
+        ours_to_theirs = {ours: theirs for theirs, ours in CONNECTOR_PREFIXES[:2] + CONNECTOR_PREFIXES[3:]}
+        for key, value in text_path.state_dict().items():
+            ours = key.split(".", 1)[0] + "."
+            if ours not in ours_to_theirs:
+                raise ValueError(
+                    f"official_tensors: text path key {key!r} has no official place (2.0 captions are the transformer's)"
+                )
+            tensors[ours_to_theirs[ours] + key[len(ours) :]] = value
+    return tensors
+
+
+def ltx2_metadata(checkpoint_or_modules, config: dict | None = None, model_version: str | None = None) -> dict:
+    """The safetensors metadata of the official layout: "config" (transformer section from the modules' configs,
+    with the connector fields; vae/audio_vae/vocoder sections from `config` or the checkpoint) and "model_version"."""
+    parts = _modules(checkpoint_or_modules)
+    sections = dict(getattr(checkpoint_or_modules, "metadata", None) or {})
+    sections.update(config or {})
+    sections.pop("model_version", None)
+    transformer, text_path = parts.get("transformer"), parts.get("text_path")
+    t_config = transformer.config if transformer is not None else None
+    if t_config is not None:
+        sections["transformer"] = {**(sections.get("transformer") or {}), **t_config.to_metadata()}
+    if text_path is not None:
+        features = text_path.config.features
+        sections["transformer"] = {
+            **(sections.get("transformer") or {}),
+            **text_path_metadata(text_path.config, t_config),
+        }
+        sections["text_features"] = {"gemma_dim": features.gemma_dim, "gemma_states": features.gemma_states}
+    if model_version is None:
+        model_version = getattr(checkpoint_or_modules, "model_version", None)
+        if model_version is None and getattr(checkpoint_or_modules, "version", None):
+            model_version = checkpoint_or_modules.version + ".0"
+    metadata = {"config": json.dumps(sections)}
+    if model_version:
+        metadata["model_version"] = str(model_version)
+    return metadata
+
+
+def _modules(checkpoint_or_modules) -> dict[str, nn.Module]:
+    if isinstance(checkpoint_or_modules, LTX2Checkpoint):
+        c = checkpoint_or_modules
+        found = dict(
+            transformer=c.transformer,
+            video_vae=c.video_vae,
+            audio_vae=c.audio_vae,
+            vocoder=c.vocoder,
+            text_path=c.text_path,
+        )
+    else:
+        found = dict(checkpoint_or_modules)
+        unknown = set(found) - {"transformer", "video_vae", "audio_vae", "vocoder", "text_path"}
+        if unknown:
+            raise ValueError(f"save_ltx2_checkpoint: unknown components {sorted(unknown)}")
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def save_ltx2_checkpoint(
+    path, checkpoint_or_modules, config: dict | None = None, model_version: str | None = None, bare_vae: bool = False
+) -> None:
+    """Write the official single-file layout (every given component in one file; a subset writes one split
+    file) with the config in metadata. checkpoint_or_modules: an LTX2Checkpoint or {"transformer", "video_vae",
+    "audio_vae", "vocoder", "text_path": module}. config: official sections for components whose module cannot
+    describe itself ("vae", "audio_vae", "vocoder"), required when those modules are written. Written to a
+    temporary name and renamed (files.save_safetensors): never half-written."""
+    parts = _modules(checkpoint_or_modules)
+    metadata = ltx2_metadata(checkpoint_or_modules, config, model_version)
+    sections = json.loads(metadata["config"])
+    for component, section in (("video_vae", "vae"), ("audio_vae", "audio_vae"), ("vocoder", "vocoder")):
+        if component in parts and section not in sections:
+            raise ValueError(f"save_ltx2_checkpoint({path}): writing {component} needs config[{section!r}]")
+    save_safetensors(path, official_tensors(bare_vae=bare_vae, **parts), metadata)
