@@ -8,6 +8,7 @@ decode randomness drawn from the seed. Sizes and keyframes that do not fit are r
 values, never trimmed or resized (model/geometry.py).
 """
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -177,20 +178,48 @@ class VideoPipeline:
         return self.decode(latents, seed, decode_timestep, decode_noise_scale)[0]
 
 
+def model_family(checkpoint_path) -> str:
+    """The model family of checkpoint_path: "ltx2" for LTX-2 weights (one file, or a list of split files whose first
+    one says so), else "ltxv"
+    (LTX-Video 0.9.x single files and diffusers folders). Files that are no LTX weights raise CheckpointError."""
+    from .checkpoint import detect_family, diffusers_root
+
+    single = isinstance(checkpoint_path, (str, os.PathLike))
+    first = os.fspath(checkpoint_path if single else next(iter(checkpoint_path)))
+    if os.path.isdir(first) or diffusers_root(first) is not None:
+        return "ltxv"
+    return detect_family(first).family
+
+
 def load_pipeline(
-    checkpoint_path, text_encoder_path, dtype: torch.dtype = torch.bfloat16, device="cpu", tokenizer_dir=None
-) -> VideoPipeline:
+    checkpoint_path,
+    text_encoder_path,
+    dtype: torch.dtype = torch.bfloat16,
+    device="cpu",
+    tokenizer_dir=None,
+    upsampler_path=None,
+):
     """Official single-file (or diffusers-folder) checkpoint + T5 file -> VideoPipeline. The prompt length is
     frontend.prompt_tokens: the T5 file's "max_tokens" metadata when it has one (the built-in tiny model), else the
     checkpoint version's (128 tokens for 0.9.0/0.9.1, 256 later); the schedule follows the checkpoint's
-    "scheduler" metadata. builtin.builtin_weights() gives the built-in tiny model's two paths."""
+    "scheduler" metadata. builtin.builtin_weights() gives the built-in tiny model's two paths.
+
+    LTX-2 weights (model_family "ltx2": a 2.0/2.3 file, or the list of 2.5 split files) + a Gemma file or folder
+    -> ltx2.pipeline.LTX2Pipeline (frames and sound); upsampler_path: its latent upsampler for two_stage."""
     from . import builtin
     from .checkpoint import load_checkpoint
     from .text_encoder import load_text_encoder
 
     with builtin.restore_hint(checkpoint_path):
+        family = model_family(checkpoint_path)
+    if family == "ltx2":
+        from .ltx2.pipeline import load_ltx2_pipeline
+
+        return load_ltx2_pipeline(checkpoint_path, text_encoder_path, dtype, device, tokenizer_dir, upsampler_path)
+    if upsampler_path is not None:
+        raise ValueError("upsampler_path is for LTX-2 checkpoints; VideoPipeline (LTX-Video 0.9.x) has no two-stage")
+    with builtin.restore_hint(checkpoint_path):
         ckpt = load_checkpoint(checkpoint_path, dtype=dtype, device=device)
-    family = getattr(ckpt, "family", "ltxv")
     max_tokens = frontend.steps_for(family).prompt_tokens(
         ckpt.version, frontend.pinned_prompt_tokens(text_encoder_path)
     )
@@ -210,4 +239,4 @@ def load_pipeline(
     )
 
 
-__all__ = ["VideoPipeline", "ImageKeyframe", "load_pipeline", "check_video_size", "latent_shape"]
+__all__ = ["VideoPipeline", "ImageKeyframe", "load_pipeline", "model_family", "check_video_size", "latent_shape"]

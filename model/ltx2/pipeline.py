@@ -133,16 +133,20 @@ class LTX2Pipeline:
 
     @classmethod
     def from_checkpoint(cls, checkpoint, text_encoder, upsampler=None, **options) -> "LTX2Pipeline":
-        """An LTX2Checkpoint (checkpoint.load_ltx2_checkpoint) + a text encoder: an LTX2TextEncoder as it is, or a
-        Gemma (ltx2.gemma.load_gemma), joined here to the checkpoint's text connectors with its version's prompt
-        rule."""
+        """An LTX2Checkpoint (checkpoint.load_ltx2_checkpoint) + a text encoder: an LTX2TextEncoder (anything with
+        encode_prompts) as it is, or a loaded Gemma (ltx2.gemma.load_gemma), checked against the checkpoint's
+        version and joined to its text connectors with that version's prompt rule (LTX-2.5: the feature extractor
+        is read from the Gemma file). `distilled` defaults to the checkpoint's."""
         if not hasattr(text_encoder, "encode_prompts"):
             from .text_encoder import LTX2TextEncoder, check_gemma_matches, prompt_rule
 
-            metadata = getattr(checkpoint, "metadata", None) or {}
-            check_gemma_matches(metadata, text_encoder, "LTX2Pipeline")
-            text_encoder = LTX2TextEncoder(text_encoder, checkpoint.text_path, prompt_rule(checkpoint.version))
-        options.setdefault("distilled", bool(getattr(checkpoint, "distilled", False)))
+            where = ", ".join(checkpoint.paths)
+            check_gemma_matches(checkpoint.metadata, text_encoder, where)
+            text_path = checkpoint.text_path
+            if text_path is None:
+                text_path = cls._text_path_from_gemma(checkpoint, text_encoder, where)
+            text_encoder = LTX2TextEncoder(text_encoder, text_path, prompt_rule(checkpoint.version))
+        options.setdefault("distilled", checkpoint.distilled)
         return cls(
             checkpoint.transformer,
             checkpoint.video_vae,
@@ -153,6 +157,25 @@ class LTX2Pipeline:
             upsampler,
             **options,
         )
+
+    @staticmethod
+    def _text_path_from_gemma(checkpoint, gemma, where: str):
+        """LTX-2.5: connectors from the checkpoint files, feature extractor from the Gemma file's projection."""
+        from ..checkpoint import CheckpointError, SafetensorsFile
+        from .text_encoder import load_text_path
+
+        if checkpoint.text_path_config is None or not gemma.projection:
+            raise CheckpointError(
+                f"{where}: no complete LTX-2 text path: the files give no text connectors, or {gemma.path} has no "
+                "LTX feature projection (text_embedding_projection.*)"
+            )
+        files = [SafetensorsFile(p) for p in checkpoint.paths]
+        dtype = next(checkpoint.transformer.parameters()).dtype
+        try:
+            return load_text_path(checkpoint.text_path_config, files, dtype, gemma.projection)
+        finally:
+            for file in files:
+                file.close()
 
     @property
     def device(self) -> torch.device:
