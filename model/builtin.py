@@ -27,9 +27,11 @@ RESTORE_HINT = "this file ships with the pack: restore it with `git checkout -- 
 # Words of the training captions (tiny/data.py), by kind; a prompt needs one of each of the first three.
 VOCABULARY = {
     "colour": tuple(data.COLORS),
-    "shape": ("circle", "disc", "round dot", "square", "box", "triangle"),
+    "shape": ("circle", "disc", "disk", "ball", "round dot", "square", "box", "block", "triangle", "wedge"),
     "motion": ("left", "leftward", "right", "rightward", "up", "upward", "rises", "down", "downward", "falls")
-    + ("sinks", "still", "not moving", "in place", "stays put"),
+    + ("sinks", "still", "not moving", "in place", "stays put")
+    + ("rising", "climbing", "climbs", "ascends", "falling", "sinking", "dropping", "drops", "descends")
+    + ("motionless", "stationary", "staying put", "does not move"),
     "background": tuple(data.BACKGROUNDS) + ("dark", "light"),
 }
 VOCABULARY_TEXT = (

@@ -240,7 +240,7 @@ def test_damaged_builtin_file_says_restore_with_git(tmp_path, monkeypatch, headl
     "prompt,missing",
     [
         ("a purple square sliding to the left", ["colour"]),
-        ("the cyan ball", ["shape", "motion"]),
+        ("the cyan blob", ["shape", "motion"]),
         ("a red circle moving to the right on a black background", []),
         ("Green box, falls, on white", []),
         ("", ["colour", "shape", "motion"]),
@@ -267,8 +267,8 @@ def test_every_training_caption_is_in_the_vocabulary():
 def test_vocabulary_warning_is_logged_once_per_prompt(caplog, monkeypatch):
     monkeypatch.setattr(builtin, "_warned", set())
     with caplog.at_level(logging.WARNING, logger="videodit"):
-        builtin.warn_prompt("the cyan ball")
-        builtin.warn_prompt("the cyan ball")
+        builtin.warn_prompt("the cyan blob")
+        builtin.warn_prompt("the cyan blob")
         builtin.warn_prompt("a red circle moving up")
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and "knows no shape / motion word" in messages[0] and "circle, square" in messages[0]

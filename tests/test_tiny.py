@@ -54,7 +54,11 @@ def test_numpy_and_torch_renderers_agree():
 
 def test_captions_name_colour_shape_and_motion():
     rng = np.random.default_rng(0)
-    words = {"circle": ("circle", "disc", "round dot"), "square": ("square", "box"), "triangle": ("triangle",)}
+    words = {
+        "circle": ("circle", "disc", "disk", "ball", "round dot"),
+        "square": ("square", "box", "block"),
+        "triangle": ("triangle", "wedge"),
+    }
     for spec in data.sample_specs(200, seed=5, split="all"):
         text = data.caption(spec, rng)
         assert spec.color in text

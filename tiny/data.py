@@ -185,70 +185,241 @@ def render_torch(specs: list[ClipSpec], frames: int = FRAMES, size: int = SIZE, 
     return video.contiguous(), coverage[:, None]
 
 
+# ---------------------------------------------------------------------------------------------------- soundtrack
+
+# Every clip has a stereo soundtrack of its whole duration (frames / fps), one held note:
+#   pitch  from the colour: the C major scale C4..C5 in the order of COLORS;
+#   glide  from the vertical motion: "up" glides the note up GLIDE_SEMITONES over the clip, "down" down (an
+#          exponential frequency sweep, so linear in semitones and phase-continuous); other motions hold it;
+#   pan    from the x position: constant-power pan (left gain cos(pi/2 p), right sin(pi/2 p), p = x / size),
+#          frame k's x placed at the middle of its audio span ((k + 0.5) / fps) and linearly interpolated;
+#   timbre from the background: black a sine, white a band-limited square (odd harmonics n with weight 1/n, up
+#          to a quarter of the sample rate).
+SAMPLE_RATE = 16000  # the tiny LTX-2 audio VAE's rate (16 kHz mel front end)
+FRAME_RATE = 25.0  # same as tiny/configs.py FRAME_RATE
+NOTES = {"red": "C4", "orange": "D4", "yellow": "E4", "green": "F4", "cyan": "G4", "blue": "A4"}
+NOTES |= {"magenta": "B4", "grey": "C5"}
+SCALE = {"C4": 0, "D4": 2, "E4": 4, "F4": 5, "G4": 7, "A4": 9, "B4": 11, "C5": 12}  # semitones above C4
+C4_HZ = 440.0 * 2.0 ** (-9 / 12)
+GLIDE_SEMITONES = 3.0
+GLIDES = {"up": GLIDE_SEMITONES, "down": -GLIDE_SEMITONES}  # semitones over the clip; other motions: 0
+TIMBRES = {"black": "sine", "white": "square"}
+AMPLITUDE = 0.5  # peak of the note before panning
+FADE_SECONDS = 0.005  # raised-cosine fade in and out (no clicks at the clip's ends)
+
+
+def note_hz(note: str) -> float:
+    return C4_HZ * 2.0 ** (SCALE[note] / 12)
+
+
+def soundtrack_length(num_frames: int, fps: float = FRAME_RATE, sample_rate: int = SAMPLE_RATE) -> int:
+    """Samples of a clip's soundtrack: round(num_frames / fps * sample_rate)."""
+    if num_frames < 1 or fps <= 0 or sample_rate <= 0:
+        raise ValueError(
+            f"num_frames ({num_frames}), fps ({fps}) and sample_rate ({sample_rate}) must be positive, e.g. 25, 25.0 "
+            f"and {SAMPLE_RATE}"
+        )
+    return round(num_frames / fps * sample_rate)
+
+
+def render_soundtracks(
+    specs: list[ClipSpec],
+    num_frames: int = FRAMES,
+    fps: float = FRAME_RATE,
+    sample_rate: int = SAMPLE_RATE,
+    size: int = SIZE,
+    device="cpu",
+):
+    """(N, 2, T) float32 in [-1, 1] on `device`, T = soundtrack_length(num_frames, fps, sample_rate)."""
+    import torch
+
+    n_samples = soundtrack_length(num_frames, fps, sample_rate)
+    duration = num_frames / fps
+    f64 = {"dtype": torch.float64, "device": device}
+    t = torch.arange(n_samples, **f64) / sample_rate  # (T,)
+    f0 = torch.tensor([note_hz(NOTES[s.color]) for s in specs], **f64)[:, None]  # (N, 1)
+    rate = torch.tensor([GLIDES.get(s.motion, 0.0) for s in specs], **f64)[:, None] * math.log(2) / 12 / duration
+    # f(t) = f0 exp(rate t), so the phase is 2 pi f0 (exp(rate t) - 1) / rate (2 pi f0 t for rate 0)
+    steady = rate == 0
+    phase = 2 * math.pi * f0 * torch.where(steady, t, torch.expm1(rate * t) / torch.where(steady, 1.0, rate))
+    top = f0 * torch.exp(rate.clamp(min=0) * duration)  # highest frequency of each clip (N, 1)
+    square = torch.tensor([TIMBRES[s.background] == "square" for s in specs], device=device)[:, None]
+    wave = torch.zeros_like(phase)  # (N, T)
+    for harmonic in range(1, max(2, int(sample_rate / 4 / top.min().item()) + 1), 2):
+        keep = (harmonic == 1) | (square & (harmonic * top <= sample_rate / 4))  # (N, 1)
+        wave += torch.where(keep, torch.sin(torch.remainder(harmonic * phase, 2 * math.pi)) / harmonic, 0.0)
+    wave = AMPLITUDE * wave / wave.abs().amax(-1, keepdim=True)
+    fade = torch.clamp(torch.minimum(t, duration - t) / FADE_SECONDS, 0.0, 1.0)
+    wave = wave * (0.5 - 0.5 * torch.cos(math.pi * fade))
+
+    x = torch.from_numpy(_spec_arrays(specs, num_frames)["cx"][:, :, 0, 0]).to(**f64)  # (N, F) pixels
+    u = (t * fps - 0.5).clamp(0, num_frames - 1)  # frame position of every sample
+    i0 = u.floor().long().clamp(max=max(num_frames - 2, 0))
+    i1 = (i0 + 1).clamp(max=num_frames - 1)
+    w = u - i0
+    x_t = x[:, i0] * (1 - w) + x[:, i1] * w  # (N, T)
+    angle = (x_t / size).clamp(0.0, 1.0) * (math.pi / 2)
+    return torch.stack([wave * torch.cos(angle), wave * torch.sin(angle)], 1).float()  # (N, 2, T)
+
+
+def render_soundtrack(spec: ClipSpec, num_frames: int = FRAMES, fps: float = FRAME_RATE, sample_rate=SAMPLE_RATE):
+    """[2, T] float32 in [-1, 1]: the soundtrack of one clip (rules above), T = round(num_frames / fps * rate)."""
+    return render_soundtracks([spec], num_frames, fps, sample_rate)[0]
+
+
+@dataclass(frozen=True)
+class AVClip:
+    video: np.ndarray  # (F, H, W, 3) float32 in [0, 1], as render
+    audio: "torch.Tensor"  # noqa: F821  (2, T) float32 in [-1, 1], as render_soundtrack
+    fps: float
+    sample_rate: int
+
+
+def render_av_clip(
+    spec: ClipSpec, num_frames: int = FRAMES, fps: float = FRAME_RATE, sample_rate: int = SAMPLE_RATE, size=SIZE
+) -> AVClip:
+    """The clip's frames and its soundtrack."""
+    video = render([spec], num_frames, size)[0]
+    return AVClip(video, render_soundtracks([spec], num_frames, fps, sample_rate, size)[0], fps, sample_rate)
+
+
 # ---------------------------------------------------------------------------------------------------- captions
 
-_SHAPE_WORDS = {
-    "circle": ("circle", "circle", "disc", "round dot"),
-    "square": ("square", "square", "box"),
-    "triangle": ("triangle",),
+# Words and phrases of the training captions; model/builtin.py VOCABULARY must recognise every one of them.
+SHAPE_WORDS = {
+    "circle": ("circle", "circle", "disc", "round dot", "ball", "disk"),
+    "square": ("square", "square", "box", "block"),
+    "triangle": ("triangle", "triangle", "wedge"),
 }
-_MOTION_PHRASES = {
-    "left": ("moving to the left", "moves left", "slides left", "drifts to the left", "travels leftward", "going left"),
-    "right": (
-        "moving to the right",
-        "moves right",
-        "slides right",
-        "drifts to the right",
-        "travels rightward",
-        "going right",
-    ),
-    "up": ("moving up", "moves upward", "drifts upward", "rises", "floats up", "going up"),
-    "down": ("moving down", "moves downward", "drifts downward", "falls", "sinks", "going down"),
-    "still": ("staying still", "sits still", "not moving", "resting in place", "standing still", "stays put"),
+# Each motion as a participle ("a red ball drifting to the left") and as a verb ("a red ball that drifts ...").
+MOTION_PARTICIPLES = {
+    "left": ("moving to the left", "going left", "drifting to the left", "heading left", "sliding leftward")
+    + ("gliding to the left", "moving leftward"),
+    "right": ("moving to the right", "going right", "drifting to the right", "heading right", "sliding rightward")
+    + ("gliding to the right", "moving rightward"),
+    "up": ("moving up", "going up", "rising", "climbing", "floating up", "drifting upward", "heading up"),
+    "down": ("moving down", "going down", "falling", "sinking", "dropping", "drifting downward", "heading down"),
+    "still": ("staying still", "not moving", "resting in place", "standing still", "sitting motionless")
+    + ("holding still", "staying put"),
 }
-_BACKGROUND_PHRASES = {
-    "black": (
-        "on a black background",
-        "on black",
-        "against a black backdrop",
-        "on a dark background",
-        "in front of a black screen",
-    ),
-    "white": (
-        "on a white background",
-        "on white",
-        "against a white backdrop",
-        "on a light background",
-        "in front of a white screen",
-    ),
+MOTION_VERBS = {
+    "left": ("moves left", "slides left", "drifts to the left", "travels leftward", "heads left", "slides leftward")
+    + ("goes left", "glides to the left"),
+    "right": ("moves right", "slides right", "drifts to the right", "travels rightward", "heads right")
+    + ("slides rightward", "goes right", "glides to the right"),
+    "up": ("moves upward", "drifts upward", "rises", "floats up", "goes up", "climbs", "ascends", "moves up"),
+    "down": ("moves downward", "drifts downward", "falls", "sinks", "goes down", "drops", "descends", "moves down"),
+    "still": ("sits still", "stays put", "stays still", "does not move", "is motionless", "is stationary")
+    + ("rests in place", "holds still"),
 }
-_ADJECTIVES = ("", "", "", "small ", "little ", "single ", "flat ")
+BACKGROUND_PHRASES = {
+    "black": ("on a black background", "on black", "against a black backdrop", "on a dark background")
+    + ("in front of a black screen", "on a black backdrop", "against a dark background", "over a black background")
+    + ("set against black", "with a black background", "on a dark backdrop"),
+    "white": ("on a white background", "on white", "against a white backdrop", "on a light background")
+    + ("in front of a white screen", "on a white backdrop", "against a light background", "over a white background")
+    + ("set against white", "with a white background", "on a light backdrop"),
+}
+BACKGROUND_WORDS = {"black": ("black", "dark"), "white": ("white", "light")}
+_ADJECTIVES = ("", "", "", "small ", "little ", "single ", "flat ", "tiny ", "lone ", "solid ")
+# Adverbs never contradict the clip: "slowly" / "quickly" only for the slowest / fastest third of SPEED_RANGE
+# (train.py captions a combination with speed 0, which gets the neutral ones).
+_NEUTRAL_ADVERBS = ("steadily", "smoothly")
+_SLOW_ADVERBS = ("slowly", "gently")
+_FAST_ADVERBS = ("quickly", "swiftly")
+# Optional sound mentions, true to render_soundtrack: register from the colour's note, tone from the background,
+# glide from the vertical motion.
+_REGISTERS = {"low": ("low", "deep"), "middle": ("middle", "medium"), "high": ("high", "high pitched")}
+_TONES = {
+    "black": ("pure tone", "clean tone", "humming tone", "sine tone", "soft whistle"),
+    "white": ("buzzing tone", "buzzy tone", "reedy buzz", "buzzing hum", "rough tone"),
+}
+_GLIDE_WORDS = {"up": ("rising",), "down": ("falling",)}
 
 
-def caption(spec: ClipSpec, rng: np.random.Generator) -> str:
-    """A random natural phrasing of the spec (colour, shape and motion always named; background usually)."""
+def register(color: str) -> str:
+    """ "low" (C4..E4), "middle" (F4, G4) or "high" (A4..C5): the pitch range of the colour's note."""
+    degree = list(COLORS).index(color)
+    return "low" if degree < 3 else "middle" if degree < 5 else "high"
+
+
+def _article(next_word: str) -> str:
+    return "an" if next_word[0] in "aeiou" else "a"
+
+
+def _adverb(spec: ClipSpec, rng: np.random.Generator) -> str:
+    """An adverb true to the clip's speed, or "" (most of the time and always for still clips)."""
+    if spec.motion == "still" or rng.random() < 0.7:
+        return ""
+    lo, hi = SPEED_RANGE
+    options = _NEUTRAL_ADVERBS
+    if 0 < spec.speed < lo + (hi - lo) / 3:
+        options = options + _SLOW_ADVERBS
+    elif spec.speed > hi - (hi - lo) / 3:
+        options = options + _FAST_ADVERBS
+    return options[rng.integers(len(options))]
+
+
+def sound_phrase(spec: ClipSpec, rng: np.random.Generator) -> str:
+    """A clause about the clip's soundtrack ("with a high humming tone", "while a low rising buzzing tone plays")."""
 
     def pick(options):
         return options[rng.integers(len(options))]
 
-    color, shape, motion = spec.color, pick(_SHAPE_WORDS[spec.shape]), pick(_MOTION_PHRASES[spec.motion])
-    bg = pick(_BACKGROUND_PHRASES[spec.background])
-    bg_word = spec.background
-    adj = pick(_ADJECTIVES)
+    glide = pick(_GLIDE_WORDS[spec.motion]) + " " if spec.motion in _GLIDE_WORDS and rng.random() < 0.5 else ""
+    tone = f"{pick(_REGISTERS[register(spec.color)])} {glide}{pick(_TONES[spec.background])}"
+    return pick(
+        (
+            f"with {_article(tone)} {tone}",
+            f"while {_article(tone)} {tone} plays",
+            f"to the sound of {_article(tone)} {tone}",
+            f"and {_article(tone)} {tone} sounds",
+        )
+    )
 
-    def article(next_word: str) -> str:
-        return "an" if next_word[0] in "aeiou" else "a"
+
+def caption(spec: ClipSpec, rng: np.random.Generator, sound: float = 0.25) -> str:
+    """A random natural phrasing of the spec (colour, shape and motion always named; background usually); with
+    probability `sound` a clause about the soundtrack is added."""
+
+    def pick(options):
+        return options[rng.integers(len(options))]
+
+    color, shape = spec.color, pick(SHAPE_WORDS[spec.shape])
+    adverb = _adverb(spec, rng)
+    participle = pick(MOTION_PARTICIPLES[spec.motion])
+    verb = pick(MOTION_VERBS[spec.motion])
+    participle = f"{adverb} {participle}" if adverb else participle
+    verb = pick((f"{verb} {adverb}", f"{adverb} {verb}")) if adverb else verb
+    motion = pick((participle, verb))
+    bg = pick(BACKGROUND_PHRASES[spec.background])
+    bg_word = pick(BACKGROUND_WORDS[spec.background])
+    adj = pick(_ADJECTIVES)
+    a = _article(adj or color)
 
     templates = (
-        f"{article(adj or color)} {adj}{color} {shape} {motion} {bg}",
+        # the first seven are the templates the committed weights were trained with
+        f"{a} {adj}{color} {shape} {motion} {bg}",
         f"{color} {shape} {motion}",
-        f"{bg}, {article(adj or color)} {adj}{color} {shape} {motion}",
+        f"{bg}, {a} {adj}{color} {shape} {motion}",
         f"{bg_word} background, {color} {shape}, {motion}",
         f"the {color} {shape} {motion} {bg}",
-        f"{article(adj or shape)} {adj}{shape}, {color}, {motion} {bg}",
+        f"{_article(adj or shape)} {adj}{shape}, {color}, {motion} {bg}",
         f"{color} {shape} {motion} {bg}",
+        f"{a} {adj}{color} {shape} that {verb} {bg}",
+        f"there is {a} {adj}{color} {shape} {participle} {bg}",
+        f"{bg}: {a} {adj}{color} {shape} {participle}",
+        f"{_article(adj or shape)} {adj}{shape}, {color} in colour, {participle} {bg}",
+        f"{participle} {bg}, {a} {adj}{color} {shape}",
+        f"{a} {adj}{color} {shape} {bg} {verb}",
+        f"{a} {adj}{color} {shape} {verb}; the background is {bg_word}",
+        f"we see {a} {adj}{color} {shape} {participle} {bg}",
+        f"{_article(adj or shape)} {adj}{shape} in {color} {participle} {bg}",
     )
-    return pick(templates)
+    text = pick(templates)
+    if rng.random() < sound:
+        text += pick((" ", ", ")) + sound_phrase(spec, rng)
+    return text
 
 
 def canonical_caption(color: str, shape: str, motion: str, background: str) -> str:
