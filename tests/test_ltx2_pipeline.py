@@ -378,3 +378,74 @@ def test_bad_construction_and_two_stage_without_upsampler(parts):
         make({**parts, "upsampler": None}).generate("x", width=64, height=64, num_frames=9, two_stage=True)
     with pytest.raises(ValueError, match="prompt must be a string, got list"):
         make(parts).generate(["x"], width=32, height=32, num_frames=1, steps=1, guidance=G.MultiModalGuidance())
+
+
+# ---------------------------------------------------------------------------------------------- files: load_pipeline
+
+
+def test_load_pipeline_reads_an_ltx2_file_and_a_gemma_file(parts, tmp_path):
+    """An official 2.3 single file (save_ltx2_checkpoint) + a ComfyUI-style Gemma 3 file: load_pipeline dispatches on
+    detect_family to LTX2Pipeline, whose result equals the pipeline built from the same modules in memory."""
+    from test_ltx2_text import _comfy_file, _gemma3, _tokenizer
+    from videodit.model.builtin import builtin_weights
+    from videodit.model.checkpoint import save_ltx2_checkpoint
+    from videodit.model.ltx2 import text_connector as tc
+    from videodit.model.ltx2.gemma import load_gemma
+    from videodit.model.ltx2.pipeline import LTX2Pipeline as Pipeline
+    from videodit.model.ltx2.text_encoder import LTX2TextEncoder, prompt_rule
+    from videodit.model.ltx2.text_features import FeatureConfig
+    from videodit.model.pipeline import load_pipeline, model_family
+
+    gemma_file = tmp_path / "gemma_3_tiny.safetensors"
+    _comfy_file(gemma_file, _gemma3(seed=1))
+    _tokenizer(add_bos=True).save_pretrained(str(gemma_file) + ".tokenizer")
+    connector = dict(layers=1, registers=4, gated_attention=True)
+    text_path = tc.TextPath(
+        tc.TextPathConfig(
+            FeatureConfig("v2", 16, 7, 32, 16),
+            tc.ConnectorConfig(2, 16, **connector),
+            tc.ConnectorConfig(2, 8, **connector),
+        )
+    )
+    text_path = randomize(text_path, 9, 0.3)
+    modules = {k: parts[k] for k in ("transformer", "video_vae", "audio_vae", "vocoder")} | {"text_path": text_path}
+    audio_dd = {"ch": 32, "ch_mult": [1, 2, 4], "num_res_blocks": 1, "z_channels": AUDIO_CHANNELS, "double_z": True,
+                "attn_resolutions": [], "mid_block_add_attention": False, "in_channels": 2, "out_ch": 2}  # fmt: skip
+    vocoder = parts["vocoder"].config
+    sections = {
+        "vae": {"_class_name": "CausalVideoAutoencoder", "dims": 3, "norm_layer": "pixel_norm", **VAE_METADATA},
+        "audio_vae": {"model": {"params": {"ddconfig": audio_dd, "sampling_rate": 16000}}},
+        "vocoder": {
+            "upsample_rates": list(vocoder.upsample_rates),
+            "upsample_kernel_sizes": list(vocoder.upsample_kernel_sizes),
+            "resblock_kernel_sizes": list(vocoder.resblock_kernel_sizes),
+            "resblock_dilation_sizes": [list(d) for d in vocoder.resblock_dilation_sizes],
+            "upsample_initial_channel": vocoder.upsample_initial_channel,
+            "output_sampling_rate": 24000,
+        },
+    }
+    path = tmp_path / "ltx-2.3-tiny.safetensors"
+    save_ltx2_checkpoint(path, modules, sections, "2.3.0")
+    assert model_family(path) == "ltx2" and model_family([path]) == "ltx2"
+
+    pipe = load_pipeline(path, gemma_file, dtype=torch.float32)
+    assert isinstance(pipe, Pipeline) and pipe.version == "2.3" and not pipe.distilled
+    in_memory = Pipeline(
+        *(parts[k] for k in ("transformer", "video_vae", "audio_vae", "vocoder")),
+        LTX2TextEncoder(load_gemma(gemma_file, torch.float32), text_path, prompt_rule("2.3")),
+        "2.3",
+    )
+    args = dict(width=64, height=64, num_frames=9, steps=2, guidance=GUIDED, seed=7)
+    loaded, expected = (
+        pipe.generate("a red ball jumps", "the dog", **args),
+        in_memory.generate("a red ball jumps", "the dog", **args),
+    )
+    diffs = {
+        "frames": max_diff(loaded.frames, expected.frames),
+        "waveform": max_diff(loaded.waveform, expected.waveform),
+        "video latent": max_diff(loaded.video_latent, expected.video_latent),
+    }
+    print(f"load_pipeline vs in memory: max abs diffs {diffs}")
+    assert max(diffs.values()) <= TOL, f"load_pipeline vs in memory: {diffs}"
+    with pytest.raises(ValueError, match="upsampler_path is for LTX-2 checkpoints"):
+        load_pipeline(builtin_weights().checkpoint, gemma_file, upsampler_path="up.safetensors")
