@@ -42,7 +42,9 @@ def check_audio(audio, name: str = "audio") -> tuple[torch.Tensor, int]:
         shown = sorted(audio) if isinstance(audio, dict) else type(audio).__name__
         raise InputError(f"{name}: expected ComfyUI AUDIO {AUDIO_LAYOUT} (e.g. from Load Audio), got {shown}")
     waveform, rate = audio["waveform"], audio["sample_rate"]
-    if isinstance(waveform, torch.Tensor) and waveform.ndim != 3:
+    if not isinstance(waveform, torch.Tensor):
+        raise InputError(f"{name}: waveform must be a torch tensor as in {AUDIO_LAYOUT}, got {type(waveform).__name__}")
+    if waveform.ndim != 3:
         raise InputError(
             f"{name}: waveform must be (batch, channels, samples) as in {AUDIO_LAYOUT}, got shape "
             f"{tuple(waveform.shape)}" + (" (add the batch dimension: waveform[None])" if waveform.ndim == 2 else "")

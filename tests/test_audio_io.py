@@ -192,6 +192,7 @@ def waveform_audio(waveform, rate=16000):
 BAD_AUDIO = {
     "not a dict": (torch.zeros(1, 2, 100), "expected ComfyUI AUDIO"),
     "no sample_rate": ({"waveform": torch.zeros(1, 2, 100)}, "expected ComfyUI AUDIO"),
+    "numpy waveform": (waveform_audio(np.zeros((1, 2, 100), np.float32)), "waveform must be a torch tensor"),
     "2-D waveform": (waveform_audio(torch.rand(2, 100)), r"add the batch dimension"),
     "4-D waveform": (waveform_audio(torch.rand(1, 1, 2, 100)), r"\(batch, channels, samples\)"),
     "no samples": (waveform_audio(torch.rand(1, 2, 0)), "empty"),
