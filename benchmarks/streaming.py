@@ -25,30 +25,36 @@ from bench import time_cuda  # noqa: E402  (benchmarks/ is not a package)
 
 GIB = 1024**3
 WIDTH, HEIGHT, FRAMES, FPS = 768, 512, 121, 25.0
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def random_on_cpu(make_model, dtype: torch.dtype) -> torch.nn.Module:
-    """Build on the meta device, allocate in `dtype` on the CPU (no float32 copy of 22B), fill with small random
-    values. Buffers (if any) must be recomputed by the model itself; none of the benchmarked models has one."""
+def random_weights(make_model, dtype: torch.dtype, device: str) -> torch.nn.Module:
+    """Build on the meta device, allocate in `dtype` on `device` (no float32 copy of 22B), fill with small random
+    values there (on the GPU: seconds, where the CPU takes minutes for 22B). Buffers (if any) must be recomputed by
+    the model itself; none of the benchmarked models has one."""
     with torch.device("meta"):
         model = make_model().to(dtype)
     if any(True for _ in model.buffers()):
-        raise ValueError("random_on_cpu: the model has buffers, which to_empty would leave uninitialised")
-    model = model.to_empty(device="cpu")
+        raise ValueError("random_weights: the model has buffers, which to_empty would leave uninitialised")
+    model = model.to_empty(device=device)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.02)
     return model.eval()
 
 
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
 def build(name: str, dtype: torch.dtype):
-    """-> (model on the CPU, its blocks, make_inputs(device) -> kwargs of one CFG-batch-2 forward)."""
+    """-> (model on DEVICE, its blocks, make_inputs(device) -> kwargs of one CFG-batch-2 forward)."""
     if name.startswith("ltxv"):
         from videodit.model.ltxv.dit import LTXVideoTransformer, ltxv_2b, ltxv_13b
         from videodit.model.ltxv.positions import video_coords
 
         config = {"ltxv-2b": ltxv_2b, "ltxv-13b": ltxv_13b}[name]()
-        model = random_on_cpu(lambda: LTXVideoTransformer(config), dtype)
+        model = random_weights(lambda: LTXVideoTransformer(config), dtype, DEVICE)
         frames, height, width = (FRAMES - 1) // 8 + 1, HEIGHT // 32, WIDTH // 32
 
         def make_inputs(device):
@@ -79,7 +85,7 @@ def build_ltx2(name: str, dtype: torch.dtype):
     if name not in LTX2_PRESETS:
         raise ValueError(f"--model {name!r}: choose one of ltxv-2b, ltxv-13b, {', '.join(LTX2_PRESETS)}")
     config = getattr(presets, LTX2_PRESETS[name])()
-    model = random_on_cpu(lambda: LTX2Transformer(config), dtype)
+    model = random_weights(lambda: LTX2Transformer(config), dtype, DEVICE)
     frames, height, width = (FRAMES - 1) // 8 + 1, HEIGHT // 32, WIDTH // 32
     audio_tokens = audio_token_count(FRAMES, FPS)  # 121 frames at 25 fps: 121 audio latents
     video_width = config.caption_channels or config.cross_attention_dim
@@ -126,6 +132,7 @@ def main() -> None:
     elif args.fp8:
         convert_linears_to_fp8(blocks)  # LTX-2: fp8-stored block weights, matmuls dequantised to bf16
     build_s = time.perf_counter() - t0
+    log(f"built {args.model} ({'fp8' if args.fp8 else 'bf16'}) on {DEVICE} in {build_s:.1f} s")
     weights = module_bytes(model)
     block_bytes = sum(module_bytes(b) for b in blocks)
     inputs = make_inputs("cuda")
@@ -149,8 +156,8 @@ def main() -> None:
         "batch": 2,
     }
 
-    model.to("cuda")
     resident = time_cuda(step, 2, args.repeats)
+    log(f"resident step {resident['ms']:.1f} ms, peak {resident['peak_gib']:.1f} GiB")
     activations = resident["peak_gib"] * GIB - weights
     row.update(
         resident_ms=resident["ms"],
@@ -158,19 +165,19 @@ def main() -> None:
         resident_peak_gib=resident["peak_gib"],
         activation_gib=activations / GIB,
     )
-    model.to("cpu")
+    other = weights - block_bytes
+    n_resident = plan_resident_blocks(blocks, int(args.card_gib * GIB), int(activations * 1.1) + GIB, other)
+    n_resident = n_resident or len(blocks)
+    t0 = time.perf_counter()
+    streamer = stream_blocks(model, blocks, "cuda", n_resident)  # block weights: GPU -> pinned host memory
     torch.cuda.empty_cache()
-
+    row["pin_s"] = time.perf_counter() - t0
+    log(f"blocks in pinned host memory in {row['pin_s']:.1f} s; {n_resident}/{len(blocks)} blocks on the GPU at once")
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(args.card_gib * GIB / total)
     try:
-        other = weights - block_bytes
-        n_resident = plan_resident_blocks(blocks, int(args.card_gib * GIB), int(activations * 1.1) + GIB, other)
-        n_resident = n_resident or len(blocks)
-        t0 = time.perf_counter()
-        streamer = stream_blocks(model, blocks, "cuda", n_resident)
-        row["pin_s"] = time.perf_counter() - t0
         streamed = time_cuda(step, 2, args.repeats)
+        log(f"streamed step {streamed['ms']:.1f} ms, peak {streamed['peak_gib']:.1f} GiB")
         row.update(
             resident_blocks=n_resident,
             blocks=len(blocks),

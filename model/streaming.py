@@ -77,8 +77,10 @@ class BlockStreamer:
         for block in self.blocks:
             cpu = {}
             for name, tensor in _named_tensors(block):
-                host = tensor.detach().to("cpu")
-                cpu[name] = host.pin_memory() if use_cuda else host
+                if use_cuda:  # one copy straight into pinned memory, from the GPU or from pageable host memory
+                    cpu[name] = torch.empty_like(tensor, device="cpu", pin_memory=True).copy_(tensor.detach())
+                else:
+                    cpu[name] = tensor.detach().to("cpu")
             self.copies.append(_BlockCopy(cpu))
             _assign(block, cpu)
         for i, block in enumerate(self.blocks):
