@@ -60,8 +60,9 @@ def check_audio(audio, name: str = "audio") -> tuple[torch.Tensor, int]:
 
 def soundtrack(audio, fmt: str, num_frames: int, fps: float) -> tuple[np.ndarray, int]:
     """The audio Save Video muxes: float32 (channels, samples) at its own rate, exactly as long as the video
-    (num_frames / fps s): a longer track is trimmed at the end, a shorter one padded with silence (logged). A batch
-    of tracks gives its first one, as ComfyUI's SaveVideo does (its VideoFromComponents.save_to writes item 0)."""
+    (num_frames / fps s): a longer track is trimmed at the end, a shorter one padded with silence (logged). Of a
+    batch of tracks the first is used (logged), as current ComfyUI's CreateVideo -> SaveVideo does
+    (VideoFromComponents.save_to writes waveform[0]; 0.3.64 wrote the items end to end)."""
     waveform, rate = check_audio(audio)
     if FORMATS[fmt][1] not in AUDIO_CODECS:
         choices = [f for f, (_, muxer) in FORMATS.items() if muxer in AUDIO_CODECS]
