@@ -61,10 +61,10 @@ BWE = {"vocoder": dict(AMP), "bwe": {**AMP, "upsample_initial_channel": 16, "ups
 # tiny models
 
 
-def sections(version: str) -> dict:
+def sections(version: str, log_var: str | None = None) -> dict:
     """The official vae / audio_vae / vocoder metadata sections of a tiny model of `version`."""
     vae = {"_class_name": "CausalVideoAutoencoder", "dims": 3, "latent_channels": 8, "patch_size": 4,
-           "norm_layer": "pixel_norm", "latent_log_var": "constant" if version == "2.5" else "uniform",
+           "norm_layer": "pixel_norm", "latent_log_var": log_var or ("constant" if version == "2.5" else "uniform"),
            "decoder_base_channels": 4, "encoder_blocks": ENCODER,
            "decoder_blocks": DECODER_20 if version == "2.0" else DECODER_23}  # fmt: skip
     audio = {"model": {"params": {"ddconfig": AUDIO_DD, "sampling_rate": 16000}},
@@ -96,8 +96,8 @@ def randomize(module: torch.nn.Module, seed: int) -> torch.nn.Module:
     return module.eval()
 
 
-def tiny_modules(version: str, seed: int = 0) -> dict:
-    md = sections(version)
+def tiny_modules(version: str, seed: int = 0, log_var: str | None = None) -> dict:
+    md = sections(version, log_var)
     transformer = LTX2Transformer(cfgs.tiny(version, audio_in_channels=16, audio_out_channels=16))
     return {
         "transformer": randomize(transformer, seed),
@@ -446,3 +446,135 @@ def test_load_checkpoint_names_the_ltx2_loader(monolith):
         CheckpointError, match=r"ltx-2\.3-tiny\.safetensors: this is an LTX-2\.3 checkpoint.*load_ltx2_checkpoint"
     ):
         load_checkpoint(monolith, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# diffusers folders, written by diffusers' own save_pretrained
+
+
+def diffusers_folder(folder, modules: dict, md: dict) -> None:
+    """Our weights in diffusers 0.42.1 models (strict load through the diffusers names), saved by save_pretrained."""
+    from diffusers.models.autoencoders.autoencoder_kl_ltx2 import AutoencoderKLLTX2Video
+    from diffusers.models.autoencoders.autoencoder_kl_ltx2_audio import AutoencoderKLLTX2Audio
+    from diffusers.models.transformers.transformer_ltx2 import LTX2VideoTransformer3DModel
+    from diffusers.pipelines.ltx2.connectors import LTX2TextConnectors
+    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder, LTX2VocoderWithBWE
+    from videodit.model.checkpoint.ltx2_diffusers import _vocoder_key, video_vae_diffusers_key
+    from videodit.model.ltx2.transformer import diffusers_key
+
+    c = modules["transformer"].config
+    transformer = LTX2VideoTransformer3DModel(
+        in_channels=c.in_channels, out_channels=c.out_channels, num_attention_heads=c.num_attention_heads,
+        attention_head_dim=c.attention_head_dim, cross_attention_dim=c.cross_attention_dim,
+        pos_embed_max_pos=c.positional_embedding_max_pos[0], base_height=c.positional_embedding_max_pos[1],
+        base_width=c.positional_embedding_max_pos[2], gated_attn=c.apply_gated_attention,
+        cross_attn_mod=c.cross_attention_adaln, audio_in_channels=c.audio_in_channels,
+        audio_out_channels=c.audio_out_channels, audio_num_attention_heads=c.audio_num_attention_heads,
+        audio_attention_head_dim=c.audio_attention_head_dim, audio_cross_attention_dim=c.audio_cross_attention_dim,
+        audio_pos_embed_max_pos=c.audio_positional_embedding_max_pos[0], audio_gated_attn=c.apply_gated_attention,
+        audio_cross_attn_mod=c.cross_attention_adaln, num_layers=c.num_layers, norm_eps=c.norm_eps,
+        caption_channels=c.caption_channels or 1, rope_theta=c.positional_embedding_theta,
+        rope_double_precision=c.rope_float64, timestep_scale_multiplier=c.timestep_scale_multiplier,
+        cross_attn_timestep_scale_multiplier=c.av_ca_timestep_scale_multiplier, rope_type=c.rope_type,
+        use_prompt_embeddings=c.caption_channels is not None, ff_bias=c.ff_bias, audio_ff_bias=c.audio_ff_bias,
+        use_prompt_adaln_single=c.use_prompt_adaln_single,
+        use_keyframes_abs_pos_embedding=c.use_keyframes_abs_pos_embedding,
+    )  # fmt: skip
+    transformer.load_state_dict(
+        {diffusers_key(k): v for k, v in modules["transformer"].state_dict().items()}, strict=True
+    )
+
+    t = modules["text_path"].config
+    f, v, a = t.features, t.video, t.audio
+    connectors = LTX2TextConnectors(
+        caption_channels=f.gemma_dim, text_proj_in_factor=f.gemma_states, video_connector_num_attention_heads=v.heads,
+        video_connector_attention_head_dim=v.head_dim, video_connector_num_layers=v.layers,
+        video_connector_num_learnable_registers=v.registers, video_gated_attn=v.gated_attention,
+        audio_connector_num_attention_heads=a.heads, audio_connector_attention_head_dim=a.head_dim,
+        audio_connector_num_layers=a.layers, audio_connector_num_learnable_registers=a.registers,
+        audio_gated_attn=a.gated_attention, connector_rope_base_seq_len=int(v.rope_max_pos), rope_theta=v.rope_theta,
+        rope_double_precision=v.rope_double_precision, rope_type=v.rope_type, per_modality_projections=f.version == "v2",
+        video_hidden_dim=f.video_dim, audio_hidden_dim=f.audio_dim, proj_bias=f.version == "v2",
+    )  # fmt: skip
+    ours = modules["text_path"].state_dict()
+    connectors.load_state_dict({k: ours[tc.diffusers_connector_key(k)] for k in connectors.state_dict()}, strict=True)
+
+    enc, dec = md["vae"]["encoder_blocks"], md["vae"]["decoder_blocks"]
+    widths, width = [], md["vae"]["latent_channels"]
+    for _, params in enc[1::2]:
+        width *= params["multiplier"]
+        widths.append(width)
+    running, width = [], md["vae"]["decoder_base_channels"] * 8
+    for _, params in list(reversed(dec))[1::2]:
+        running.append(width)
+        width //= params.get("multiplier", 1)
+    up = {"compress_space": "spatial", "compress_time": "temporal", "compress_all": "spatiotemporal"}
+    down = {"compress_space_res": "spatial", "compress_time_res": "temporal", "compress_all_res": "spatiotemporal"}
+    vae = AutoencoderKLLTX2Video(
+        latent_channels=md["vae"]["latent_channels"], block_out_channels=tuple(widths),
+        layers_per_block=tuple(p for _, p in enc[::2]), spatio_temporal_scaling=(True,) * len(widths),
+        downsample_type=tuple(down[n] for n, _ in enc[1::2]), decoder_block_out_channels=tuple(reversed(running)),
+        decoder_layers_per_block=tuple(p for _, p in dec[::2]), decoder_spatio_temporal_scaling=(True,) * len(running),
+        decoder_inject_noise=(False,) * len(dec[::2]), upsample_type=tuple(up[n] for n, _ in reversed(dec[1::2])),
+        upsample_residual=tuple(bool(p.get("residual")) and n == "compress_all" for n, p in dec[1::2]),
+        upsample_factor=tuple(p.get("multiplier", 1) for _, p in dec[1::2]), timestep_conditioning=True,
+        patch_size=md["vae"]["patch_size"], decoder_causal=False,
+    )  # fmt: skip
+    state = {video_vae_diffusers_key(k, len(enc)): v for k, v in modules["video_vae"].state_dict().items()}
+    vae.load_state_dict({k: v for k, v in state.items() if k in vae.state_dict()}, strict=True)
+
+    dd = AUDIO_DD
+    audio = AutoencoderKLLTX2Audio(
+        base_channels=dd["ch"], output_channels=dd["out_ch"], ch_mult=tuple(dd["ch_mult"]),
+        num_res_blocks=dd["num_res_blocks"], attn_resolutions=tuple(dd["attn_resolutions"]), in_channels=dd["in_channels"],
+        resolution=dd["resolution"], latent_channels=dd["z_channels"], norm_type="pixel", causality_axis="height",
+        mid_block_add_attention=dd["mid_block_add_attention"], mel_bins=dd["mel_bins"], double_z=dd["double_z"],
+    )  # fmt: skip
+    renames = {
+        "per_channel_statistics.mean-of-means": "latents_mean",
+        "per_channel_statistics.std-of-means": "latents_std",
+    }
+    audio.load_state_dict({renames.get(k, k): v for k, v in modules["audio_vae"].state_dict().items()}, strict=True)
+
+    def generator(section: dict, prefix: str = "") -> dict:
+        amp = section["resblock"] == "AMP1"
+        final = None if section.get("apply_final_activation", True) is False else (
+            "tanh" if section.get("use_tanh_at_final", True) else "clamp")  # fmt: skip
+        kwargs = dict(hidden_channels=section["upsample_initial_channel"], upsample_kernel_sizes=section["upsample_kernel_sizes"],
+                      upsample_factors=section["upsample_rates"], resnet_kernel_sizes=section["resblock_kernel_sizes"],
+                      resnet_dilations=section["resblock_dilation_sizes"], act_fn="snakebeta" if amp else "leaky_relu",
+                      antialias=amp, final_act_fn=final, final_bias=section.get("use_bias_at_final", True))  # fmt: skip
+        return {prefix + k: v for k, v in kwargs.items()}
+
+    section = md["vocoder"]
+    if "bwe" in section:
+        bwe = section["bwe"]
+        vocoder = LTX2VocoderWithBWE(
+            **generator(section["vocoder"]), **generator(bwe, "bwe_"), filter_length=bwe["n_fft"],
+            hop_length=bwe["hop_length"], window_length=bwe["n_fft"], num_mel_channels=bwe["num_mels"],
+            input_sampling_rate=bwe["input_sampling_rate"], output_sampling_rate=bwe["output_sampling_rate"],
+        )  # fmt: skip
+    else:
+        vocoder = LTX2Vocoder(in_channels=128, out_channels=2, output_sampling_rate=24000, **generator(section))
+    vocoder.load_state_dict({_vocoder_key(k): v for k, v in modules["vocoder"].state_dict().items()}, strict=True)
+
+    for name, model in (("transformer", transformer), ("connectors", connectors), ("vae", vae), ("audio_vae", audio),
+                        ("vocoder", vocoder)):  # fmt: skip
+        model.save_pretrained(str(folder / name), safe_serialization=True)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_diffusers_folder_round_trip(tmp_path, version):
+    modules = tiny_modules(version, log_var="uniform")  # diffusers' LTX-2 VAE has the uniform log-variance only
+    folder = tmp_path / f"LTX-{version}-tiny-diffusers"
+    diffusers_folder(folder, modules, sections(version, "uniform"))
+    assert (folder / "transformer" / "diffusion_pytorch_model.safetensors").exists()
+    checkpoint = load_ltx2_checkpoint(folder, dtype=torch.float32)
+    assert checkpoint.version == version and checkpoint.paths == (str(folder),)
+    assert checkpoint.transformer_config == modules["transformer"].config
+    assert checkpoint.text_path_config == modules["text_path"].config
+    assert_same_outputs(modules, loaded_modules(checkpoint), f"LTX-{version} diffusers folder")
+    official = tmp_path / "from-diffusers.safetensors"  # the diffusers configs convert to the official metadata
+    save_ltx2_checkpoint(official, checkpoint)
+    assert_same_outputs(modules, loaded_modules(load_ltx2_checkpoint(official, dtype=torch.float32)),
+                        f"LTX-{version} diffusers -> official file")  # fmt: skip
