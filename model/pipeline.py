@@ -180,13 +180,17 @@ class VideoPipeline:
 
 def model_family(checkpoint_path) -> str:
     """The model family of checkpoint_path: "ltx2" for LTX-2 weights (one file, or a list of split files whose first
-    one says so), else "ltxv"
-    (LTX-Video 0.9.x single files and diffusers folders). Files that are no LTX weights raise CheckpointError."""
-    from .checkpoint import detect_family, diffusers_root
+    one says so, or a diffusers folder of LTX2VideoTransformer3DModel), else "ltxv" (LTX-Video 0.9.x single files
+    and diffusers folders). Files that are no LTX weights raise CheckpointError."""
+    from .checkpoint import detect_family, diffusers_root, read_json
 
     single = isinstance(checkpoint_path, (str, os.PathLike))
     first = os.fspath(checkpoint_path if single else next(iter(checkpoint_path)))
-    if os.path.isdir(first) or diffusers_root(first) is not None:
+    if os.path.isdir(first):  # a diffusers folder: its transformer's class tells
+        config = os.path.join(first, "transformer", "config.json")
+        ltx2 = os.path.isfile(config) and read_json(config).get("_class_name") == "LTX2VideoTransformer3DModel"
+        return "ltx2" if ltx2 else "ltxv"
+    if diffusers_root(first) is not None:
         return "ltxv"
     return detect_family(first).family
 

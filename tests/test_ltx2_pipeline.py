@@ -6,6 +6,7 @@ the decoders (LTX2VideoVAE.decode_normalized, AudioVAE.decode + vocoder) called 
 (given latent kept, mask 0, trim/pad logged), first-frame image, two-stage with a tiny upsampler, bad inputs.
 """
 
+import json
 import logging
 import math
 import zlib
@@ -224,6 +225,26 @@ def test_version_defaults_and_distilled_run_without_negative_prompt(parts):
     diff = max(max_diff(result.video_latent, video), max_diff(result.audio_latent, audio))
     assert diff <= TOL, f"distilled defaults: max diff {diff}"
     assert result.waveform.shape == (2, 1000)  # 1 frame at 24 fps = 1/24 s at 24 kHz
+
+
+def test_bandwidth_extension_vocoder_gives_48_khz(parts):
+    """The 2.3+ vocoder (BigVGAN + bandwidth extension): the result's rate is the vocoder's output rate."""
+    from test_ltx2_checkpoint import BWE
+    from videodit.model.ltx2.vocoder import build_vocoder
+
+    pipe = make({**parts, "vocoder": randomize(build_vocoder({"vocoder": BWE}), 6)})
+    result = pipe.generate("rain", width=64, height=64, num_frames=9, steps=1, guidance=G.MultiModalGuidance())
+    assert result.sample_rate == 48000 and result.waveform.shape == (2, 18000)  # 9 / 24 s at 48 kHz
+    assert bool(torch.isfinite(result.waveform).all()) and result.waveform.abs().max() <= 1.0
+
+
+def test_model_family_of_diffusers_folders(tmp_path):
+    from videodit.model.pipeline import model_family
+
+    for name, family in (("LTX2VideoTransformer3DModel", "ltx2"), ("LTXVideoTransformer3DModel", "ltxv")):
+        (tmp_path / name / "transformer").mkdir(parents=True)
+        (tmp_path / name / "transformer" / "config.json").write_text(json.dumps({"_class_name": name}))
+        assert model_family(tmp_path / name) == family
 
 
 # ---------------------------------------------------------------------------------------------- audio to video
