@@ -13,7 +13,7 @@ import torch
 from scipy import signal
 from videodit.model import builtin
 from videodit.model.preprocess import run_ffmpeg
-from videodit.tiny import data, evaluate, evaluate_audio
+from videodit.tiny import configs, data, evaluate, evaluate_audio
 
 SR = data.SAMPLE_RATE
 
@@ -227,6 +227,7 @@ def test_captions_are_varied_true_and_in_the_vocabulary():
             counts.append(len(set(texts)))
             for text in texts:
                 assert builtin.check_prompt(text) is None, text
+                assert len(text.encode()) < configs.MAX_TEXT_TOKENS, text  # the tiny T5 reads all of it
                 sound = SOUND.search(text)
                 sounds += bool(sound)
                 body = text[: sound.start()] if sound else text

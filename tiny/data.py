@@ -9,8 +9,12 @@ torch (render_torch). Shapes get a one-pixel anti-aliased edge from a signed dis
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 FRAMES = 25
 SIZE = 128
@@ -262,15 +266,17 @@ def render_soundtracks(
     return torch.stack([wave * torch.cos(angle), wave * torch.sin(angle)], 1).float()  # (N, 2, T)
 
 
-def render_soundtrack(spec: ClipSpec, num_frames: int = FRAMES, fps: float = FRAME_RATE, sample_rate=SAMPLE_RATE):
+def render_soundtrack(
+    spec: ClipSpec, num_frames: int = FRAMES, fps: float = FRAME_RATE, sample_rate: int = SAMPLE_RATE, size=SIZE
+):
     """[2, T] float32 in [-1, 1]: the soundtrack of one clip (rules above), T = round(num_frames / fps * rate)."""
-    return render_soundtracks([spec], num_frames, fps, sample_rate)[0]
+    return render_soundtracks([spec], num_frames, fps, sample_rate, size)[0]
 
 
 @dataclass(frozen=True)
 class AVClip:
     video: np.ndarray  # (F, H, W, 3) float32 in [0, 1], as render
-    audio: "torch.Tensor"  # noqa: F821  (2, T) float32 in [-1, 1], as render_soundtrack
+    audio: "torch.Tensor"  # (2, T) float32 in [-1, 1], as render_soundtrack
     fps: float
     sample_rate: int
 
@@ -321,6 +327,7 @@ BACKGROUND_PHRASES = {
     + ("set against white", "with a white background", "on a light backdrop"),
 }
 BACKGROUND_WORDS = {"black": ("black", "dark"), "white": ("white", "light")}
+CAPTION_MAX_BYTES = 127  # the tiny byte-level T5 reads 128 tokens: 127 bytes and the end token
 _ADJECTIVES = ("", "", "", "small ", "little ", "single ", "flat ", "tiny ", "lone ", "solid ")
 # Adverbs never contradict the clip: "slowly" / "quickly" only for the slowest / fastest third of SPEED_RANGE
 # (train.py captions a combination with speed 0, which gets the neutral ones).
@@ -380,7 +387,7 @@ def sound_phrase(spec: ClipSpec, rng: np.random.Generator) -> str:
 
 def caption(spec: ClipSpec, rng: np.random.Generator, sound: float = 0.25) -> str:
     """A random natural phrasing of the spec (colour, shape and motion always named; background usually); with
-    probability `sound` a clause about the soundtrack is added."""
+    probability `sound` a clause about the soundtrack is added when the caption stays within CAPTION_MAX_BYTES."""
 
     def pick(options):
         return options[rng.integers(len(options))]
@@ -418,7 +425,8 @@ def caption(spec: ClipSpec, rng: np.random.Generator, sound: float = 0.25) -> st
     )
     text = pick(templates)
     if rng.random() < sound:
-        text += pick((" ", ", ")) + sound_phrase(spec, rng)
+        longer = text + pick((" ", ", ")) + sound_phrase(spec, rng)
+        text = longer if len(longer.encode()) <= CAPTION_MAX_BYTES else text  # a clause is never cut off
     return text
 
 

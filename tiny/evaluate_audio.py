@@ -138,18 +138,12 @@ def _direction(values: np.ndarray, threshold: float, names: tuple[str, str, str]
     return (names[0] if change > threshold else names[1] if change < -threshold else names[2]), change
 
 
-def judge(
-    audio,
-    num_frames: int = data.FRAMES,
-    fps: float = data.FRAME_RATE,
-    sample_rate: int = data.SAMPLE_RATE,
-    x=None,
-) -> AudioJudgement:
-    """Judge one soundtrack: audio (2, T) (torch or numpy, any float); x: optional (F,) x position per frame."""
+def judge(audio, num_frames: int = data.FRAMES, sample_rate: int = data.SAMPLE_RATE, x=None) -> AudioJudgement:
+    """Judge one soundtrack: audio (2, T) (torch or numpy, any float) of a clip of num_frames video frames (its
+    duration is T / sample_rate, so the frame rate needs no mention); x: optional (F,) x position per frame."""
     audio = np.asarray(audio.detach().cpu() if hasattr(audio, "detach") else audio, dtype=np.float64)
     if audio.ndim != 2 or audio.shape[0] != 2:
         raise ValueError(f"audio must be stereo (2, T), got shape {audio.shape}")
-    del fps  # the spans follow from the frame count; fps only fixes the duration, which T already has
     pan = pan_trajectory(audio, num_frames)
     pan_direction, _ = _direction(pan, PAN_THRESHOLD, ("right", "left", "none"))
 
@@ -189,12 +183,13 @@ def judge(
     )
 
 
-def judge_av(video: np.ndarray, audio, fps: float = data.FRAME_RATE, sample_rate: int = data.SAMPLE_RATE):
-    """Track the video's shape (evaluate.track) and judge the soundtrack against its x trajectory: (Track, judgement)."""
+def judge_av(video: np.ndarray, audio, sample_rate: int = data.SAMPLE_RATE):
+    """Track the video's shape (evaluate.track, video (F, H, W, 3) in [0, 1]) and judge the soundtrack against its
+    x trajectory: (Track, AudioJudgement)."""
     from . import evaluate
 
     track = evaluate.track(video)
-    return track, judge(audio, len(video), fps, sample_rate, x=track.centroids[:, 0])
+    return track, judge(audio, len(video), sample_rate, x=track.centroids[:, 0])
 
 
 def expected(spec: data.ClipSpec) -> dict[str, str]:
