@@ -404,36 +404,12 @@ def test_bad_construction_and_two_stage_without_upsampler(parts):
 # ---------------------------------------------------------------------------------------------- files: load_pipeline
 
 
-def test_load_pipeline_reads_an_ltx2_file_and_a_gemma_file(parts, tmp_path):
-    """An official 2.3 single file (save_ltx2_checkpoint) + a ComfyUI-style Gemma 3 file: load_pipeline dispatches on
-    detect_family to LTX2Pipeline, whose result equals the pipeline built from the same modules in memory."""
-    from test_ltx2_text import _comfy_file, _gemma3, _tokenizer
-    from videodit.model.builtin import builtin_weights
-    from videodit.model.checkpoint import save_ltx2_checkpoint
-    from videodit.model.ltx2 import text_connector as tc
-    from videodit.model.ltx2.gemma import load_gemma
-    from videodit.model.ltx2.pipeline import LTX2Pipeline as Pipeline
-    from videodit.model.ltx2.text_encoder import LTX2TextEncoder, prompt_rule
-    from videodit.model.ltx2.text_features import FeatureConfig
-    from videodit.model.pipeline import load_pipeline, model_family
-
-    gemma_file = tmp_path / "gemma_3_tiny.safetensors"
-    _comfy_file(gemma_file, _gemma3(seed=1))
-    _tokenizer(add_bos=True).save_pretrained(str(gemma_file) + ".tokenizer")
-    connector = dict(layers=1, registers=4, gated_attention=True)
-    text_path = tc.TextPath(
-        tc.TextPathConfig(
-            FeatureConfig("v2", 16, 7, 32, 16),
-            tc.ConnectorConfig(2, 16, **connector),
-            tc.ConnectorConfig(2, 8, **connector),
-        )
-    )
-    text_path = randomize(text_path, 9, 0.3)
-    modules = {k: parts[k] for k in ("transformer", "video_vae", "audio_vae", "vocoder")} | {"text_path": text_path}
+def sections_of(parts) -> dict:
+    """The official vae / audio_vae / vocoder metadata sections of the tiny parts."""
     audio_dd = {"ch": 32, "ch_mult": [1, 2, 4], "num_res_blocks": 1, "z_channels": AUDIO_CHANNELS, "double_z": True,
                 "attn_resolutions": [], "mid_block_add_attention": False, "in_channels": 2, "out_ch": 2}  # fmt: skip
     vocoder = parts["vocoder"].config
-    sections = {
+    return {
         "vae": {"_class_name": "CausalVideoAutoencoder", "dims": 3, "norm_layer": "pixel_norm", **VAE_METADATA},
         "audio_vae": {"model": {"params": {"ddconfig": audio_dd, "sampling_rate": 16000}}},
         "vocoder": {
@@ -445,8 +421,38 @@ def test_load_pipeline_reads_an_ltx2_file_and_a_gemma_file(parts, tmp_path):
             "output_sampling_rate": 24000,
         },
     }
+
+
+def tiny_text_path(gemma_states: int, seed: int):
+    """A 2.3/2.5 (V2) text path for the 16-wide tiny Gemmas, at the tiny transformer's text widths (32 / 16)."""
+    from videodit.model.ltx2 import text_connector as tc
+    from videodit.model.ltx2.text_features import FeatureConfig
+
+    connector = dict(layers=1, registers=4, gated_attention=True)
+    video, audio = tc.ConnectorConfig(2, 16, **connector), tc.ConnectorConfig(2, 8, **connector)
+    return randomize(
+        tc.TextPath(tc.TextPathConfig(FeatureConfig("v2", 16, gemma_states, 32, 16), video, audio)), seed, 0.3
+    )
+
+
+def test_load_pipeline_reads_an_ltx2_file_and_a_gemma_file(parts, tmp_path):
+    """An official 2.3 single file (save_ltx2_checkpoint) + a ComfyUI-style Gemma 3 file: load_pipeline dispatches on
+    detect_family to LTX2Pipeline, whose result equals the pipeline built from the same modules in memory."""
+    from test_ltx2_text import _comfy_file, _gemma3, _tokenizer
+    from videodit.model.builtin import builtin_weights
+    from videodit.model.checkpoint import save_ltx2_checkpoint
+    from videodit.model.ltx2.gemma import load_gemma
+    from videodit.model.ltx2.pipeline import LTX2Pipeline as Pipeline
+    from videodit.model.ltx2.text_encoder import LTX2TextEncoder, prompt_rule
+    from videodit.model.pipeline import load_pipeline, model_family
+
+    gemma_file = tmp_path / "gemma_3_tiny.safetensors"
+    _comfy_file(gemma_file, _gemma3(seed=1))
+    _tokenizer(add_bos=True).save_pretrained(str(gemma_file) + ".tokenizer")
+    text_path = tiny_text_path(7, 9)
+    modules = {k: parts[k] for k in ("transformer", "video_vae", "audio_vae", "vocoder")} | {"text_path": text_path}
     path = tmp_path / "ltx-2.3-tiny.safetensors"
-    save_ltx2_checkpoint(path, modules, sections, "2.3.0")
+    save_ltx2_checkpoint(path, modules, sections_of(parts), "2.3.0")
     assert model_family(path) == "ltx2" and model_family([path]) == "ltx2"
 
     pipe = load_pipeline(path, gemma_file, dtype=torch.float32)
@@ -470,3 +476,62 @@ def test_load_pipeline_reads_an_ltx2_file_and_a_gemma_file(parts, tmp_path):
     assert max(diffs.values()) <= TOL, f"load_pipeline vs in memory: {diffs}"
     with pytest.raises(ValueError, match="upsampler_path is for LTX-2 checkpoints"):
         load_pipeline(builtin_weights().checkpoint, gemma_file, upsampler_path="up.safetensors")
+
+
+def test_load_pipeline_reads_ltx25_split_files_and_a_packed_gemma4_file(parts, tmp_path, monkeypatch):
+    """LTX-2.5: split files (transformer + connectors, video VAE, audio VAE + vocoder) and a packed Gemma 4 file
+    that carries the feature projection: from_checkpoint reads the projection from the Gemma file; the result
+    equals the pipeline built from the same modules in memory."""
+    import test_ltx2_checkpoint
+    from test_ltx2_text import _bytes_tensor, _comfy_file, _gemma4, _tokenizer
+    from videodit.model.ltx2.gemma import load_gemma
+    from videodit.model.ltx2.text_encoder import LTX2TextEncoder, prompt_rule
+    from videodit.model.pipeline import load_pipeline
+
+    gemma, tokenizer = _gemma4(seed=2), _tokenizer(add_bos=True)
+    config = tiny_config(
+        "2.5",
+        in_channels=VIDEO_CHANNELS,
+        out_channels=VIDEO_CHANNELS,
+        audio_in_channels=AUDIO_CHANNELS * AUDIO_MEL,
+        audio_out_channels=AUDIO_CHANNELS * AUDIO_MEL,
+    )
+    modules = {k: parts[k] for k in ("video_vae", "audio_vae", "vocoder")} | {
+        "transformer": randomize(LTX2Transformer(config), 11, 0.2),
+        "text_path": tiny_text_path(4, 10),
+    }
+    monkeypatch.setattr(test_ltx2_checkpoint, "sections", lambda version: sections_of(parts))
+    paths = test_ltx2_checkpoint.write_split(tmp_path, modules, "2.5")[
+        :3
+    ]  # the projection goes into the Gemma file instead
+    projection = {
+        "text_embedding_projection." + k[len("feature_extractor.") :]: v
+        for k, v in modules["text_path"].state_dict().items()
+        if k.startswith("feature_extractor.")
+    }
+    packed = tmp_path / "gemma4-tiny-with-proj.safetensors"
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    extra = projection | {
+        "tokenizer_json": _bytes_tensor(tokenizer.backend_tokenizer.to_str().encode()),
+        "hf_asset__tokenizer_config.json": _bytes_tensor(
+            (tmp_path / "tokenizer" / "tokenizer_config.json").read_bytes()
+        ),
+    }
+    _comfy_file(packed, gemma, extra, metadata={"gemma_config": json.dumps(gemma.config.to_dict())})
+
+    pipe = load_pipeline(paths, packed, dtype=torch.float32)
+    assert pipe.version == "2.5" and pipe.text_encoder.rule.ensure_bos
+    in_memory = LTX2Pipeline(
+        *(modules[k] for k in ("transformer", "video_vae", "audio_vae", "vocoder")),
+        LTX2TextEncoder(load_gemma(packed, torch.float32), modules["text_path"], prompt_rule("2.5")),
+        "2.5",
+    )
+    guidance = G.MultiModalGuidance(video=G.GuiderParams(cfg_scale=3.0), audio=G.GuiderParams(cfg_scale=7.0))
+    args = dict(width=64, height=64, num_frames=9, steps=2, guidance=guidance, seed=8)
+    loaded, expected = (
+        pipe.generate("a cat runs", "the dog", **args),
+        in_memory.generate("a cat runs", "the dog", **args),
+    )
+    diffs = {k: max_diff(getattr(loaded, k), getattr(expected, k)) for k in ("frames", "waveform", "video_latent")}
+    print(f"LTX-2.5 load_pipeline vs in memory: max abs diffs {diffs}")
+    assert max(diffs.values()) <= TOL, f"LTX-2.5 load_pipeline vs in memory: {diffs}"
