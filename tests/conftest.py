@@ -1,11 +1,9 @@
-"""Shared fixtures: the tiny models the node/CLI/server tests run (built-in weights when present, else random ones
-of the same configuration written to a temp models folder)."""
+"""Shared fixtures: the built-in tiny models the node/CLI/server tests run, and the headless host folders."""
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
-import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILTIN_CHECKPOINT = os.path.join(REPO, "weights", "videodit-tiny.safetensors")
@@ -33,75 +31,24 @@ def pytest_configure(config):
 class TinyModels:
     models_dir: str  # ComfyUI-style folder: checkpoints/, text_encoders/
     checkpoint: str  # combo value for VideoDiTModelLoader
-    text_encoder: str | None  # combo value for VideoDiTTextEncoderLoader; None while no text encoder exists
+    text_encoder: str  # combo value for VideoDiTTextEncoderLoader
     checkpoint_path: str
     text_encoder_path: str
-    overrides: list = field(default_factory=list)  # --set items that select these models in the tiny workflows
-
-
-def write_random_checkpoint(path):
-    from videodit.model.checkpoint import save_checkpoint
-    from videodit.model.ltxv.dit import LTXVideoTransformer
-    from videodit.model.ltxv.vae import CausalVideoVAE
-    from videodit.tiny import configs
-
-    torch.manual_seed(0)
-    transformer = LTXVideoTransformer(configs.transformer_config())
-    vae = CausalVideoVAE(configs.vae_config())
-    save_checkpoint(
-        path,
-        transformer,
-        vae,
-        {
-            "transformer": transformer.config.to_metadata(),
-            "vae": vae.config.to_metadata(),
-            "scheduler": configs.SCHEDULER,
-        },
-    )
-
-
-def write_random_text_encoder(path) -> bool:
-    try:
-        from videodit.model import text_encoder
-    except ImportError:
-        return False  # the loading helper's model/text_encoder.py has not landed yet
-    from transformers import T5EncoderModel
-    from videodit.tiny import configs
-
-    torch.manual_seed(0)
-    text_encoder.save_text_encoder(path, T5EncoderModel(configs.t5_config()))
-    return True
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
+    """The built-in tiny model and text encoder (they ship in weights/), with an empty ComfyUI-style models folder
+    whose checkpoints/ and text_encoders/ the tests fill with files of their own."""
+    missing = [path for path in (BUILTIN_CHECKPOINT, BUILTIN_TEXT_ENCODER) if not os.path.isfile(path)]
+    if missing:
+        pytest.fail(f"built-in weights missing: {', '.join(missing)}; restore them with `git checkout -- weights/`")
     root = tmp_path_factory.mktemp("models")
     for sub in ("checkpoints", "text_encoders"):
         (root / sub).mkdir()
-    if os.path.isfile(BUILTIN_CHECKPOINT) and os.path.isfile(BUILTIN_TEXT_ENCODER):
-        return TinyModels(
-            str(root), "videodit-tiny (built-in)", "t5-tiny (built-in)", BUILTIN_CHECKPOINT, BUILTIN_TEXT_ENCODER
-        )
-    checkpoint = root / "checkpoints" / "random-tiny.safetensors"
-    text_encoder = root / "text_encoders" / "random-t5-tiny.safetensors"
-    write_random_checkpoint(str(checkpoint))
-    if not write_random_text_encoder(str(text_encoder)):
-        return TinyModels(str(root), checkpoint.name, None, str(checkpoint), None)
     return TinyModels(
-        str(root),
-        checkpoint.name,
-        text_encoder.name,
-        str(checkpoint),
-        str(text_encoder),
-        [f"1.checkpoint={checkpoint.name}", f"2.text_encoder={text_encoder.name}"],
+        str(root), "videodit-tiny (built-in)", "t5-tiny (built-in)", BUILTIN_CHECKPOINT, BUILTIN_TEXT_ENCODER
     )
-
-
-@pytest.fixture
-def with_text_encoder(tiny_models):
-    if tiny_models.text_encoder is None:
-        pytest.skip("no text encoder yet: neither weights/t5-tiny.safetensors nor model/text_encoder.py exists")
-    return tiny_models
 
 
 @pytest.fixture

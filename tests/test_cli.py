@@ -22,18 +22,15 @@ def run_cli(capsys, *args):
 
 
 def model_args(tiny_models):
-    args = ["--models-dir", tiny_models.models_dir]
-    for item in tiny_models.overrides:
-        args += ["--set", item]
-    return args
+    return ["--models-dir", tiny_models.models_dir]
 
 
 @pytest.mark.parametrize("name", ["tiny_t2v", "tiny_i2v", "tiny_first_last"])
-def test_tiny_workflows_make_videos(name, tmp_path, capsys, with_text_encoder):
+def test_tiny_workflows_make_videos(name, tmp_path, capsys, tiny_models):
     out_dir = tmp_path / "out"
     workflow = os.path.join(API, f"{name}_api.json")
     code, out, err = run_cli(
-        capsys, workflow, "--output-dir", str(out_dir), "--set", "6.steps=2", *model_args(with_text_encoder)
+        capsys, workflow, "--output-dir", str(out_dir), "--set", "6.steps=2", *model_args(tiny_models)
     )
     assert code == 0, err
     (path,) = out.split()
@@ -48,7 +45,7 @@ def test_tiny_workflows_make_videos(name, tmp_path, capsys, with_text_encoder):
     assert sorted(os.listdir(out_dir / "VideoDiT")) == [f"{name}_00001_.mp4"]
 
 
-def test_set_by_title_and_second_run_does_not_overwrite(tmp_path, capsys, with_text_encoder):
+def test_set_by_title_and_second_run_does_not_overwrite(tmp_path, capsys, tiny_models):
     workflow = os.path.join(API, "tiny_t2v_api.json")
     args = [
         workflow,
@@ -62,7 +59,7 @@ def test_set_by_title_and_second_run_does_not_overwrite(tmp_path, capsys, with_t
         "Positive prompt.text=a blue square moving up on a white background",
         "--set",
         "Save video.format=gif",
-        *model_args(with_text_encoder),
+        *model_args(tiny_models),
     ]
     first = run_cli(capsys, *args)
     second = run_cli(capsys, *args)
@@ -116,14 +113,14 @@ def test_unknown_node_type_and_ui_format_are_explained(tmp_path, capsys):
     assert code == 1 and "this is a UI-format workflow; run its API-format variant" in err
 
 
-def test_unreadable_image_is_named_and_nothing_is_left_behind(tmp_path, capsys, with_text_encoder):
+def test_unreadable_image_is_named_and_nothing_is_left_behind(tmp_path, capsys, tiny_models):
     wf_dir = tmp_path / "wf"
     wf_dir.mkdir()
     shutil.copy(os.path.join(API, "tiny_i2v_api.json"), wf_dir / "tiny_i2v_api.json")
     (wf_dir / "red_circle_start.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image at all")
     out_dir = tmp_path / "out"
     code, _, err = run_cli(
-        capsys, str(wf_dir / "tiny_i2v_api.json"), "--output-dir", str(out_dir), *model_args(with_text_encoder)
+        capsys, str(wf_dir / "tiny_i2v_api.json"), "--output-dir", str(out_dir), *model_args(tiny_models)
     )
     assert code == 1 and "node 10 (LoadImage): cannot read image 'red_circle_start.png'" in err, err
     assert not any(files for _, _, files in os.walk(out_dir))  # nothing written (os.walk of a missing dir: [])
@@ -145,7 +142,7 @@ def test_missing_image_lists_where_it_looked(tmp_path, capsys, tiny_models):
     assert str(tmp_path / "in") in err
 
 
-def test_failure_while_saving_leaves_no_partial_file(tmp_path, capsys, with_text_encoder, monkeypatch):
+def test_failure_while_saving_leaves_no_partial_file(tmp_path, capsys, tiny_models, monkeypatch):
     from videodit.nodes import video_io
 
     real = video_io._run_ffmpeg
@@ -165,7 +162,7 @@ def test_failure_while_saving_leaves_no_partial_file(tmp_path, capsys, with_text
         str(out_dir),
         "--set",
         "6.steps=1",
-        *model_args(with_text_encoder),
+        *model_args(tiny_models),
     )
     assert code == 1 and "node 8 (VideoDiTSaveVideo): RuntimeError: ffmpeg failed while writing" in err
     assert out_dir.is_dir() and not any(files for _, _, files in os.walk(out_dir))

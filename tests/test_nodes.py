@@ -404,7 +404,7 @@ def widget_defaults(cls, **changes):
     return {**values, **changes}
 
 
-def test_node_chain_equals_the_model_pipeline_at_default_settings(headless, with_text_encoder):
+def test_node_chain_equals_the_model_pipeline_at_default_settings(headless, tiny_models):
     """Loader -> Text Encode -> Empty Latent -> Image To Video (first + last) -> Sampler -> Decode at the nodes'
     DEFAULT settings (keyframe compression crf 29, image-conditioning noise 0.15, decode timestep/noise, tiling
     auto, seed 0, 30 steps, CFG 3, STG 1, rescale 0.7) gives the frames of VideoPipeline.generate called with the
@@ -415,7 +415,6 @@ def test_node_chain_equals_the_model_pipeline_at_default_settings(headless, with
     from videodit.model.sampling import Guidance
     from videodit.nodes.loaders import VideoDiTTextEncode, VideoDiTTextEncoderLoader
 
-    tiny_models = with_text_encoder
     first = torch.rand(1, 150, 210, 3, generator=torch.Generator().manual_seed(1))  # cropped and resized
     last = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(2))
     prompt = "a red circle moving to the right on a black background"
@@ -459,7 +458,7 @@ def test_node_chain_equals_the_model_pipeline_at_default_settings(headless, with
     assert diff <= atol, f"node chain vs VideoPipeline at default settings: max abs diff {diff:.3e} > {atol}"
 
 
-def test_vae_decode_noise_follows_the_sampling_seed_like_the_pipeline(headless, with_text_encoder):
+def test_vae_decode_noise_follows_the_sampling_seed_like_the_pipeline(headless, tiny_models):
     """A timestep-conditioned (0.9.1+) VAE mixes noise into the latent before decoding: VAE Decode draws it from the
     seed VideoDiT Sampler leaves in the latent, so node chain and model.pipeline give the same pixels per seed."""
     import dataclasses
@@ -473,7 +472,7 @@ def test_vae_decode_noise_follows_the_sampling_seed_like_the_pipeline(headless, 
     torch.manual_seed(0)
     vae_config = dataclasses.replace(configs.vae_config(), timestep_conditioning=True)
     transformer, vae_module = LTXVideoTransformer(configs.transformer_config()), CausalVideoVAE(vae_config)
-    path = os.path.join(with_text_encoder.models_dir, "checkpoints", "random-tiny-091.safetensors")
+    path = os.path.join(tiny_models.models_dir, "checkpoints", "random-tiny-091.safetensors")
     save_checkpoint(
         path,
         transformer,
@@ -485,7 +484,7 @@ def test_vae_decode_noise_follows_the_sampling_seed_like_the_pipeline(headless, 
         },
     )
     _, vae = VideoDiTModelLoader().load(os.path.basename(path), "fp32", "gpu")
-    pipeline = load_pipeline(path, with_text_encoder.text_encoder_path, dtype=torch.float32, device="cpu")
+    pipeline = load_pipeline(path, tiny_models.text_encoder_path, dtype=torch.float32, device="cpu")
     samples = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(3))
 
     def node_decode(**extra):
