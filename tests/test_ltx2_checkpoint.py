@@ -292,6 +292,8 @@ def test_fp8_stored_weights_are_upcast_exactly(tmp_path, scale_name):
         else:
             tensors[key], tensors[key[: -len("weight")] + scale_name] = quantize(tensors[key])
             tensors[key[: -len("weight")] + "input_scale"] = torch.tensor(1.0)
+    if scale_name == "scale_weight":  # ComfyUI scaled fp8 marks the file with an empty tensor
+        tensors["model.diffusion_model.scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn)
     fp8 = tmp_path / "ltx-2.3-tiny-fp8.safetensors"
     save_file(tensors, str(fp8), metadata={k: v for k, v in load_metadata(path).items()})
     loaded = load_ltx2_checkpoint(fp8, dtype=torch.float32).transformer.state_dict()
@@ -401,6 +403,29 @@ def test_wrong_shapes_are_listed(tmp_path, monolith):
         CheckpointError, match=r"(?s)wrong-shape\.safetensors.*proj_out\.weight expected \[8, 32\] found \[9, 32\]"
     ):
         load_ltx2_checkpoint(path, dtype=torch.float32)
+
+
+def test_quantised_variants_and_the_diffusion_decoder_vae_are_named(tmp_path, monolith):
+    key = "model.diffusion_model.transformer_blocks.0.attn1.to_q.weight"
+    path = rewrite(monolith, tmp_path / "ltx-2.3-int8-convrot.safetensors",
+                   lambda t: t.update({key: t[key].to(torch.int8)}))  # fmt: skip
+    with pytest.raises(
+        CheckpointError, match=r"int8-convrot\.safetensors: .*to_q\.weight is stored as I8, a quantised variant"
+    ):
+        load_ltx2_checkpoint(path, dtype=torch.float32)
+    modules = tiny_modules("2.5")
+    vae = tmp_path / "ltx-2.5-video-vae.safetensors"
+    md = sections("2.5")
+    md["vae"]["_class_name"] = "CausalDiffusionVAE"
+    save_ltx2_checkpoint(vae, {"video_vae": modules["video_vae"]}, md, "2.5.0", bare_vae=True)
+    with pytest.raises(
+        CheckpointError, match=r"ltx-2\.5-video-vae\.safetensors: this is the LTX-2\.5 diffusion-decoder video VAE"
+    ):
+        load_ltx2_checkpoint(vae, dtype=torch.float32)
+    connectors = tmp_path / "connectors-only.safetensors"  # no model_version, no transformer keys
+    save_file(official_tensors(text_path=modules["text_path"]), str(connectors))
+    with pytest.raises(CheckpointError, match=r"connectors-only\.safetensors: the LTX-2 version is told neither"):
+        load_ltx2_checkpoint(connectors, dtype=torch.float32)
 
 
 def test_mismatched_release_pair_is_named(tmp_path):

@@ -36,7 +36,15 @@ from ..ltx2.vocoder import Vocoder, VocoderWithBWE, build_vocoder
 from .files import CheckpointError, SafetensorsFile, TensorInfo, check_dtype, save_safetensors
 from .fill import MAX_LISTED, build_on_meta, fill_module, parameters_on_meta
 from .keys import DIT_PREFIX, FAMILY_NAMES, IGNORED_PREFIXES, detect_family
-from .ltx2_config import gemma_geometry, infer_transformer_config, text_path_config, text_path_metadata
+from .ltx2_config import (
+    TEXT_FEATURES_KEY,
+    check_pairs,
+    gemma_geometry,
+    infer_transformer_config,
+    text_path_config,
+    text_path_metadata,
+    version_of,
+)
 
 # component -> [(file prefix, our module prefix)], most specific first
 CONNECTOR_PREFIXES = (
@@ -49,7 +57,8 @@ COMPONENT_PREFIXES = {"audio_vae": "audio_vae.", "vocoder": "vocoder.", "vae": "
 BARE_VAE = ("encoder.", "decoder.", "per_channel_statistics.")
 WEIGHT_SCALES = ("weight_scale", "scale_weight")  # ComfyUI mixed fp8 / scaled fp8: multiplies <m>.weight
 DROPPED_SUFFIXES = (".input_scale", ".scale_input", ".comfy_quant", ".weight_scale_2")
-FP8_DTYPES = ("F8_E4M3",)
+# packed or integer weights of quantised variants (ComfyUI int8 "convrot", nvfp4, ...): refused by name
+QUANTISED_DTYPES = ("I8", "U8", "F4", "F6_E2M3", "F6_E3M2", "F8_E8M0")
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,8 @@ def _scale_key(file: SafetensorsFile, key: str) -> str | None:
 
 
 def _is_dropped(key: str) -> bool:
-    return key == "scaled_fp8" or key.endswith(DROPPED_SUFFIXES) or key.rsplit(".", 1)[-1] in WEIGHT_SCALES
+    last = key.rsplit(".", 1)[-1]
+    return last == "scaled_fp8" or last in WEIGHT_SCALES or key.endswith(DROPPED_SUFFIXES)
 
 
 def _component_of(key: str, bare_vae: bool) -> tuple[str, str, str] | None:
@@ -142,6 +152,11 @@ def _split(files: list[SafetensorsFile]) -> dict[str, dict[str, TensorInfo]]:
                     f"{file.path}: holds {part} weights that {owner[part]} holds already; give each component once"
                 )
             shape, dtype = file.tensors[key]
+            if dtype in QUANTISED_DTYPES:
+                raise CheckpointError(
+                    f"{file.path}: {key} is stored as {dtype}, a quantised variant (such as -comfy-int8-convrot or "
+                    "-nvfp4); only bf16/fp16/fp32 and fp8 (float8_e4m3fn, per-tensor scales) LTX-2 files load here"
+                )
             info = TensorInfo(file, key, shape, dtype, _scale_key(file, key))
             indexes.setdefault(component, {})[ours + key[len(theirs) :]] = info
         if stray:
@@ -168,14 +183,6 @@ def _section(files: list[SafetensorsFile], owner: str | None, name: str):
         if isinstance(config.get(name), dict):
             return config[name]
     return None
-
-
-def _version_of(config: AVTransformerConfig | None) -> str | None:
-    if config is None:
-        return None
-    if config.use_keyframes_abs_pos_embedding:
-        return "2.5"
-    return "2.3" if config.cross_attention_adaln else "2.0"
 
 
 def load_ltx2_checkpoint(paths, dtype: torch.dtype = torch.bfloat16, device="cpu") -> LTX2Checkpoint:
@@ -206,81 +213,83 @@ def load_ltx2_checkpoint(paths, dtype: torch.dtype = torch.bfloat16, device="cpu
         owners["text_path"] = connectors[0]  # the file whose config["transformer"] describes the connectors
     model_version = next((str(f.metadata["model_version"]) for f in files if f.metadata.get("model_version")), None)
 
-    def built(component: str, what: str, make):
+    def configured(component: str, what: str, make):
+        """The config of a component the files hold (None if they do not), ValueErrors named."""
         if component not in indexes:
             return None
-        where = owners[component]
         try:
-            module = make(where)
+            return make(owners[component])
         except ValueError as e:
             if isinstance(e, CheckpointError):
                 raise
-            raise CheckpointError(f"{where}: the {what} config is not usable: {e}") from None
-        return fill_module(module, indexes[component], dtype, device, f"{what} ({where})")
+            raise CheckpointError(f"{owners[component]}: the {what} config is not usable: {e}") from None
 
-    transformer_section = _section(files, owners.get("transformer"), "transformer")
-    transformer_config = None
-    if "transformer" in indexes:
-        shapes = {k: v.shape for k, v in indexes["transformer"].items()}
-        where = owners["transformer"]
-        if transformer_section is not None:
-            try:
-                transformer_config = AVTransformerConfig.from_metadata(
-                    transformer_section,
-                    video="patchify_proj.weight" in shapes,
-                    audio="audio_patchify_proj.weight" in shapes,
-                )
-            except ValueError as e:
-                raise CheckpointError(f"{where}: metadata config['transformer'] is not usable: {e}") from None
-        else:
-            transformer_config = infer_transformer_config(shapes, where)
-    transformer = built(
-        "transformer", "LTX-2 transformer", lambda w: build_on_meta(LTX2Transformer, transformer_config)
-    )
-
-    config = {name: _section(files, owners.get(name), name) for name in ("vae", "audio_vae", "vocoder")}
-    video_vae = built("vae", "LTX-2 video VAE", lambda w: build_on_meta(LTX2VideoVAE, _vae_config(config["vae"], w)))
-    audio_vae = built(
-        "audio_vae",
-        "LTX-2 audio VAE",
-        lambda w: build_on_meta(AudioVAE, AudioVAEConfig.from_metadata(_need(config, "audio_vae", w))),
-    )
-
-    def make_vocoder(where):
-        with parameters_on_meta():
-            return build_vocoder(_need(config, "vocoder", where))
-
-    vocoder = built("vocoder", "LTX-2 vocoder", make_vocoder)
-
-    text_config = text_path = None
-    if "text_path" in indexes:
-        index = indexes["text_path"]
-        where = owners["text_path"]
-        shapes = {k: v.shape for k, v in index.items()}
-        # connector fields: only from the file holding the connectors (another file's config may be another release)
-        text_section = (next(f for f in files if f.path == where).config() or {}).get("transformer")
-        projection = {k.split(".", 1)[1]: v for k, v in shapes.items() if k.startswith("feature_extractor.")}
-        merged = {k: v for f in files for k, v in (f.config() or {}).items()}
-        text_config = text_path_config(text_section, shapes, gemma_geometry(merged, projection, where), where)
-        if projection and any(k.startswith("video_connector.") for k in shapes):
-            text_path = built("text_path", "LTX-2 text connectors", lambda w: build_on_meta(TextPath, text_config))
-
-    version = next(iter(set(versions.values())), None) or _version_of(transformer_config)
+    transformer_file = next((f for f in files if f.path == owners.get("transformer")), None)
+    transformer_section = ((transformer_file.config() or {}) if transformer_file else {}).get("transformer")
+    transformer_config = configured("transformer", "LTX-2 transformer", lambda w: _transformer_config(
+        transformer_section, {k: v.shape for k, v in indexes["transformer"].items()}, w))  # fmt: skip
+    version = next(iter(set(versions.values())), None) or version_of(transformer_config)
     if version is None:
         raise CheckpointError(
             f"{', '.join(names)}: the LTX-2 version is told neither by a model_version metadata entry nor by "
             "transformer keys; give the transformer file too"
         )
-    _check_pairs(owners, transformer_config, video_vae, audio_vae, text_config)
+    sections = {name: _section(files, owners.get(name), name) for name in ("vae", "audio_vae", "vocoder")}
+    vae_config = configured("vae", "LTX-2 video VAE", lambda w: _vae_config(sections["vae"], w))
+    audio_config = configured(
+        "audio_vae", "LTX-2 audio VAE", lambda w: AudioVAEConfig.from_metadata(_need(sections, "audio_vae", w))
+    )
+    vocoder_config = configured("vocoder", "LTX-2 vocoder", lambda w: _need(sections, "vocoder", w))
+    text_config = configured("text_path", "LTX-2 text connectors", lambda w: _text_config(files, indexes, w))
+    check_pairs(owners, transformer_config, vae_config, audio_config, text_config)
+
+    def filled(component: str, what: str, module):
+        return fill_module(module, indexes[component], dtype, device, f"{what} ({owners[component]})")
+
+    transformer = video_vae = audio_vae = vocoder = text_path = None
+    if transformer_config is not None:
+        transformer = filled("transformer", "LTX-2 transformer", build_on_meta(LTX2Transformer, transformer_config))
+    if vae_config is not None:
+        video_vae = filled("vae", "LTX-2 video VAE", build_on_meta(LTX2VideoVAE, vae_config))
+    if audio_config is not None:
+        audio_vae = filled("audio_vae", "LTX-2 audio VAE", build_on_meta(AudioVAE, audio_config))
+    if vocoder_config is not None:
+        with parameters_on_meta():
+            module = build_vocoder(vocoder_config)
+        vocoder = filled("vocoder", "LTX-2 vocoder", module)
+    text_keys = indexes.get("text_path", {})
+    if text_config is not None and any(k.startswith("feature_extractor.") for k in text_keys):
+        if any(k.startswith("video_connector.") for k in text_keys):  # else: the Gemma file completes it
+            text_path = filled("text_path", "LTX-2 text connectors", build_on_meta(TextPath, text_config))
     for f in files:
         f.close()
-    metadata = {k: v for k, v in (("transformer", transformer_section), *config.items()) if v is not None}
+    metadata = {k: v for k, v in (("transformer", transformer_section), *sections.items()) if v is not None}
     metadata["model_version"] = model_version or version + ".0"
     distilled = any("distilled" in os.path.basename(n).lower() for n in names)
     return LTX2Checkpoint(
         version, transformer_config, transformer, video_vae, audio_vae, vocoder, text_path, text_config,
         tuple(names), metadata, model_version, distilled,
     )  # fmt: skip
+
+
+def _transformer_config(section: dict | None, shapes: dict, where: str) -> AVTransformerConfig:
+    if section is None:
+        return infer_transformer_config(shapes, where)
+    try:
+        video, audio = "patchify_proj.weight" in shapes, "audio_patchify_proj.weight" in shapes
+        return AVTransformerConfig.from_metadata(section, video=video, audio=audio)
+    except ValueError as e:
+        raise CheckpointError(f"{where}: metadata config['transformer'] is not usable: {e}") from None
+
+
+def _text_config(files: list[SafetensorsFile], indexes: dict, where: str) -> TextPathConfig:
+    """The text path's config; connector fields only from the file holding the connectors (another file's config
+    may describe another release)."""
+    shapes = {k: v.shape for k, v in indexes["text_path"].items()}
+    section = (next(f for f in files if f.path == where).config() or {}).get("transformer")
+    projection = {k.split(".", 1)[1]: v for k, v in shapes.items() if k.startswith("feature_extractor.")}
+    merged = {k: v for f in files for k, v in (f.config() or {}).items()}
+    return text_path_config(section, shapes, gemma_geometry(merged, projection, where), where)
 
 
 def _need(config: dict, name: str, where: str) -> dict:
@@ -300,33 +309,6 @@ def _vae_config(section: dict | None, where: str):
             "use ltx-2.5-video-vae-conv (the convolutional decoder)"
         )
     return ltx2_vae_config(section)
-
-
-def _check_pairs(owners: dict, transformer: AVTransformerConfig | None, video_vae, audio_vae, text) -> None:
-    """Components of different releases that load but cannot work together: widths must meet."""
-    if transformer is None:
-        return
-    t = owners["transformer"]
-    pairs = []
-    if video_vae is not None and transformer.video:
-        pairs.append(("vae", "video latent channels", video_vae.config.latent_channels, transformer.in_channels))
-    if audio_vae is not None and transformer.audio:
-        width = audio_vae.config.latent_channels * audio_vae.config.latent_mel_bins
-        pairs.append(("audio_vae", "audio latent width", width, transformer.audio_in_channels))
-    if text is not None:
-        video_out = text.features.video_dim if text.features.version == "v2" else text.video.dim
-        need = transformer.caption_channels or transformer.cross_attention_dim
-        pairs.append(("text_path", "video text context width", video_out, need))
-        if text.audio is not None and transformer.audio:
-            audio_out = text.features.audio_dim if text.features.version == "v2" else text.audio.dim
-            need = transformer.caption_channels or transformer.audio_cross_attention_dim
-            pairs.append(("text_path", "audio text context width", audio_out, need))
-    for component, what, theirs, ours in pairs:
-        if theirs != ours:
-            raise CheckpointError(
-                f"mismatched LTX-2 files: {owners[component]} gives a {what} of {theirs}, the LTX-"
-                f"{_version_of(transformer)} transformer in {t} needs {ours}; all files must come from one release"
-            )
 
 
 def check_text_encoder_pair(checkpoint: LTX2Checkpoint, gemma) -> None:
@@ -385,7 +367,7 @@ def ltx2_metadata(checkpoint_or_modules, config: dict | None = None, model_versi
             **(sections.get("transformer") or {}),
             **text_path_metadata(text_path.config, t_config),
         }
-        sections["text_features"] = {"gemma_dim": features.gemma_dim, "gemma_states": features.gemma_states}
+        sections[TEXT_FEATURES_KEY] = {"gemma_dim": features.gemma_dim, "gemma_states": features.gemma_states}
     if model_version is None:
         model_version = getattr(checkpoint_or_modules, "model_version", None)
         if model_version is None and getattr(checkpoint_or_modules, "version", None):

@@ -202,3 +202,40 @@ def text_path_metadata(config: TextPathConfig, transformer: AVTransformerConfig 
             audio_connector_num_layers=audio.layers,
         )
     return d
+
+
+def version_of(config: AVTransformerConfig | None) -> str | None:
+    """2.0 / 2.3 / 2.5 from the transformer's flags (keyframe embedding: 2.5; cross-attention AdaLN: 2.3)."""
+    if config is None:
+        return None
+    if config.use_keyframes_abs_pos_embedding:
+        return "2.5"
+    return "2.3" if config.cross_attention_adaln else "2.0"
+
+
+def check_pairs(owners: dict, transformer: AVTransformerConfig | None, video_vae, audio_vae, text) -> None:
+    """Components of different releases that would load but cannot work together: their widths must meet.
+    video_vae: VAEConfig, audio_vae: AudioVAEConfig, text: TextPathConfig, each None when absent."""
+    if transformer is None:
+        return
+    t = owners["transformer"]
+    pairs = []
+    if video_vae is not None and transformer.video:
+        pairs.append(("vae", "video latent channels", video_vae.latent_channels, transformer.in_channels))
+    if audio_vae is not None and transformer.audio:
+        width = audio_vae.latent_channels * audio_vae.latent_mel_bins
+        pairs.append(("audio_vae", "audio latent width", width, transformer.audio_in_channels))
+    if text is not None:
+        video_out = text.features.video_dim if text.features.version == "v2" else text.video.dim
+        need = transformer.caption_channels or transformer.cross_attention_dim
+        pairs.append(("text_path", "video text context width", video_out, need))
+        if text.audio is not None and transformer.audio:
+            audio_out = text.features.audio_dim if text.features.version == "v2" else text.audio.dim
+            need = transformer.caption_channels or transformer.audio_cross_attention_dim
+            pairs.append(("text_path", "audio text context width", audio_out, need))
+    for component, what, theirs, ours in pairs:
+        if theirs != ours:
+            raise CheckpointError(
+                f"mismatched LTX-2 files: {owners[component]} gives a {what} of {theirs}, the LTX-"
+                f"{version_of(transformer)} transformer in {t} needs {ours}; all files must come from one release"
+            )

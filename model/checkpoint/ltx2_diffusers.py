@@ -25,7 +25,7 @@ from ..ltx2.video_vae import LTX2VideoVAE, ltx2_vae_config
 from ..ltx2.vocoder import build_vocoder
 from .files import PICKLE_SUFFIXES, CheckpointError, SafetensorsFile, TensorInfo, read_json
 from .fill import build_on_meta, fill_module, merged_index, parameters_on_meta
-from .ltx2_config import TEXT_FEATURES_KEY, text_path_metadata
+from .ltx2_config import TEXT_FEATURES_KEY, check_pairs, text_path_metadata, version_of
 
 FOLDERS = ("transformer", "connectors", "vae", "audio_vae", "vocoder")
 DOWN_NAMES = {"spatial": "compress_space_res", "temporal": "compress_time_res", "spatiotemporal": "compress_all_res"}
@@ -283,7 +283,7 @@ def _vocoder_key(key: str) -> str:
 
 def load_ltx2_diffusers_folder(folder: str, dtype: torch.dtype, device):
     """An LTX2Checkpoint from a diffusers LTX-2 folder (see the module docstring)."""
-    from .ltx2 import LTX2Checkpoint, _check_pairs, _version_of
+    from .ltx2 import LTX2Checkpoint  # ltx2.py imports this module lazily
 
     parts = {name: _part(folder, name) for name in FOLDERS}
     if parts["transformer"] is None and parts["vae"] is None:
@@ -347,10 +347,12 @@ def load_ltx2_diffusers_folder(folder: str, dtype: torch.dtype, device):
         modules["vocoder"] = fill_module(
             module, _forward(module, index, _vocoder_key), dtype, device, f"diffusers LTX-2 vocoder ({where})"
         )
-    version = _version_of(transformer_config)
+    version = version_of(transformer_config)
     if version is None:
         raise CheckpointError(f"{folder}: the LTX-2 version cannot be told without the transformer/ subfolder")
-    _check_pairs(owners, transformer_config, modules["vae"], modules["audio_vae"], text_config)
+    vae_config = modules["vae"].config if modules["vae"] is not None else None
+    audio_config = modules["audio_vae"].config if modules["audio_vae"] is not None else None
+    check_pairs(owners, transformer_config, vae_config, audio_config, text_config)
     sections["model_version"] = version + ".0"
     return LTX2Checkpoint(
         version, transformer_config, modules["transformer"], modules["vae"], modules["audio_vae"], modules["vocoder"],
