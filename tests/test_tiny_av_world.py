@@ -141,6 +141,18 @@ def test_judge_at_20_db_snr_and_after_low_pass_and_quantising():
     assert_perfect(judge_all(specs, degraded), specs, "3.5 kHz low-pass + 8-bit")
 
 
+@pytest.mark.parametrize("rate", [24000, 48000])
+def test_judge_at_the_vocoders_output_rates(rate):
+    # LTX-2 2.0's vocoder writes 24 kHz, 2.3's bandwidth extension 48 kHz: the 16 kHz soundtrack resampled to them
+    from videodit.model.ltx2.resample import resample
+
+    specs = data.sample_specs(20, seed=8, split="all")
+    audio = resample(data.render_soundtracks(specs), SR, rate)
+    assert audio.shape[-1] == round(data.FRAMES / data.FRAME_RATE * rate), audio.shape
+    judgements = [evaluate_audio.judge(a, sample_rate=rate, x=true_x(s)) for s, a in zip(specs, audio)]
+    assert_perfect(judgements, specs, f"resampled to {rate} Hz")
+
+
 def aac_round_trip(audio, kbps):
     """(2, T) through ffmpeg's AAC encoder into an .m4a file and back (the MP4 edit list removes the priming)."""
     with tempfile.TemporaryDirectory() as folder:
