@@ -307,6 +307,41 @@ def test_fp8_stored_weights_are_upcast_exactly(tmp_path, scale_name):
     assert quantized and worst == 0.0, f"fp8 weights not up-cast exactly: max abs diff {worst:.3g}"
 
 
+def test_fp8_weights_kept_as_fp8_linears(tmp_path):
+    """keep_fp8: the stored fp8 bytes stay in FP8Linear (scale per output channel = the per-tensor scale); the
+    transformer then gives the up-cast model's velocities (the same dequantised weights) within TOL."""
+    from videodit.model.blocks.fp8 import FP8Linear
+
+    modules = tiny_modules("2.3")
+    path = tmp_path / "ltx-2.3-tiny.safetensors"
+    save_ltx2_checkpoint(path, modules, sections("2.3"), "2.3.0")
+    tensors = load_file(str(path))
+    quantized = [k for k in tensors if ".transformer_blocks." in k and k.endswith(("to_q.weight", "ff.net.2.weight"))]
+    for key in quantized:
+        tensors[key], tensors[key[: -len("weight")] + "weight_scale"] = quantize(tensors[key])
+    fp8 = tmp_path / "ltx-2.3-tiny-fp8.safetensors"
+    save_file(tensors, str(fp8), metadata=load_metadata(path))
+    upcast = load_ltx2_checkpoint(fp8, dtype=torch.float32)
+    kept = load_ltx2_checkpoint(fp8, dtype=torch.float32, keep_fp8=True)
+    linears = {n: m for n, m in kept.transformer.named_modules() if isinstance(m, FP8Linear)}
+    assert len(linears) == len(quantized)
+    for name, linear in linears.items():
+        stored = tensors[f"model.diffusion_model.{name}.weight"]
+        assert linear.weight.dtype == torch.float8_e4m3fn and torch.equal(
+            linear.weight.view(torch.uint8), stored.view(torch.uint8)
+        )
+        assert torch.equal(
+            linear.weight_scale, tensors[f"model.diffusion_model.{name}.weight_scale"].expand(linear.out_features)
+        )
+    x = inputs(modules)
+    with torch.no_grad():
+        expected = upcast.transformer(x["video"], x["audio"], NO_SKIP)
+        got = kept.transformer(x["video"], x["audio"], NO_SKIP)
+    diff = max((a - b).abs().max().item() for a, b in zip(expected, got))
+    print(f"keep_fp8: {len(linears)} FP8Linear, velocities vs the up-cast model: max abs diff {diff:.3g}")
+    assert diff <= TOL, f"keep_fp8 velocities differ from the up-cast model: max abs diff {diff:.3g}"
+
+
 def load_metadata(path) -> dict:
     from safetensors import safe_open
 

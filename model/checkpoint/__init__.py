@@ -14,6 +14,7 @@ ltx2_config.py  LTX-2 transformer / text-path configs from metadata or tensor sh
 ltx2.py         LTX2Checkpoint, load_ltx2_checkpoint (monolith 2.0/2.3, 2.5 split files, fp8 with per-tensor
                 scales), save_ltx2_checkpoint (official layout), check_text_encoder_pair
 ltx2_diffusers.py  diffusers folders of LTX-2 (transformer/, connectors/, vae/, audio_vae/, vocoder/)
+fp8_linears.py  fp8-stored linear weights kept as blocks.fp8.FP8Linear (load_ltx2_checkpoint(keep_fp8=True))
 """
 
 from .diffusers import (

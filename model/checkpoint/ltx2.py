@@ -14,8 +14,9 @@ has no config (ltx2_config.py); the VAE, audio VAE and vocoder need theirs.
 Modules are built on the meta device and filled tensor by tensor. fp8-stored tensors (float8_e4m3fn, with or
 without a per-tensor scale `<m>.weight_scale` (ComfyUI mixed quantisation) or `<m>.scale_weight` (ComfyUI scaled
 fp8)) are converted to the compute dtype as they are read: value = fp8 value (up-cast exactly) x scale, computed in
-fp32 and rounded once to the compute dtype. They are not kept as fp8 (model/blocks/fp8.py's FP8Linear takes one
-scale per output channel and quantises itself). Input scales and format markers are dropped.
+fp32 and rounded once to the compute dtype. With keep_fp8=True the transformer's fp8 linear weights stay fp8 instead
+(blocks.fp8.FP8Linear with the stored bytes and the per-tensor scale repeated per output channel; fp8_linears.py),
+which halves their memory. Input scales and format markers are dropped.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ..ltx2.video_vae import LTX2VideoVAE, ltx2_vae_config
 from ..ltx2.vocoder import Vocoder, VocoderWithBWE, build_vocoder
 from .files import CheckpointError, SafetensorsFile, TensorInfo, check_dtype, save_safetensors
 from .fill import MAX_LISTED, build_on_meta, fill_module, parameters_on_meta
+from .fp8_linears import keep_fp8_linears
 from .keys import DIT_PREFIX, FAMILY_NAMES, IGNORED_PREFIXES, detect_family
 from .ltx2_config import (
     TEXT_FEATURES_KEY,
@@ -185,9 +187,13 @@ def _section(files: list[SafetensorsFile], owner: str | None, name: str):
     return None
 
 
-def load_ltx2_checkpoint(paths, dtype: torch.dtype = torch.bfloat16, device="cpu") -> LTX2Checkpoint:
+def load_ltx2_checkpoint(
+    paths, dtype: torch.dtype = torch.bfloat16, device="cpu", keep_fp8: bool = False
+) -> LTX2Checkpoint:
     """Load LTX-2 weights: one monolith file (2.0/2.3), a diffusers folder, or a list/dict of split files (2.5:
-    transformer, video VAE, audio VAE + vocoder, connectors). CheckpointError naming the file for anything else."""
+    transformer, video VAE, audio VAE + vocoder, connectors). CheckpointError naming the file for anything else.
+    keep_fp8: the transformer's fp8-stored linear weights stay fp8 (blocks.fp8.FP8Linear, the file's bytes with
+    its per-tensor scale); default: every tensor is converted to `dtype` (see the module docstring)."""
     check_dtype(dtype, paths)
     names = _paths(paths)
     if len(names) == 1 and os.path.isdir(names[0]):
@@ -243,12 +249,15 @@ def load_ltx2_checkpoint(paths, dtype: torch.dtype = torch.bfloat16, device="cpu
     text_config = configured("text_path", "LTX-2 text connectors", lambda w: _text_config(files, indexes, w))
     check_pairs(owners, transformer_config, vae_config, audio_config, text_config)
 
-    def filled(component: str, what: str, module):
-        return fill_module(module, indexes[component], dtype, device, f"{what} ({owners[component]})")
+    def filled(component: str, what: str, module, skip=frozenset()):
+        index = {k: v for k, v in indexes[component].items() if k not in skip}
+        return fill_module(module, index, dtype, device, f"{what} ({owners[component]})", skip=skip)
 
     transformer = video_vae = audio_vae = vocoder = text_path = None
     if transformer_config is not None:
-        transformer = filled("transformer", "LTX-2 transformer", build_on_meta(LTX2Transformer, transformer_config))
+        module = build_on_meta(LTX2Transformer, transformer_config)
+        kept = keep_fp8_linears(module, indexes["transformer"], dtype, device) if keep_fp8 else set()
+        transformer = filled("transformer", "LTX-2 transformer", module, kept)
     if vae_config is not None:
         video_vae = filled("vae", "LTX-2 video VAE", build_on_meta(LTX2VideoVAE, vae_config))
     if audio_config is not None:
