@@ -1,0 +1,147 @@
+"""Merging LoRAs into a transformer's weights in place, and taking them out again, without drift.
+
+    merger = LoraMerger(transformer)
+    merger.apply([LoraStrength(load_lora("style.safetensors"), 0.8), LoraStrength(load_lora("motion.safetensors"))])
+    ...  # sample: the model runs at its usual speed, the LoRAs are in its weights
+    merger.apply([LoraStrength(style, 0.5)])  # another set or strength: merged again from the base weights
+    merger.remove()  # the base weights, bit for bit
+
+Per touched layer: W = W_base + sum_i coef_i * (B_i @ A_i), in fp32 on the layer's device, cast back to the
+layer's dtype; coef_i = strength_i * alpha_i / rank_i (file.py). FP8Linear layers (fp8 weight, one scale per row)
+are dequantised, merged, and quantised again per row.
+
+No second copy of the model: the first time a layer is touched its weight (and fp8 scale) is copied, in its stored
+dtype, to `base_device` (CPU by default); nothing else is kept. Cost: sum over the touched layers of
+out * in * bytes per weight (+ 4 * out for fp8 scales), e.g. a LoRA on every attention projection (q, k, v, out)
+of a 48-block 4096-wide video stream in bf16: 48 * 8 * 4096^2 * 2 B = 12 GiB. Every apply() merges from these base
+tensors, so changing a LoRA or a strength gives exactly (bit for bit) what a fresh merge into the base model gives,
+however often it is changed; layers that the new set no longer touches (or touches only with strength 0) get their
+base tensors back unchanged. Transient memory while merging: two fp32 matrices of the largest touched layer.
+
+Apply LoRAs before block streaming (model/streaming.py keeps its own host copies of the block weights); the text
+key/value cache (model/speed.py) sees the in-place change through the weights' version counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..blocks.fp8 import FP8Linear, quantize_rows
+from .file import LoraFile, LoraLayer
+from .targets import linear_layers, match_layers, model_family
+
+
+@dataclass(frozen=True)
+class LoraStrength:
+    """One LoRA of a stack and its strengths. audio_strength: LTX-2 audio layers (targets.py); None = strength."""
+
+    lora: LoraFile
+    strength: float = 1.0
+    audio_strength: float | None = None
+
+
+# one term of a layer's delta: coefficient, the file, the layer in it
+Term = tuple[float, LoraFile, LoraLayer]
+
+
+def layer_terms(model: nn.Module, loras: Sequence[LoraStrength]) -> dict[str, list[Term]]:
+    """Official layer name -> the non-zero terms of its delta, in stack order (files checked against the model)."""
+    family = model_family(model)
+    plan: dict[str, list[Term]] = {}
+    for index, spec in enumerate(loras):
+        if not isinstance(spec, LoraStrength) or not isinstance(spec.lora, LoraFile):
+            raise TypeError(f"loras[{index}]: expected LoraStrength(load_lora(...), strength), got {spec!r}")
+        if family == "ltxv" and spec.audio_strength is not None:
+            raise ValueError(
+                f"loras[{index}] ({spec.lora.path}): audio_strength is for LTX-2 models; this LTX-Video 0.9.x model "
+                "has no audio stream (leave it None)"
+            )
+        for target in match_layers(spec.lora, model):
+            strength = spec.audio_strength if target.audio and spec.audio_strength is not None else spec.strength
+            coef = float(strength) * target.layer.scale
+            if coef != 0.0:
+                plan.setdefault(target.name, []).append((coef, spec.lora, target.layer))
+    return plan
+
+
+def merged_weight(base: torch.Tensor, base_scale: torch.Tensor | None, terms: list[Term]) -> torch.Tensor:
+    """fp32 (out, in): the base weight (dequantised when base_scale is given) plus every term's coef * B @ A."""
+    weight = base.float() if base_scale is None else base.float() * base_scale.float()[:, None]
+    for coef, lora, layer in terms:
+        down = lora.down(layer).to(weight.device, torch.float32)  # (rank, in)
+        up = lora.up(layer).to(weight.device, torch.float32)  # (out, rank)
+        weight += coef * (up @ down)
+    return weight
+
+
+class LoraMerger:
+    """Keeps one transformer's LoRA stack merged into its weights (module docstring)."""
+
+    def __init__(self, model: nn.Module, base_device: torch.device | str = "cpu"):
+        model_family(model)  # TypeError for anything but our two transformers
+        self.model = model
+        self.base_device = torch.device(base_device)
+        # official layer name -> (the module, its base weight in the stored dtype, its fp8 row scales or None)
+        self._base: dict[str, tuple[nn.Module, torch.Tensor, torch.Tensor | None]] = {}
+        self.loras: tuple[LoraStrength, ...] = ()
+
+    @property
+    def base_bytes(self) -> int:
+        """Bytes held for the base tensors of the touched layers."""
+        return sum(
+            w.numel() * w.element_size() + (0 if s is None else s.numel() * 4) for _, w, s in self._base.values()
+        )
+
+    @property
+    def touched(self) -> list[str]:
+        """Layers whose base tensors are kept (touched by this or an earlier stack)."""
+        return list(self._base)
+
+    @torch.no_grad()
+    def apply(self, loras: Sequence[LoraStrength]) -> None:
+        """Make the model's weights base + this stack (all files are checked before any weight changes)."""
+        plan = layer_terms(self.model, loras)
+        layers = linear_layers(self.model)
+        for name, (module, _, _) in self._base.items():
+            if layers.get(name) is not module:
+                raise RuntimeError(
+                    f"LoraMerger: layer {name} was replaced since its LoRA was merged (e.g. by an fp8 conversion); "
+                    "call remove() before changing the model's layers, then make a new LoraMerger"
+                )
+        for name in list(self._base):
+            if name not in plan:
+                self._restore(name)
+        for name, terms in plan.items():
+            self._merge(name, layers[name], terms)
+        self.loras = tuple(loras)
+
+    def remove(self) -> None:
+        """Every touched layer back to its base tensors, bit for bit; the kept copies are released."""
+        self.apply([])
+        self._base.clear()
+
+    def _restore(self, name: str) -> None:
+        module, weight, scale = self._base[name]
+        module.weight.copy_(weight)
+        if scale is not None:
+            module.weight_scale.copy_(scale)
+
+    def _merge(self, name: str, module: nn.Module, terms: list[Term]) -> None:
+        fp8 = isinstance(module, FP8Linear)
+        if name not in self._base:
+            scale = module.weight_scale.detach().to(self.base_device, copy=True) if fp8 else None
+            self._base[name] = (module, module.weight.detach().to(self.base_device, copy=True), scale)
+        _, base, base_scale = self._base[name]
+        device = module.weight.device
+        scale_on_device = base_scale.to(device) if fp8 else None
+        weight = merged_weight(base.to(device), scale_on_device, terms)
+        if fp8:
+            weight_fp8, row_scale = quantize_rows(weight)  # (out, in), (out, 1)
+            module.weight.copy_(weight_fp8)
+            module.weight_scale.copy_(row_scale.squeeze(1))
+        else:
+            module.weight.copy_(weight.to(module.weight.dtype))
