@@ -172,7 +172,10 @@ def main() -> None:
     streamer = stream_blocks(model, blocks, "cuda", n_resident)  # block weights: GPU -> pinned host memory
     torch.cuda.empty_cache()
     row["pin_s"] = time.perf_counter() - t0
-    log(f"blocks in pinned host memory in {row['pin_s']:.1f} s; {n_resident}/{len(blocks)} blocks on the GPU at once")
+    log(
+        f"{len(blocks) - len(streamer.kept)} streamed blocks in pinned host memory in {row['pin_s']:.1f} s; "
+        f"{len(streamer.kept)} kept on the GPU, {streamer.window} streaming slots"
+    )
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(args.card_gib * GIB / total)
     try:
@@ -180,6 +183,8 @@ def main() -> None:
         log(f"streamed step {streamed['ms']:.1f} ms, peak {streamed['peak_gib']:.1f} GiB")
         row.update(
             resident_blocks=n_resident,
+            kept_blocks=len(streamer.kept),
+            window=streamer.window,
             blocks=len(blocks),
             streamed_ms=streamed["ms"],
             streamed_all=streamed["ms_all"],
@@ -196,8 +201,8 @@ def main() -> None:
     name = f"streaming-{args.model}-{row['weights']}"
     (out / f"{name}.json").write_text(json.dumps(row, indent=1))
     md = (
-        f"| model | weights | card | resident step | streamed step ({row.get('resident_blocks')}/{len(blocks)} "
-        f"blocks on GPU) | ratio | streamed peak |\n|---|---|---|---|---|---|---|\n"
+        f"| model | weights | card | resident step | streamed step ({row.get('kept_blocks')} of {len(blocks)} blocks "
+        f"kept, {row.get('window')} slots) | ratio | streamed peak |\n|---|---|---|---|---|---|---|\n"
         f"| {args.model} | {row['weights']} ({row['weights_gib']:.1f} GiB) | {args.card_gib:.0f} GiB simulated "
         f"| {row['resident_ms']:.1f} ms | {row['streamed_ms']:.1f} ms | {row['ratio']:.3f} | "
         f"{row['streamed_peak_gib']:.2f} GiB |\n"

@@ -1,14 +1,17 @@
 """Weight streaming: run a transformer whose blocks do not all fit on the GPU.
 
-The blocks' weights live in pinned CPU memory. Before block i runs, its weights are on the GPU; the copies of the
-next blocks are issued on a side stream so that they overlap block i's compute; after block i, its GPU copy is
-dropped. At most `resident` blocks are on the GPU at once. Everything that is not a block (embeddings, final
-layer) stays on the GPU. Family-agnostic: it works on any module whose blocks are one `nn.ModuleList` called in
-order, once each, per forward (both LTX families).
+Of the `resident` blocks that fit, `resident - window` stay on the GPU for good (spread evenly over the stack); the
+others live in pinned CPU memory and pass through `window` slots: before block i runs, the copies of the next
+`window` streamed blocks are issued on a side stream, so that they overlap the compute of the blocks before them;
+after a streamed block ran, its GPU copy is dropped. Keeping blocks matters: the H2D copy of all 48 blocks of the
+22B model (35 GiB bf16) takes longer than its step, so streaming all of them cannot hide behind the compute
+(benchmarks/results/streaming.md). Everything that is not a block (embeddings, final layer) stays on the GPU.
+Family-agnostic: it works on any module whose blocks are one `nn.ModuleList` called in order, once each, per
+forward (both LTX families, Gemma's layers).
 
-    streamer = stream_blocks(transformer, transformer.transformer_blocks, "cuda", resident=3)
+    streamer = stream_blocks(transformer, transformer.transformer_blocks, "cuda", resident=20)
     ...  # forward as usual
-    streamer.remove()  # blocks back to plain (CPU) modules
+    streamer.remove()  # blocks back on their host tensors
 
 `plan_resident_blocks` picks `resident` from the free GPU memory.
 """
@@ -57,35 +60,59 @@ class _BlockCopy:
     ready: torch.cuda.Event | None = None
 
 
+def kept_blocks(num_blocks: int, resident: int, window: int) -> frozenset[int]:
+    """Which blocks stay on the device for good when `resident` fit and `window` of those slots stream the rest:
+    resident - window blocks, spread evenly so that a streamed block's copy overlaps the kept blocks before it."""
+    kept = num_blocks if resident >= num_blocks else max(0, resident - window)
+    streamed = num_blocks - kept
+    streamed_at = {int((j + 0.5) * num_blocks / streamed) for j in range(streamed)}
+    return frozenset(i for i in range(num_blocks) if i not in streamed_at)
+
+
 @dataclass
 class BlockStreamer:
-    """Hooks that load block i (and prefetch the next ones) before it runs and drop it after. See module doc."""
+    """Keeps `resident - window` blocks on the device and streams the others through `window` slots: before block
+    i runs, the next `window` streamed blocks from i on are loaded (or on their way); a streamed block is dropped
+    after it ran. See module doc."""
 
     blocks: nn.ModuleList
     device: torch.device
     resident: int
-    copies: list[_BlockCopy] = field(default_factory=list)
+    window: int = 3
+    kept: frozenset[int] = frozenset()
+    copies: dict[int, _BlockCopy] = field(default_factory=dict)  # streamed blocks only
+    host: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)  # kept blocks' host tensors
     handles: list = field(default_factory=list)
-    loaded_peak: int = 0  # the most blocks that were on the device at once (for tests and benchmarks)
+    loaded_peak: int = 0  # the most streamed blocks that were on the device at once (for tests and benchmarks)
 
     def __post_init__(self):
         if self.resident < 2:
             raise ValueError(f"BlockStreamer: resident must be >= 2 (one running, one arriving), got {self.resident}")
+        if self.window < 2:
+            raise ValueError(f"BlockStreamer: window must be >= 2 (one running, one arriving), got {self.window}")
         self.device = torch.device(self.device)
+        self.window = min(self.window, self.resident)
+        self.kept = kept_blocks(len(self.blocks), self.resident, self.window)
         use_cuda = self.device.type == "cuda"
         self.side = torch.cuda.Stream(self.device) if use_cuda else None
-        for block in self.blocks:
+        for i, block in enumerate(self.blocks):
+            if i in self.kept:
+                self.host[i] = {name: tensor.detach() for name, tensor in _named_tensors(block)}
+                _assign(block, {name: t.to(self.device) for name, t in self.host[i].items()})
+                continue
             cpu = {}
             for name, tensor in _named_tensors(block):
                 if use_cuda:  # one copy straight into pinned memory, from the GPU or from pageable host memory
                     cpu[name] = torch.empty_like(tensor, device="cpu", pin_memory=True).copy_(tensor.detach())
                 else:
                     cpu[name] = tensor.detach().to("cpu")
-            self.copies.append(_BlockCopy(cpu))
+            self.copies[i] = _BlockCopy(cpu)
             _assign(block, cpu)
+        self.streamed = sorted(self.copies)
+        for i in self.streamed:
+            self.handles.append(self.blocks[i].register_forward_hook(self._after(i)))
         for i, block in enumerate(self.blocks):
             self.handles.append(block.register_forward_pre_hook(self._before(i)))
-            self.handles.append(block.register_forward_hook(self._after(i)))
 
     def _load(self, i: int) -> None:
         copy = self.copies[i]
@@ -100,13 +127,15 @@ class BlockStreamer:
                 copy.gpu = {name: t.to(self.device, non_blocking=True) for name, t in copy.cpu.items()}
                 copy.ready = torch.cuda.Event()
                 copy.ready.record(self.side)
-        self.loaded_peak = max(self.loaded_peak, sum(c.gpu is not None for c in self.copies))
+        self.loaded_peak = max(self.loaded_peak, sum(c.gpu is not None for c in self.copies.values()))
 
     def _before(self, i: int):
         def hook(module, args):
-            for j in range(i, min(i + self.resident, len(self.blocks))):
+            for j in [j for j in self.streamed if j >= i][: self.window]:
                 self._load(j)
-            copy = self.copies[i]
+            copy = self.copies.get(i)
+            if copy is None:
+                return  # a kept block
             if copy.ready is not None:
                 compute = torch.cuda.current_stream(self.device)
                 compute.wait_event(copy.ready)
@@ -126,20 +155,23 @@ class BlockStreamer:
         return hook
 
     def remove(self) -> None:
-        """Detach the hooks; the blocks keep their (CPU) weights."""
+        """Detach the hooks; every block is back on its host tensors (the kept ones too)."""
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
+        for i, tensors in self.host.items():
+            _assign(self.blocks[i], tensors)
 
 
-def stream_blocks(model: nn.Module, blocks: nn.ModuleList, device, resident: int) -> BlockStreamer:
-    """Move everything of `model` except `blocks` to `device` and stream the blocks (see BlockStreamer)."""
+def stream_blocks(model: nn.Module, blocks: nn.ModuleList, device, resident: int, window: int = 3) -> BlockStreamer:
+    """Move everything of `model` except `blocks` to `device`; keep `resident - window` blocks there and stream the
+    others through `window` slots (see BlockStreamer)."""
     block_ids = {id(t) for b in blocks for _, t in _named_tensors(b)}
     for module in model.modules():
         for name, tensor in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
             if id(tensor) not in block_ids:
                 _set(module, name, tensor.detach().to(device))
-    return BlockStreamer(blocks, torch.device(device), resident)
+    return BlockStreamer(blocks, torch.device(device), resident, window)
 
 
 def _named_tensors(module: nn.Module) -> list[tuple[str, torch.Tensor]]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from videodit.model.ltxv.dit import LTXVideoTransformer, TransformerConfig
 from videodit.model.ltxv.positions import video_coords
-from videodit.model.streaming import module_bytes, plan_resident_blocks, stream_blocks
+from videodit.model.streaming import kept_blocks, module_bytes, plan_resident_blocks, stream_blocks
 
 CONFIG = TransformerConfig(
     num_layers=5,
@@ -40,23 +40,44 @@ def make_inputs() -> dict:
     )
 
 
-@pytest.mark.parametrize("resident", [2, 3, 5])
-def test_streamed_forward_equals_the_resident_model(resident):
+@pytest.mark.parametrize("resident, window", [(2, 3), (3, 3), (4, 2), (5, 3)])
+def test_streamed_forward_equals_the_resident_model(resident, window):
     model, inputs = make_model(), make_inputs()
     with torch.no_grad():
         expected = model(**inputs)
-        streamer = stream_blocks(model, model.transformer_blocks, "cpu", resident=resident)
+        streamer = stream_blocks(model, model.transformer_blocks, "cpu", resident=resident, window=window)
         host = [{n: t.data_ptr() for n, t in block.named_parameters()} for block in model.transformer_blocks]
         first = model(**inputs)
         second = model(**inputs)  # a second forward streams again from the same host copies
     assert torch.equal(first, expected) and torch.equal(second, expected)  # same process, same tensors: exact
-    assert streamer.loaded_peak == min(resident, CONFIG.num_layers)
+    slots = min(window, resident)
+    kept = CONFIG.num_layers if resident >= CONFIG.num_layers else resident - slots
+    assert len(streamer.kept) == kept and streamer.loaded_peak == min(slots, CONFIG.num_layers - kept)
     after = [{n: t.data_ptr() for n, t in block.named_parameters()} for block in model.transformer_blocks]
-    assert after == host  # every block's weights are the host copies again, nothing left on the "device"
-    assert all(c.gpu is None for c in streamer.copies)
+    assert after == host  # streamed blocks are on their host copies again, nothing left on the "device"
+    assert all(c.gpu is None for c in streamer.copies.values())
     streamer.remove()
     with torch.no_grad():
         assert torch.equal(model(**inputs), expected)
+
+
+def test_kept_blocks_are_spread_over_the_stack():
+    assert kept_blocks(48, 26, 3) == frozenset(range(48)) - {int((j + 0.5) * 48 / 25) for j in range(25)}
+    assert len(kept_blocks(48, 26, 3)) == 23
+    assert kept_blocks(6, 4, 2) == frozenset({1, 4})  # 2 kept, 4 streamed through 2 slots
+    assert kept_blocks(5, 5, 3) == frozenset(range(5)) and kept_blocks(5, 3, 3) == frozenset()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (side-stream copies)")
+def test_streamed_forward_on_the_gpu_equals_the_resident_model():
+    model, inputs = make_model(), make_inputs()
+    with torch.no_grad():
+        expected = model.to("cuda")(**{k: v.to("cuda") for k, v in inputs.items()})
+        model.to("cpu")
+        streamer = stream_blocks(model, model.transformer_blocks, "cuda", resident=3, window=2)
+        got = model(**{k: v.to("cuda") for k, v in inputs.items()})
+        streamer.remove()
+    assert torch.equal(got, expected), (got - expected).abs().max()
 
 
 def test_streamer_refuses_fewer_than_two_resident_blocks():
