@@ -361,7 +361,9 @@ class LTX2Pipeline:
                 stage_1_images=self.encode_images(keyframes, half_w, half_h, num_frames, image_crf),
                 stage_2_images=self.encode_images(keyframes, width, height, num_frames, image_crf),
                 given_audio=None if given is None else given[0],
-                stage_2_sigmas=None if stage_2_sigmas is None else self.sigmas(sigmas=stage_2_sigmas).to(self.device),
+                stage_2_sigmas=(
+                    distilled_sigmas(2) if stage_2_sigmas is None else self.sigmas(sigmas=stage_2_sigmas)
+                ).to(self.device),  # sampling.two_stage's own default stays on the CPU
                 dtype=self.dtype,
                 **common,
             )
