@@ -8,6 +8,7 @@ Run with `pytest -s` to see the measured differences.
 
 import json
 import types
+from dataclasses import replace
 
 import pytest
 import torch
@@ -215,8 +216,30 @@ def test_split_files_round_trip(tmp_path):
     assert checkpoint.version == "2.5" and checkpoint.metadata["model_version"] == "2.5.0"
     assert checkpoint.transformer_config == modules["transformer"].config
     assert_same_outputs(modules, loaded_modules(checkpoint), "LTX-2.5 split files")
+    # as released: the feature extractor is in the Gemma file; the Gemma loader indexes it as gemma.projection
     without_projection = load_ltx2_checkpoint(paths[:3], dtype=torch.float32)
-    assert without_projection.text_path is None and without_projection.text_path_config is not None
+    assert without_projection.text_path is None and without_projection.text_path_config == modules["text_path"].config
+    from videodit.model.checkpoint import SafetensorsFile, build_index, text_path_with_gemma
+
+    gemma = types.SimpleNamespace(
+        path=str(paths[3]), projection=build_index(SafetensorsFile(paths[3]), "text_embedding_projection.")
+    )
+    completed = text_path_with_gemma(without_projection, gemma, dtype=torch.float32)
+    assert_same_outputs(
+        modules, {**loaded_modules(checkpoint), "text_path": completed}, "LTX-2.5 text path + Gemma file projection"
+    )
+    with pytest.raises(
+        CheckpointError, match=r"feature extractor .* is neither in these files nor in the text encoder file gemma4"
+    ):
+        text_path_with_gemma(without_projection, types.SimpleNamespace(path="gemma4.safetensors", projection={}))
+
+
+def same_text_path(a: tc.TextPathConfig, b: tc.TextPathConfig) -> bool:
+    """Equal text paths; V1 features do not use video_dim/audio_dim (only audio_dim > 0: an audio stream)."""
+    if a.features.version == b.features.version == "v1":
+        features = replace(a.features, video_dim=b.features.video_dim, audio_dim=b.features.audio_dim)
+        return replace(a, features=features) == b and (a.features.audio_dim > 0) == (b.features.audio_dim > 0)
+    return a == b
 
 
 def wide_20_modules() -> dict:
@@ -242,9 +265,7 @@ def test_config_inferred_from_shapes_without_metadata(tmp_path, version):
     assert checkpoint.version == version and checkpoint.transformer_config == modules["transformer"].config
     assert checkpoint.text_path_config.video == text.config.video
     if version == "2.0":
-        got, want = checkpoint.text_path_config, text.config  # V1 ignores video_dim/audio_dim (audio_dim > 0: audio)
-        assert (got.video, got.audio, got.features.gemma_dim, got.features.gemma_states, got.features.version) == (
-            want.video, want.audio, want.features.gemma_dim, want.features.gemma_states, "v1")  # fmt: skip
+        assert same_text_path(checkpoint.text_path_config, text.config)
         loaded = {**modules, "transformer": checkpoint.transformer, "text_path": checkpoint.text_path}
         assert_same_outputs(modules, loaded, "LTX-2.0 without metadata")
         narrow = tiny_modules("2.0")  # ungated attention 2 x 16: the head count is not in any shape
@@ -258,6 +279,27 @@ def test_config_inferred_from_shapes_without_metadata(tmp_path, version):
         save_file(tensors, str(path))
         with pytest.raises(CheckpointError, match=r"no-metadata\.safetensors: the feature extractor takes 36 inputs"):
             load_ltx2_checkpoint(path, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("name", ["2.0-19b", "2.3-22b", "2.5-22b"])
+def test_released_configs_inferred_from_full_size_shapes(name):
+    """The full-size released architectures (built on meta, no memory): transformer and text path configs inferred
+    from the shapes of their official keys equal the presets (2.0: head width 128 released; V2 Gemma width 3840)."""
+    from videodit.model.checkpoint import parameters_on_meta
+    from videodit.model.checkpoint.ltx2_config import gemma_geometry, infer_transformer_config, text_path_config
+
+    preset = cfgs.PRESETS[name]()
+    text = tc.ltx20_text_path() if name.startswith("2.0") else tc.ltx23_text_path()
+    with parameters_on_meta():
+        shapes = {k: tuple(v.shape) for k, v in LTX2Transformer(preset).state_dict().items()}
+        text_shapes = {
+            k: tuple(v.shape)
+            for k, v in tc.TextPath(replace(text, caption_video_dim=0, caption_audio_dim=0)).state_dict().items()
+        }
+    assert infer_transformer_config(shapes, name) == preset
+    projection = {k.split(".", 1)[1]: v for k, v in text_shapes.items() if k.startswith("feature_extractor.")}
+    inferred = text_path_config(None, text_shapes, gemma_geometry({}, projection, name), name)
+    assert same_text_path(inferred, replace(text, caption_video_dim=0, caption_audio_dim=0))
 
 
 def test_config_round_trip(tmp_path):
@@ -631,6 +673,11 @@ def test_diffusers_folder_round_trip(tmp_path, version):
     assert (folder / "transformer" / "diffusion_pytorch_model.safetensors").exists()
     checkpoint = load_ltx2_checkpoint(folder, dtype=torch.float32)
     assert checkpoint.version == version and checkpoint.paths == (str(folder),)
+    if version == "2.3":
+        with pytest.raises(
+            CheckpointError, match=r"LTX-2\.3-tiny-diffusers: this is a diffusers LTX-2 folder.*load_ltx2_checkpoint"
+        ):
+            load_checkpoint(folder)
     assert checkpoint.transformer_config == modules["transformer"].config
     assert checkpoint.text_path_config == modules["text_path"].config
     assert_same_outputs(modules, loaded_modules(checkpoint), f"LTX-{version} diffusers folder")

@@ -12,7 +12,8 @@ loader.py       load_checkpoint: the entry point for 0.9.x weights in any of the
                 to load_ltx2_checkpoint)
 ltx2_config.py  LTX-2 transformer / text-path configs from metadata or tensor shapes, connector metadata fields
 ltx2.py         LTX2Checkpoint, load_ltx2_checkpoint (monolith 2.0/2.3, 2.5 split files, fp8 with per-tensor
-                scales), save_ltx2_checkpoint (official layout), check_text_encoder_pair
+                scales), text_path_with_gemma (2.5: feature extractor from the Gemma file), check_text_encoder_pair
+ltx2_save.py    save_ltx2_checkpoint / official_tensors / ltx2_metadata: the official LTX-2 layout written
 ltx2_diffusers.py  diffusers folders of LTX-2 (transformer/, connectors/, vae/, audio_vae/, vocoder/)
 fp8_linears.py  fp8-stored linear weights kept as blocks.fp8.FP8Linear (load_ltx2_checkpoint(keep_fp8=True))
 """
@@ -64,14 +65,8 @@ from .keys import (
     detect_family,
 )
 from .loader import load_checkpoint
-from .ltx2 import (  # noqa: I001 (last: model/ltx2 imports the names above from this package)
-    LTX2Checkpoint,
-    check_text_encoder_pair,
-    load_ltx2_checkpoint,
-    ltx2_metadata,
-    official_tensors,
-    save_ltx2_checkpoint,
-)
+from .ltx2 import LTX2Checkpoint, check_text_encoder_pair, load_ltx2_checkpoint, text_path_with_gemma
+from .ltx2_save import ltx2_metadata, official_tensors, save_ltx2_checkpoint
 from .ltxv import LoadedCheckpoint, checkpoint_of, load_official_file, save_checkpoint
 from .ltxv_config import (
     OFFICIAL_HEADS,
@@ -138,6 +133,7 @@ __all__ = [
     "refuse_pickle",
     "save_checkpoint",
     "save_ltx2_checkpoint",
+    "text_path_with_gemma",
     "save_safetensors",
     "scheduler_metadata_from_diffusers",
     "transformer_metadata_from_diffusers",

@@ -4,6 +4,7 @@ LTX-2 files are refused with a pointer to load_ltx2_checkpoint (ltx2.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import torch
@@ -20,6 +21,12 @@ def load_checkpoint(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> 
     check_dtype(dtype, path)
     path = str(path)
     if os.path.isdir(path):
+        if _is_ltx2_folder(path):
+            raise CheckpointError(
+                f"{path}: this is a diffusers LTX-2 folder (LTX2VideoTransformer3DModel); the LTX-Video 0.9.x "
+                "checkpoint loader reads LTX-Video 0.9.x folders: load it with "
+                "videodit.model.checkpoint.load_ltx2_checkpoint"
+            )
         return load_diffusers_folder(path, dtype, device)
     root = diffusers_root(path)
     if root is not None:
@@ -33,3 +40,11 @@ def load_checkpoint(path, dtype: torch.dtype = torch.bfloat16, device="cpu") -> 
         )
     model.require("ltxv", ("transformer", "vae"), reader="the LTX-Video 0.9.x checkpoint loader")
     return load_official_file(file, dtype, device)
+
+
+def _is_ltx2_folder(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, "transformer", "config.json")) as f:
+            return json.load(f).get("_class_name") == "LTX2VideoTransformer3DModel"
+    except (OSError, ValueError, AttributeError):
+        return False
