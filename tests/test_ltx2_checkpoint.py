@@ -225,9 +225,12 @@ def test_split_files_round_trip(tmp_path):
         path=str(paths[3]), projection=build_index(SafetensorsFile(paths[3]), "text_embedding_projection.")
     )
     completed = text_path_with_gemma(without_projection, gemma, dtype=torch.float32)
-    assert_same_outputs(
-        modules, {**loaded_modules(checkpoint), "text_path": completed}, "LTX-2.5 text path + Gemma file projection"
-    )
+    x = inputs(modules)
+    with torch.no_grad():
+        expected, got = modules["text_path"](x["states"], x["mask"]), completed(x["states"], x["mask"])
+    diff = max((a - b).abs().max().item() for a, b in zip(expected, got))
+    print(f"LTX-2.5 text path completed with the Gemma file's projection: max abs diff {diff:.3g}")
+    assert diff <= TOL, f"text path completed from the Gemma projection: max abs diff {diff:.3g}"
     with pytest.raises(
         CheckpointError, match=r"feature extractor .* is neither in these files nor in the text encoder file gemma4"
     ):
