@@ -476,6 +476,24 @@ def test_renamed_missing_and_unexpected_keys_are_listed(tmp_path, monolith):
         load_ltx2_checkpoint(path, dtype=torch.float32)
 
 
+def test_unused_latent_statistics_may_be_absent_or_present(tmp_path, monolith):
+    """ltx-core reads mean-of-means / std-of-means only: a video VAE without the other three statistics and an
+    audio VAE with them both load."""
+    stats = ("channel", "mean-of-stds", "mean-of-stds_over_std-of-means")
+
+    def edit(t):
+        for name in stats:
+            t.pop(f"vae.per_channel_statistics.{name}")
+            t[f"audio_vae.per_channel_statistics.{name}"] = torch.ones(16)
+
+    path = rewrite(monolith, tmp_path / "statistics.safetensors", edit)
+    loaded = load_ltx2_checkpoint(path, dtype=torch.float32)
+    reference = load_ltx2_checkpoint(monolith, dtype=torch.float32)
+    for key in ("per_channel_statistics.mean-of-means", "per_channel_statistics.std-of-means"):
+        assert torch.equal(loaded.video_vae.state_dict()[key], reference.video_vae.state_dict()[key])
+        assert torch.equal(loaded.audio_vae.state_dict()[key], reference.audio_vae.state_dict()[key])
+
+
 def test_wrong_shapes_are_listed(tmp_path, monolith):
     key = "model.diffusion_model.proj_out.weight"
     path = rewrite(monolith, tmp_path / "wrong-shape.safetensors", lambda t: t.update({key: torch.zeros(9, 32)}))

@@ -55,6 +55,10 @@ COMPONENT_PREFIXES = {"audio_vae": "audio_vae.", "vocoder": "vocoder.", "vae": "
 BARE_VAE = ("encoder.", "decoder.", "per_channel_statistics.")
 WEIGHT_SCALES = ("weight_scale", "scale_weight")  # ComfyUI mixed fp8 / scaled fp8: multiplies <m>.weight
 DROPPED_SUFFIXES = (".input_scale", ".scale_input", ".comfy_quant", ".weight_scale_2")
+# latent statistics some files carry that no LTX-2 code reads (ltx-core loads mean-of-means / std-of-means only)
+UNUSED_STATISTICS = tuple(
+    f"per_channel_statistics.{n}" for n in ("channel", "mean-of-stds", "mean-of-stds_over_std-of-means")
+)
 # packed or integer weights of quantised variants (ComfyUI int8 "convrot", nvfp4, ...): refused by name
 QUANTISED_DTYPES = ("I8", "U8", "F4", "F6_E2M3", "F6_E3M2", "F8_E8M0")
 
@@ -245,9 +249,9 @@ def load_ltx2_checkpoint(
     text_config = configured("text_path", "LTX-2 text connectors", lambda w: _text_config(files, indexes, w))
     check_pairs(owners, transformer_config, vae_config, audio_config, text_config)
 
-    def filled(component: str, what: str, module, skip=frozenset()):
+    def filled(component: str, what: str, module, skip=frozenset(), defaults=None):
         index = {k: v for k, v in indexes[component].items() if k not in skip}
-        return fill_module(module, index, dtype, device, f"{what} ({owners[component]})", skip=skip)
+        return fill_module(module, index, dtype, device, f"{what} ({owners[component]})", defaults, skip=skip)
 
     transformer = video_vae = audio_vae = vocoder = text_path = None
     if transformer_config is not None:
@@ -255,8 +259,12 @@ def load_ltx2_checkpoint(
         kept = keep_fp8_linears(module, indexes["transformer"], dtype, device) if keep_fp8 else set()
         transformer = filled("transformer", "LTX-2 transformer", module, kept)
     if vae_config is not None:
-        video_vae = filled("vae", "LTX-2 video VAE", build_on_meta(LTX2VideoVAE, vae_config))
+        module = build_on_meta(LTX2VideoVAE, vae_config)
+        defaults = {k: v for k, v in module.state_dict().items() if k in UNUSED_STATISTICS}  # as built: unused
+        video_vae = filled("vae", "LTX-2 video VAE", module, defaults=defaults)
     if audio_config is not None:
+        unused = {k for k in indexes["audio_vae"] if k in UNUSED_STATISTICS}  # not in our (or ltx-core's) module
+        indexes["audio_vae"] = {k: v for k, v in indexes["audio_vae"].items() if k not in unused}
         audio_vae = filled("audio_vae", "LTX-2 audio VAE", build_on_meta(AudioVAE, audio_config))
     if vocoder_config is not None:
         with parameters_on_meta():
