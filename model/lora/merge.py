@@ -70,7 +70,8 @@ def layer_terms(model: nn.Module, loras: Sequence[LoraStrength]) -> dict[str, li
 
 def merged_weight(base: torch.Tensor, base_scale: torch.Tensor | None, terms: list[Term]) -> torch.Tensor:
     """fp32 (out, in): the base weight (dequantised when base_scale is given) plus every term's coef * B @ A."""
-    weight = base.float() if base_scale is None else base.float() * base_scale.float()[:, None]
+    # a new fp32 tensor in both cases (base.float() of an fp32 base would be the kept base itself)
+    weight = base.to(torch.float32, copy=True) if base_scale is None else base.float() * base_scale.float()[:, None]
     for coef, lora, layer in terms:
         down = lora.down(layer).to(weight.device, torch.float32)  # (rank, in)
         up = lora.up(layer).to(weight.device, torch.float32)  # (out, rank)
