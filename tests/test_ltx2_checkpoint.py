@@ -702,6 +702,15 @@ def test_diffusers_folder_round_trip(tmp_path, version):
     assert checkpoint.transformer_config == modules["transformer"].config
     assert checkpoint.text_path_config == modules["text_path"].config
     assert_same_outputs(modules, loaded_modules(checkpoint), f"LTX-{version} diffusers folder")
+    if version == "2.3":  # a renamed diffusers key: missing under its diffusers name, the new name unexpected
+        weights = folder / "transformer" / "diffusion_pytorch_model.safetensors"
+        rewrite(weights, weights, lambda t: t.update({"proj_out.weightX": t.pop("proj_out.weight")}))
+        with pytest.raises(
+            CheckpointError,
+            match=r"(?s)LTX-2\.3-tiny-diffusers/transformer.*1 missing keys, e\.g\. proj_out\.weight.*1 unexpected keys, e\.g\. <diffusers> proj_out\.weightX",
+        ):
+            load_ltx2_checkpoint(folder, dtype=torch.float32)
+        rewrite(weights, weights, lambda t: t.update({"proj_out.weight": t.pop("proj_out.weightX")}))
     official = tmp_path / "from-diffusers.safetensors"  # the diffusers configs convert to the official metadata
     save_ltx2_checkpoint(official, checkpoint)
     assert_same_outputs(modules, loaded_modules(load_ltx2_checkpoint(official, dtype=torch.float32)),

@@ -25,7 +25,8 @@ from ..ltx2.video_vae import LTX2VideoVAE, ltx2_vae_config
 from ..ltx2.vocoder import build_vocoder
 from .files import PICKLE_SUFFIXES, CheckpointError, SafetensorsFile, TensorInfo, read_json
 from .fill import build_on_meta, fill_module, merged_index, parameters_on_meta
-from .ltx2_config import TEXT_FEATURES_KEY, check_pairs, text_path_metadata, version_of
+from .ltx2 import UNUSED_STATISTICS, LTX2Checkpoint
+from .ltx2_config import check_pairs, version_of
 
 FOLDERS = ("transformer", "connectors", "vae", "audio_vae", "vocoder")
 DOWN_NAMES = {"spatial": "compress_space_res", "temporal": "compress_time_res", "spatiotemporal": "compress_all_res"}
@@ -42,7 +43,6 @@ AUDIO_STATS = {
     "per_channel_statistics.mean-of-means": "latents_mean",
     "per_channel_statistics.std-of-means": "latents_std",
 }
-VIDEO_STATS_DROPPED = ("channel", "mean-of-stds", "mean-of-stds_over_std-of-means")  # not in diffusers' files
 
 
 def _part(folder: str, name: str) -> tuple[dict, dict[str, TensorInfo], str] | None:
@@ -74,9 +74,10 @@ def _forward(module, index: dict[str, TensorInfo], rename) -> dict[str, TensorIn
 
 
 def transformer_config_from_diffusers(c: dict, where: str) -> AVTransformerConfig:
-    _require(c, where, {"patch_size": 1, "patch_size_t": 1, "audio_patch_size": 1, "audio_patch_size_t": 1,
-                        "qk_norm": "rms_norm_across_heads", "activation_fn": "gelu-approximate",
-                        "norm_elementwise_affine": False, "attention_bias": True, "attention_out_bias": True})  # fmt: skip
+    fixed = {"patch_size": 1, "patch_size_t": 1, "audio_patch_size": 1, "audio_patch_size_t": 1,
+             "qk_norm": "rms_norm_across_heads", "activation_fn": "gelu-approximate", "norm_elementwise_affine": False,
+             "attention_bias": True, "attention_out_bias": True}  # fmt: skip
+    _require(c, where, fixed)
     for ours, theirs in (("gated_attn", "audio_gated_attn"), ("cross_attn_mod", "audio_cross_attn_mod")):
         if c.get(ours, False) != c.get(theirs, False):
             raise CheckpointError(f"{where}/config.json: {ours} and {theirs} differ; the LTX-2 releases set both alike")
@@ -226,7 +227,8 @@ def audio_section_from_diffusers(c: dict) -> dict:
         "ch": c.get("base_channels", 128), "ch_mult": list(c.get("ch_mult", (1, 2, 4))),
         "num_res_blocks": c.get("num_res_blocks", 2), "attn_resolutions": list(c.get("attn_resolutions") or []),
         "resolution": c.get("resolution", 256), "z_channels": c.get("latent_channels", 8),
-        "double_z": c.get("double_z", True), "in_channels": c.get("in_channels", 2), "out_ch": c.get("output_channels", 2),
+        "double_z": c.get("double_z", True), "in_channels": c.get("in_channels", 2),
+        "out_ch": c.get("output_channels", 2),
         "norm_type": c.get("norm_type", "pixel"), "causality_axis": c.get("causality_axis", "height"),
         "mid_block_add_attention": c.get("mid_block_add_attention", False), "mel_bins": c.get("mel_bins", 64),
     }  # fmt: skip
@@ -246,7 +248,8 @@ def _generator(c: dict, prefix: str, where: str, final: bool) -> dict:
         )
     section = {
         "upsample_initial_channel": g("hidden_channels"), "upsample_rates": list(g("upsample_factors")),
-        "upsample_kernel_sizes": list(g("upsample_kernel_sizes")), "resblock_kernel_sizes": list(g("resnet_kernel_sizes")),
+        "upsample_kernel_sizes": list(g("upsample_kernel_sizes")),
+        "resblock_kernel_sizes": list(g("resnet_kernel_sizes")),
         "resblock_dilation_sizes": [list(d) for d in g("resnet_dilations")], "resblock": "AMP1" if amp else "1",
         "activation": "snakebeta" if amp else "snake", "stereo": g("out_channels", 2) == 2,
         "use_bias_at_final": bool(g("final_bias", True)),
@@ -281,81 +284,58 @@ def _vocoder_key(key: str) -> str:
     return key
 
 
-def load_ltx2_diffusers_folder(folder: str, dtype: torch.dtype, device):
-    """An LTX2Checkpoint from a diffusers LTX-2 folder (see the module docstring)."""
-    from .ltx2 import LTX2Checkpoint  # ltx2.py imports this module lazily
-
+def load_ltx2_diffusers_folder(folder: str, dtype: torch.dtype, device) -> LTX2Checkpoint:
+    """An LTX2Checkpoint from a diffusers LTX-2 folder (see the module docstring). Every config is converted and
+    the components' widths checked against each other before any tensor is read."""
     parts = {name: _part(folder, name) for name in FOLDERS}
-    if parts["transformer"] is None and parts["vae"] is None:
-        raise CheckpointError(f"{folder}: not a diffusers LTX-2 folder (no transformer/ or vae/ subfolder)")
-    sections, owners, modules = {}, {}, dict.fromkeys(("transformer", "text_path", "vae", "audio_vae", "vocoder"))
-    transformer_config = text_config = None
-    if parts["transformer"]:
-        config, index, where = parts["transformer"]
-        transformer_config = transformer_config_from_diffusers(config, where)
-        module = build_on_meta(LTX2Transformer, transformer_config)
-        modules["transformer"] = fill_module(
-            module, _forward(module, index, diffusers_key), dtype, device, f"diffusers LTX-2 transformer ({where})"
-        )
-        sections["transformer"] = transformer_config.to_metadata()
-        owners["transformer"] = where
-    if parts["connectors"]:
-        config, index, where = parts["connectors"]
-        text_config = text_path_from_diffusers(config, where)
-        module = build_on_meta(TextPath, text_config)
-        ours = {diffusers_connector_key(k): v for k, v in index.items()}
-        modules["text_path"] = fill_module(module, ours, dtype, device, f"diffusers LTX-2 text connectors ({where})")
-        try:
-            sections["transformer"] = {
-                **sections.get("transformer", {}),
-                **text_path_metadata(text_config, transformer_config),
-            }
-        except ValueError:
-            pass  # diffusers-only geometry (e.g. connector RoPE other than the transformer's): not writable officially
-        sections[TEXT_FEATURES_KEY] = {
-            "gemma_dim": text_config.features.gemma_dim,
-            "gemma_states": text_config.features.gemma_states,
-        }
-        owners["text_path"] = where
-    if parts["vae"]:
-        config, index, where = parts["vae"]
-        sections["vae"] = vae_section_from_diffusers(config, where)
-        module = build_on_meta(LTX2VideoVAE, ltx2_vae_config(sections["vae"]))
+    if parts["transformer"] is None:
+        raise CheckpointError(f"{folder}: not a diffusers LTX-2 folder, or one without its transformer/ subfolder")
+    where = {name: part[2] for name, part in parts.items() if part is not None}
+    config = {name: part[0] for name, part in parts.items() if part is not None}
+    transformer_config = transformer_config_from_diffusers(config["transformer"], where["transformer"])
+    sections = {"transformer": transformer_config.to_metadata()}
+    text_config = text_path_from_diffusers(config["connectors"], where["connectors"]) if parts["connectors"] else None
+    vae_config = audio_config = None
+    try:
+        if parts["vae"]:
+            sections["vae"] = vae_section_from_diffusers(config["vae"], where["vae"])
+            vae_config = ltx2_vae_config(sections["vae"])
+        if parts["audio_vae"]:
+            sections["audio_vae"] = audio_section_from_diffusers(config["audio_vae"])
+            audio_config = AudioVAEConfig.from_metadata(sections)
+        if parts["vocoder"]:
+            sections["vocoder"] = vocoder_section_from_diffusers(config["vocoder"], where["vocoder"])
+    except ValueError as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{folder}: a component config is not usable: {e}") from None
+    owners = {"text_path": where.get("connectors"), **where}
+    check_pairs(owners, transformer_config, vae_config, audio_config, text_config)
+
+    def filled(name: str, module, rename, defaults=None):
+        index = parts[name][1]
+        found = {rename(k): v for k, v in index.items()} if name == "connectors" else _forward(module, index, rename)
+        return fill_module(module, found, dtype, device, f"diffusers LTX-2 {name} ({where[name]})", defaults)
+
+    transformer = filled("transformer", build_on_meta(LTX2Transformer, transformer_config), diffusers_key)
+    text_path = video_vae = audio_vae = vocoder = None
+    if text_config is not None:
+        text_path = filled("connectors", build_on_meta(TextPath, text_config), diffusers_connector_key)
+    if vae_config is not None:
+        module = build_on_meta(LTX2VideoVAE, vae_config)
         blocks = len(sections["vae"]["encoder_blocks"])
-        width = sections["vae"]["latent_channels"]
-        defaults = {
-            f"per_channel_statistics.{n}": torch.arange(width, dtype=torch.float32)
-            if n == "channel"
-            else torch.zeros(width)
-            for n in VIDEO_STATS_DROPPED
-        }
-        found = _forward(module, index, lambda k: video_vae_diffusers_key(k, blocks))
-        modules["vae"] = fill_module(module, found, dtype, device, f"diffusers LTX-2 video VAE ({where})", defaults)
-        owners["vae"] = where
-    if parts["audio_vae"]:
-        config, index, where = parts["audio_vae"]
-        sections["audio_vae"] = audio_section_from_diffusers(config)
-        module = build_on_meta(AudioVAE, AudioVAEConfig.from_metadata(sections))
-        found = _forward(module, index, lambda k: AUDIO_STATS.get(k, k))
-        modules["audio_vae"] = fill_module(module, found, dtype, device, f"diffusers LTX-2 audio VAE ({where})")
-        owners["audio_vae"] = where
+        defaults = {k: v for k, v in module.state_dict().items() if k in UNUSED_STATISTICS}  # not in diffusers' files
+        video_vae = filled("vae", module, lambda k: video_vae_diffusers_key(k, blocks), defaults)
+    if audio_config is not None:
+        audio_vae = filled("audio_vae", build_on_meta(AudioVAE, audio_config), lambda k: AUDIO_STATS.get(k, k))
     if parts["vocoder"]:
-        config, index, where = parts["vocoder"]
-        sections["vocoder"] = vocoder_section_from_diffusers(config, where)
         with parameters_on_meta():
             module = build_vocoder(sections)
-        modules["vocoder"] = fill_module(
-            module, _forward(module, index, _vocoder_key), dtype, device, f"diffusers LTX-2 vocoder ({where})"
-        )
+        vocoder = filled("vocoder", module, _vocoder_key)
     version = version_of(transformer_config)
-    if version is None:
-        raise CheckpointError(f"{folder}: the LTX-2 version cannot be told without the transformer/ subfolder")
-    vae_config = modules["vae"].config if modules["vae"] is not None else None
-    audio_config = modules["audio_vae"].config if modules["audio_vae"] is not None else None
-    check_pairs(owners, transformer_config, vae_config, audio_config, text_config)
     sections["model_version"] = version + ".0"
+    distilled = "distilled" in os.path.basename(os.path.normpath(folder)).lower()
     return LTX2Checkpoint(
-        version, transformer_config, modules["transformer"], modules["vae"], modules["audio_vae"], modules["vocoder"],
-        modules["text_path"], text_config, (folder,), sections, None,
-        distilled="distilled" in os.path.basename(os.path.normpath(folder)).lower(),
+        version, transformer_config, transformer, video_vae, audio_vae, vocoder, text_path, text_config, (folder,),
+        sections, None, distilled,
     )  # fmt: skip
