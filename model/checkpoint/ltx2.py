@@ -9,14 +9,15 @@ Official keys (one file or spread over several, each tensor under exactly one pr
   vocoder.*                                            vocoder (2.0 HiFi-GAN; 2.3+ with bandwidth extension)
 Metadata: "config" JSON with "transformer" (connector_* fields included), "vae", "audio_vae", "vocoder" sections and
 "model_version" ("2.3.0"). The transformer and text path configs are inferred from the tensor shapes when the file
-has no config (ltx2_config.py); the VAE, audio VAE and vocoder need theirs.
+has no config (ltx2_config.py); the VAE, audio VAE and vocoder need theirs. diffusers folders: ltx2_diffusers.py;
+writing the official layout: ltx2_save.py.
 
 Modules are built on the meta device and filled tensor by tensor. fp8-stored tensors (float8_e4m3fn, with or
 without a per-tensor scale `<m>.weight_scale` (ComfyUI mixed quantisation) or `<m>.scale_weight` (ComfyUI scaled
 fp8)) are converted to the compute dtype as they are read: value = fp8 value (up-cast exactly) x scale, computed in
 fp32 and rounded once to the compute dtype. With keep_fp8=True the transformer's fp8 linear weights stay fp8 instead
 (blocks.fp8.FP8Linear with the stored bytes and the per-tensor scale repeated per output channel; fp8_linears.py),
-which halves their memory. Input scales and format markers are dropped.
+which halves their memory (official files only). Input scales and format markers are dropped.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from .ltx2_config import (
     version_of,
 )
 
-# component -> [(file prefix, our module prefix)], most specific first
+# text path: (file prefix, our TextPath prefix), most specific first
 CONNECTOR_PREFIXES = (
     (DIT_PREFIX + "video_embeddings_connector.", "video_connector."),
     (DIT_PREFIX + "audio_embeddings_connector.", "audio_connector."),
@@ -68,7 +69,7 @@ class LTX2Checkpoint:
     """The LTX-2 modules of one release (None for a component the given files lack).
 
     text_path: feature extractor + connectors for LTX2TextEncoder; None when a part is missing (2.5: the feature
-    extractor is in the Gemma file: text_encoder.load_text_path(text_path_config, files, dtype, gemma.projection)).
+    extractor is in the Gemma file; text_path_with_gemma(checkpoint, gemma) completes it).
     The 2.0 caption projections are the transformer's (model.diffusion_model.caption_projection), not the text
     path's. metadata: the merged parsed "config" sections plus "model_version" (the files' entry, else the version
     + ".0"), as text_encoder.check_gemma_matches reads it; model_version: the files' entry or None."""
