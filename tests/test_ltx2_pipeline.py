@@ -20,7 +20,7 @@ from videodit.model.ltx2 import sampling as S
 from videodit.model.ltx2.audio_vae import AudioVAE, AudioVAEConfig
 from videodit.model.ltx2.config import tiny as tiny_config
 from videodit.model.ltx2.latents import audio_token_count
-from videodit.model.ltx2.pipeline import LTX2Pipeline, fit_duration
+from videodit.model.ltx2.pipeline import LTX2Pipeline
 from videodit.model.ltx2.resample import resample
 from videodit.model.ltx2.schedules import distilled_sigmas, ltx2_sigmas
 from videodit.model.ltx2.transformer import LTX2Transformer
@@ -108,18 +108,18 @@ def tiny_vocoder() -> Vocoder:
     return randomize(Vocoder(config), 4)
 
 
+def tiny_transformer(version: str, seed: int) -> LTX2Transformer:
+    """A random 2-layer transformer with `version`'s flags and the tiny VAEs' latent widths."""
+    channels = dict(in_channels=VIDEO_CHANNELS, out_channels=VIDEO_CHANNELS)
+    channels |= dict(audio_in_channels=AUDIO_CHANNELS * AUDIO_MEL, audio_out_channels=AUDIO_CHANNELS * AUDIO_MEL)
+    return randomize(LTX2Transformer(tiny_config(version, **channels)), seed, 0.2)
+
+
 @pytest.fixture(scope="module")
 def parts():
     torch.manual_seed(0)
-    config = tiny_config(
-        "2.3",
-        in_channels=VIDEO_CHANNELS,
-        out_channels=VIDEO_CHANNELS,
-        audio_in_channels=AUDIO_CHANNELS * AUDIO_MEL,
-        audio_out_channels=AUDIO_CHANNELS * AUDIO_MEL,
-    )
     return dict(
-        transformer=randomize(LTX2Transformer(config), 1, 0.2),
+        transformer=tiny_transformer("2.3", 1),
         video_vae=randomize(LTX2VideoVAE(ltx2_vae_config(VAE_METADATA)), 2),
         audio_vae=randomize(AudioVAE(AudioVAEConfig(channels=32, latent_channels=AUDIO_CHANNELS, res_blocks=1)), 3),
         vocoder=tiny_vocoder(),
@@ -140,6 +140,11 @@ def make(parts, **options) -> LTX2Pipeline:
     )
 
 
+def fit(waveform: torch.Tensor, samples: int) -> torch.Tensor:
+    """Trim the end, or append zeros, to `samples`."""
+    return torch.nn.functional.pad(waveform[..., :samples], (0, max(samples - waveform.shape[-1], 0)))
+
+
 def max_diff(a, b) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     return (a.double() - b.double()).abs().max().item()
@@ -155,7 +160,7 @@ def decode_by_hand(parts, video, audio, seed, samples):
         pixels = parts["video_vae"].decode_normalized(video, generator=frontend.decode_generator(seed))
         frames = ((pixels.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1)[0]
         wave = parts["vocoder"](parts["audio_vae"].decode(audio))[0]
-    return frames, fit_duration(wave, samples)
+    return frames, fit(wave, samples)
 
 
 # ---------------------------------------------------------------------------------------------- text to audio+video
@@ -266,7 +271,7 @@ class Recorder(torch.nn.Module):
         return self.inner(video, audio, skip)
 
 
-@pytest.mark.parametrize("seconds, action", [(1.0, "trimmed"), (0.2, "padded with silence")])
+@pytest.mark.parametrize("seconds, action", [(1.0, "trimmed"), (0.2, "padded")])
 def test_audio_to_video_keeps_the_given_latent_and_logs_the_fit(parts, caplog, seconds, action):
     rate, frames, fps = 44100, 9, 24.0
     t = torch.arange(round(seconds * rate)) / rate
@@ -276,12 +281,13 @@ def test_audio_to_video_keeps_the_given_latent_and_logs_the_fit(parts, caplog, s
     pipe = make({**parts, "transformer": recorder})
     with caplog.at_level(logging.INFO, logger="videodit.model.ltx2.pipeline"):
         result = pipe.generate("a tone", "", 64, 64, frames, fps, steps=2, guidance=GUIDED, audio=(waveform, rate))
-    message = f"{seconds:.3f} s given, the video lasts {frames / fps:.3f} s (9 frames at 24 fps): {action}"
+    need = frames / fps
+    told = f"trimmed the last {seconds - need:.3f} s" if action == "trimmed" else f"padded {need - seconds:.3f} s of"
+    message = f"audio-to-video: resampled 44100 -> 16000 Hz; audio is {seconds:.3f} s, the video {need:.3f} s: {told}"
     assert message in caplog.text, caplog.text
     given = round(frames / fps * rate)  # 16538 samples
-    expected_wave = fit_duration(waveform, given)
-    assert result.sample_rate == rate and torch.equal(result.waveform, expected_wave)
-    at_16k = fit_duration(resample(expected_wave, rate, 16000), round(frames / fps * 16000))
+    assert result.sample_rate == rate and torch.equal(result.waveform, fit(waveform, given))
+    at_16k = fit(resample(waveform, rate, 16000), round(frames / fps * 16000))
     with torch.no_grad():
         latent = parts["audio_vae"].encode_waveform(at_16k[None], 16000)[:, :, : audio_token_count(frames, fps)]
     assert torch.equal(result.audio_latent, latent), "the given audio latent changed"
@@ -365,16 +371,15 @@ SIZE_ERRORS = [
 ]
 TONE = torch.sin(torch.arange(8000) / 10.0)[None]
 AUDIO_ERRORS = [
-    ((TONE[:, :0], 16000), r"audio waveform is empty \(0 samples\)"),
-    ((torch.zeros(2, 8000), 16000), r"audio waveform is silent \(every sample is 0\)"),
-    (
-        (TONE[None], 16000),
-        r"audio waveform: expected shape \[channels, samples\] with channels 1 or 2, got \(1, 1, 8000\)",
-    ),
-    ((TONE.expand(3, -1), 16000), r"audio waveform: expected shape .*got \(3, 8000\)"),
-    ((TONE, 0), r"audio sample_rate must be a positive integer \(Hz\), got 0"),
-    ((TONE, -8000), r"audio sample_rate must be a positive integer \(Hz\), got -8000"),
-    ((TONE, 16000.0), r"audio sample_rate must be a positive integer \(Hz\), got 16000.0"),
+    ((TONE[:, :0], 16000), r"audio: the waveform is empty \(shape \(1, 0\)\); give at least one sample"),
+    ((torch.zeros(2, 8000), 16000), r"audio: the track is silent \(peak below 1/32768"),
+    ((TONE * 1e-6, 16000), r"audio: the track is silent"),
+    ((TONE[None], 16000), r"audio: expected one waveform \[channels, samples\], got shape \(1, 1, 8000\)"),
+    ((TONE.expand(3, -1), 16000), r"audio has 3 channels and 2 are needed"),
+    ((TONE * float("nan"), 16000), r"audio: the waveform has NaN or infinite samples"),
+    ((TONE, 0), r"sample_rate must be a positive whole number, got 0"),
+    ((TONE, -8000), r"sample_rate must be a positive whole number, got -8000"),
+    ((TONE, 16000.0), r"sample_rate must be a positive whole number, got 16000.0"),
     (TONE, r"audio: expected \(waveform \[channels, samples\], sample_rate\), got Tensor"),
 ]
 
@@ -489,15 +494,8 @@ def test_load_pipeline_reads_ltx25_split_files_and_a_packed_gemma4_file(parts, t
     from videodit.model.pipeline import load_pipeline
 
     gemma, tokenizer = _gemma4(seed=2), _tokenizer(add_bos=True)
-    config = tiny_config(
-        "2.5",
-        in_channels=VIDEO_CHANNELS,
-        out_channels=VIDEO_CHANNELS,
-        audio_in_channels=AUDIO_CHANNELS * AUDIO_MEL,
-        audio_out_channels=AUDIO_CHANNELS * AUDIO_MEL,
-    )
     modules = {k: parts[k] for k in ("video_vae", "audio_vae", "vocoder")} | {
-        "transformer": randomize(LTX2Transformer(config), 11, 0.2),
+        "transformer": tiny_transformer("2.5", 11),
         "text_path": tiny_text_path(4, 10),
     }
     monkeypatch.setattr(test_ltx2_checkpoint, "sections", lambda version: sections_of(parts))

@@ -3,17 +3,17 @@ decode + audio VAE decode + vocoder -> frames and waveform.
 
 Every step is an existing function: the sampler is sampling.generate / sampling.two_stage, the keyframe encoding
 and the video decode are the shared front-end's (model/frontend.py: the same fit/crop/compress and the same decode
-timestep, noise and seed rule as LTX-Video 0.9.x), the size checks model/geometry.py's. Defaults per version
-(schedules.DEFAULT_STEPS, guidance.GUIDANCE; distilled checkpoints: the distilled sigma list without guidance).
+timestep, noise and seed rule as LTX-Video 0.9.x), the size checks model/geometry.py's, the audio in and out
+model/ltx2/audio_io.py's. Defaults per version (schedules.DEFAULT_STEPS, guidance.GUIDANCE; distilled checkpoints:
+the distilled sigma list without guidance).
 
 Durations: a video of F frames at fps lasts F / fps seconds; it gets latents.audio_token_count(F, fps) =
-round(F / fps * 25) audio latents, and the returned waveform has round(F / fps * sample_rate) samples (the
-vocoder's (4T - 3) * hop samples trimmed or zero-padded at the end). A given audio track (audio-to-video) is
-resampled to the audio VAE's rate, trimmed or zero-padded to the video's duration (logged), encoded, kept as clean
-conditioning (denoise mask 0) and returned as given (fitted to the duration at its own rate), as ltx-pipelines'
-audio-to-video pipeline returns the input audio.
+round(F / fps * 25) audio latents, and the returned waveform has audio_io.video_samples(F, fps, rate) =
+round(F * rate / fps) samples (the vocoder's (4T - 3) * hop samples trimmed or zero-padded at the end). A given
+audio track (audio-to-video) goes through audio_io.fit_audio (channels, resampling to the audio VAE's rate, trimmed
+or zero-padded to the video's duration; logged), is encoded, kept as clean conditioning (denoise mask 0) and
+returned as given (trimmed or padded at its own rate), as ltx-pipelines' audio-to-video pipeline returns the input.
 """
-
 from __future__ import annotations
 
 import logging
@@ -28,9 +28,9 @@ from .. import frontend
 from ..geometry import VideoGeometry
 from ..pipeline import ImageKeyframe
 from . import sampling
+from .audio_io import decode_audio, fit_audio, fit_length, output_sample_rate, video_samples
 from .guidance import GUIDANCE, MultiModalGuidance
 from .latents import ImageCondition, audio_token_count
-from .resample import resample
 from .sampling import TextContext
 from .schedules import DEFAULT_STEPS, VERSIONS, distilled_sigmas, ltx2_sigmas
 from .video_vae import upsample_normalized
@@ -49,44 +49,6 @@ class LTX2Result:
     sample_rate: int
     video_latent: torch.Tensor  # (1, C, f, h, w) normalized, as sampled
     audio_latent: torch.Tensor  # (1, C, t, m) normalized, as sampled (audio-to-video: the given track's)
-
-
-def fit_duration(waveform: torch.Tensor, samples: int) -> torch.Tensor:
-    """(..., T) -> (..., samples): the end trimmed, or zeros appended."""
-    waveform = waveform[..., :samples]
-    return torch.nn.functional.pad(waveform, (0, samples - waveform.shape[-1]))
-
-
-def duration_samples(num_frames: int, fps: float, sample_rate: int) -> int:
-    """Samples of audio as long as a video of num_frames at fps: round(num_frames / fps * sample_rate)."""
-    return round(num_frames / fps * sample_rate)
-
-
-def check_audio(audio, channels: int) -> tuple[torch.Tensor, int]:
-    """audio = (waveform (C, T), sample_rate) -> (float32 waveform with `channels` channels, rate). ValueError for
-    an empty, silent, non-finite or wrongly shaped waveform (mono is repeated when the model is stereo) and for a
-    sample rate that is not a positive integer."""
-    if not isinstance(audio, (tuple, list)) or len(audio) != 2:
-        raise ValueError(f"audio: expected (waveform [channels, samples], sample_rate), got {type(audio).__name__}")
-    waveform, rate = audio
-    if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
-        raise ValueError(f"audio sample_rate must be a positive integer (Hz), got {rate!r}")
-    if not isinstance(waveform, torch.Tensor) or waveform.ndim != 2 or waveform.shape[0] not in (1, channels):
-        shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else type(waveform).__name__
-        raise ValueError(
-            f"audio waveform: expected shape [channels, samples] with channels 1 or {channels}, got {shape}"
-        )
-    if waveform.shape[1] == 0:
-        raise ValueError("audio waveform is empty (0 samples)")
-    waveform = waveform.float()
-    if not bool(torch.isfinite(waveform).all()):
-        raise ValueError("audio waveform has NaN or infinite samples")
-    if not bool(waveform.any()):
-        raise ValueError(
-            "audio waveform is silent (every sample is 0): audio-to-video needs a sound for the video to follow; "
-            "leave audio=None to generate the sound"
-        )
-    return waveform.expand(channels, -1), rate
 
 
 def as_keyframes(image) -> list[ImageKeyframe]:
@@ -191,7 +153,7 @@ class LTX2Pipeline:
 
     @property
     def sample_rate(self) -> int:
-        return int(self.vocoder.output_sample_rate)
+        return output_sample_rate(self.vocoder)
 
     # ------------------------------------------------------------------------------------------ checks and defaults
 
@@ -274,29 +236,30 @@ class LTX2Pipeline:
 
     def encode_audio(self, audio, num_frames: int, fps: float) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(waveform (C, T), rate) -> (audio latent (1, C, round(F / fps * 25), M) for the sampler, the given
-        waveform fitted to the video's duration at its own rate, that rate). Logs when it trims or pads."""
-        vae_rate = self.audio_vae.config.mel.sample_rate
-        waveform, rate = check_audio(audio, self.audio_vae.config.in_channels)
-        target = duration_samples(num_frames, fps, rate)
-        if waveform.shape[1] != target:
-            action = "trimmed" if waveform.shape[1] > target else "padded with silence"
-            logger.info(
-                "audio: %.3f s given, the video lasts %.3f s (%d frames at %g fps): %s to %d samples at %d Hz",
-                waveform.shape[1] / rate, num_frames / fps, num_frames, fps, action, target, rate
-            )  # fmt: skip
-        given = fit_duration(waveform, target)
-        at_vae_rate = fit_duration(resample(given, rate, vae_rate), duration_samples(num_frames, fps, vae_rate))
+        waveform trimmed or padded to the video's duration at its own rate, that rate). audio_io.fit_audio brings
+        the track to the audio VAE (channels, rate, duration; ValueError for empty, silent, non-finite tracks and
+        bad rates); what it changed is logged."""
+        if not isinstance(audio, (tuple, list)) or len(audio) != 2:
+            raise ValueError(f"audio: expected (waveform [channels, samples], sample_rate), got {type(audio).__name__}")
+        waveform, rate = audio
+        if isinstance(waveform, torch.Tensor) and waveform.ndim != 2:
+            raise ValueError(f"audio: expected one waveform [channels, samples], got shape {tuple(waveform.shape)}")
+        vae = self.audio_vae.config
+        fitted, message = fit_audio(
+            waveform, rate, vae.mel.sample_rate, video_samples(num_frames, fps, vae.mel.sample_rate), vae.in_channels
+        )
+        if message:
+            logger.info("audio-to-video: %s", message)
         vae_device = next(self.audio_vae.parameters()).device
-        latent = self.audio_vae.encode_waveform(at_vae_rate[None].to(vae_device), vae_rate)
+        latent = self.audio_vae.encode_waveform(fitted[None].to(vae_device), vae.mel.sample_rate)
         latent = latent[:, :, : audio_token_count(num_frames, fps)]  # ltx-pipelines crops the encoded track
+        given, _ = fit_length(waveform.float(), video_samples(num_frames, fps, rate), rate)
         return latent.to(self.device, self.dtype), given, rate
 
-    def decode_audio(self, latent: torch.Tensor, num_frames: int, fps: float) -> torch.Tensor:
-        """Audio latent (1, C, t, m) -> waveform (2, round(F / fps * sample_rate)) float32 at self.sample_rate."""
-        audio_dtype = next(self.audio_vae.parameters()).dtype
-        mel = self.audio_vae.decode(latent.to(audio_dtype))
-        wave = self.vocoder(mel.to(next(self.vocoder.parameters()).dtype))[0].float()
-        return fit_duration(wave, duration_samples(num_frames, fps, self.sample_rate))
+    def decode_audio(self, latent: torch.Tensor, num_frames: int, fps: float) -> tuple[torch.Tensor, int]:
+        """Audio latent (1, C, t, m) -> (waveform (2, round(F / fps * rate)) float32 on the CPU, rate)."""
+        waveform, rate = decode_audio(self.audio_vae, self.vocoder, latent)
+        return fit_length(waveform[0], video_samples(num_frames, fps, rate), rate)[0], rate
 
     @torch.no_grad()
     def generate(
@@ -384,10 +347,7 @@ class LTX2Pipeline:
         frames = frontend.decode_latents(
             self.video_vae, video_latent, seed, decode_timestep, decode_noise_scale, tiling or self.tiling
         )[0]
-        if given is None:
-            waveform, rate = self.decode_audio(audio_latent, num_frames, fps), self.sample_rate
-        else:
-            waveform, rate = given[1], given[2]
+        waveform, rate = self.decode_audio(audio_latent, num_frames, fps) if given is None else given[1:]
         return LTX2Result(frames, waveform, rate, video_latent, audio_latent)
 
 
@@ -406,4 +366,4 @@ def load_ltx2_pipeline(
     return LTX2Pipeline.from_checkpoint(checkpoint, gemma, upsampler)
 
 
-__all__ = ["LTX2Pipeline", "LTX2Result", "load_ltx2_pipeline", "check_audio", "as_keyframes", "fit_duration"]
+__all__ = ["LTX2Pipeline", "LTX2Result", "load_ltx2_pipeline", "as_keyframes"]
