@@ -10,7 +10,7 @@ Every part is a released LTX-2 component class with a small config; the file lay
                 conditioning; a 128x128x25 clip becomes a (32, 4, 4, 4) latent: 64 video tokens
   audio VAE     model/ltx2/audio_vae.AudioVAE at the official 16 kHz / hop 160 / 64-mel front end (n_fft 512),
                 4 latent channels x 16 latent mel bins: 25 audio tokens of 64 values per second
-  vocoder       model/ltx2/vocoder.Vocoder, the 2.0-style HiFi-GAN (resblock "1"), x160 to 16 kHz stereo
+  vocoder       model/ltx2/vocoder.Vocoder, the 2.0-style HiFi-GAN (resblock "1"), x8 x5 x4 = x160 to 16 kHz stereo
   text encoder  transformers Gemma3TextModel, 4 layers, width 128; byte-level tokenizer (tokenizers BPE over
                 the 256 byte symbols with no merges, plus <pad> <eos> <bos> <unk>), stored inside the Gemma file
                 (tokenizer_json), so model/ltx2/gemma.load_gemma reads it without a vocabulary file.
@@ -197,11 +197,11 @@ AUDIO_VAE = {
     },
 }
 VOCODER = {
-    "upsample_rates": [5, 4, 4, 2],  # x160: 100 mel frames per second -> 16 kHz
-    "upsample_kernel_sizes": [10, 8, 8, 4],
+    "upsample_rates": [8, 5, 4],  # x160: 100 mel frames per second -> 16 kHz
+    "upsample_kernel_sizes": [16, 11, 8],  # kernel - stride even: exactly x160
     "resblock_kernel_sizes": [3, 7],
     "resblock_dilation_sizes": [[1, 3, 5], [1, 3, 5]],
-    "upsample_initial_channel": 128,
+    "upsample_initial_channel": 160,  # widths 80, 40, 20 after the three upsamplings
     "resblock": "1",
     "stereo": True,
     "use_tanh_at_final": True,
@@ -217,8 +217,11 @@ def audio_vae_config() -> AudioVAEConfig:
     return AudioVAEConfig.from_metadata({"audio_vae": AUDIO_VAE})
 
 
-def build(seed: int = 0) -> dict:
-    """Every part with fresh weights: {"transformer", "text_path", "video_vae", "audio_vae", "vocoder", "gemma"}."""
+PARTS = ("transformer", "text_path", "video_vae", "audio_vae", "vocoder", "gemma")
+
+
+def build(seed: int = 0, names: tuple[str, ...] = PARTS) -> dict:
+    """The parts `names` (default every part of PARTS) with fresh weights, seeded: {name: module}."""
     import torch
     from transformers import Gemma3TextModel
 
@@ -228,15 +231,16 @@ def build(seed: int = 0) -> dict:
     from ..model.ltx2.video_vae import LTX2VideoVAE, ltx2_vae_config
     from ..model.ltx2.vocoder import build_vocoder
 
-    torch.manual_seed(seed)
-    return {
-        "transformer": LTX2Transformer(transformer_config()),
-        "text_path": TextPath(text_path_config()),
-        "video_vae": LTX2VideoVAE(ltx2_vae_config(VIDEO_VAE)),
-        "audio_vae": AudioVAE(audio_vae_config()),
-        "vocoder": build_vocoder({"vocoder": VOCODER}),
-        "gemma": Gemma3TextModel(gemma_config()),
+    makers = {
+        "transformer": lambda: LTX2Transformer(transformer_config()),
+        "text_path": lambda: TextPath(text_path_config()),
+        "video_vae": lambda: LTX2VideoVAE(ltx2_vae_config(VIDEO_VAE)),
+        "audio_vae": lambda: AudioVAE(audio_vae_config()),
+        "vocoder": lambda: build_vocoder({"vocoder": VOCODER}),
+        "gemma": lambda: Gemma3TextModel(gemma_config()),
     }
+    torch.manual_seed(seed)
+    return {name: makers[name]() for name in names}
 
 
 def parameter_counts(parts: dict) -> dict[str, int]:

@@ -74,7 +74,7 @@ def log(message: str, start: float) -> None:
 
 
 def train_video_vae(args, device):
-    parts = av_config.build(SEED)
+    parts = av_config.build(SEED, ("video_vae",))
     vae = parts["video_vae"].to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     schedule = Schedule(optimizer, args.vae_lr, args.warmup)
@@ -109,7 +109,7 @@ def train_video_vae(args, device):
 
 
 def train_audio(args, device):
-    parts = av_config.build(SEED + 1)
+    parts = av_config.build(SEED + 1, ("audio_vae", "vocoder"))
     vae, vocoder = parts["audio_vae"].to(device).train(), parts["vocoder"].to(device).train()
     mel_of = av_audio.log_mel(device)
     params = list(vae.parameters()) + list(vocoder.parameters())
@@ -227,7 +227,7 @@ def sample_sigmas(n: int, generator, mu: float, uniform_share: float) -> torch.T
     return (k * u / (1 + (k - 1) * u)).clamp(1e-3, 1.0)
 
 
-def flow_loss(model, bank: Bank, idx, generator, args, device):
+def flow_loss(model, bank: Bank, idx, generator, noise_generator, args, device):
     """(video loss, audio loss, attribute loss) of the bank clips idx; model = (transformer, text_path, gemma, head)."""
     transformer, text_path, gemma, head = model
     x0v, x0a = bank.video[idx], bank.audio[idx]  # (B, Nv, Cv), (B, Na, Ca)
@@ -240,8 +240,8 @@ def flow_loss(model, bank: Bank, idx, generator, args, device):
     a2v = (torch.rand(b, generator=generator) < args.a2v_share).to(device)
     cond_v = i2v[:, None] & (torch.arange(x0v.shape[1], device=device) < h * w)[None]  # latent frame 0 clean
     cond_a = a2v[:, None].expand(b, x0a.shape[1])  # the whole track given
-    noise_v = torch.randn(x0v.shape, generator=generator).to(device)
-    noise_a = torch.randn(x0a.shape, generator=generator).to(device)
+    noise_v = torch.randn(x0v.shape, generator=noise_generator, device=device)
+    noise_a = torch.randn(x0a.shape, generator=noise_generator, device=device)
     xv = torch.where(cond_v[..., None], x0v, (1 - s[:, None, None]) * x0v + s[:, None, None] * noise_v)
     xa = torch.where(cond_a[..., None], x0a, (1 - s[:, None, None]) * x0a + s[:, None, None] * noise_a)
     tau_v = torch.where(cond_v, 0.0, s[:, None].expand_as(cond_v.float()))
@@ -271,7 +271,7 @@ def train_dit(args, video_vae, audio_vae, device):
     f, h, w = bank.video_grid
     bank.video_positions = L.video_positions(1, f, h, w, av_config.FRAME_RATE, device=device)
     bank.audio_positions = L.audio_positions(1, bank.audio.shape[1], device=device)
-    parts = av_config.build(SEED + 2)
+    parts = av_config.build(SEED + 2, ("transformer", "text_path", "gemma"))
     trained = [parts[k].to(device).train() for k in ("transformer", "text_path", "gemma")]
     head = torch.nn.Linear(av_config.GEMMA_WIDTH, sum(ATTRIBUTE_CLASSES)).to(device)
     params = [p for m in trained for p in m.parameters()]
@@ -281,25 +281,30 @@ def train_dit(args, video_vae, audio_vae, device):
     )
     schedule = Schedule(optimizer, args.dit_lr, args.warmup)
     generator = torch.Generator().manual_seed(SEED)
+    noise_generator = torch.Generator(device).manual_seed(SEED)
     compiled = [torch.compile(m) for m in trained] if args.compile else trained
     budget = Budget(time.time(), args.dit_minutes * 60, args.warmup, args.max_steps or 10**9)
     t0, step, running = time.time(), 0, []
     while budget.total is None or step < budget.total:
         schedule.set(step)
         idx = torch.randint(len(bank.combos), (args.dit_batch,), generator=generator).to(device)
-        state = generator.get_state()
+        state = (generator.get_state(), noise_generator.get_state())
+
+        def step_losses(modules, idx=idx):
+            optimizer.zero_grad(set_to_none=True)
+            loss_v, loss_a, aux = flow_loss((*modules, head), bank, idx, generator, noise_generator, args, device)
+            (loss_v + args.audio_weight * loss_a + args.attribute_weight * aux).backward()
+            return loss_v, loss_a, aux
+
         try:
-            losses = flow_loss((*compiled, head), bank, idx, generator, args, device)
+            loss_v, loss_a, aux = step_losses(compiled)
         except Exception as error:  # torch.compile problems (no Triton, unsupported op) surface at the first step
             if compiled is trained or step > 0:
                 raise
             log(f"torch.compile failed ({type(error).__name__}: {str(error)[:300]}); training eager", t0)
             compiled = trained
-            generator.set_state(state)
-            losses = flow_loss((*compiled, head), bank, idx, generator, args, device)
-        loss_v, loss_a, aux = losses
-        optimizer.zero_grad(set_to_none=True)
-        (loss_v + args.audio_weight * loss_a + args.attribute_weight * aux).backward()
+            generator.set_state(state[0]), noise_generator.set_state(state[1])
+            loss_v, loss_a, aux = step_losses(compiled)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         decay = min(args.ema, (1 + step) / (10 + step))
@@ -392,8 +397,9 @@ def parse(argv=None):
     p.add_argument("--log-every", type=int, default=100)
     args = p.parse_args(argv)
     if args.smoke:
-        args.frames, args.size, args.vae_batch, args.audio_batch, args.dit_batch = 9, 64, 2, 2, 4
-        args.max_steps, args.warmup, args.log_every, args.stat_batches = 2, 1, 1, 1
+        args.frames, args.size, args.vae_batch, args.audio_batch, args.dit_batch = 9, 64, 2, 2, 2
+        args.max_steps = args.max_steps or 2
+        args.warmup, args.log_every, args.stat_batches = 1, 1, 1
         args.bank, args.captions_per_combo = 4, 1
     return args
 
