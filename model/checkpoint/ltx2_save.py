@@ -37,7 +37,8 @@ def official_tensors(
             ours = key.split(".", 1)[0] + "."
             if ours not in ours_to_theirs:
                 raise ValueError(
-                    f"official_tensors: text path key {key!r} has no official place (2.0 captions are the transformer's)"
+                    f"official_tensors: text path key {key!r} has no official place (the 2.0 caption projections "
+                    "are the transformer's)"
                 )
             tensors[ours_to_theirs[ours] + key[len(ours) :]] = value
     return tensors
