@@ -232,6 +232,13 @@ def test_version_defaults_and_distilled_run_without_negative_prompt(parts):
     assert result.waveform.shape == (2, 1000)  # 1 frame at 24 fps = 1/24 s at 24 kHz
 
 
+def test_negative_prompt_none_reads_as_empty(parts):
+    pipe = make(parts)
+    args = dict(width=64, height=64, num_frames=1, steps=1, guidance=GUIDED, seed=2)
+    none, empty = pipe.generate("x", None, **args), pipe.generate("x", "", **args)
+    assert pipe.text_encoder.calls == [["x", ""], ["x", ""]] and torch.equal(none.video_latent, empty.video_latent)
+
+
 def test_bandwidth_extension_vocoder_gives_48_khz(parts):
     """The 2.3+ vocoder (BigVGAN + bandwidth extension): the result's rate is the vocoder's output rate."""
     from test_ltx2_checkpoint import BWE
@@ -364,6 +371,7 @@ SIZE_ERRORS = [
     (dict(sigmas=[0.5, 0.9, 0.0]), r"sigmas must be at least 2 strictly decreasing values in \[0, 1\]"),
     (dict(sigmas=[1.5, 0.0]), r"sigmas must be .* got \[1.5, 0.0\]"),
     (dict(steps=3, sigmas=[1.0, 0.0]), r"give steps or sigmas, not both"),
+    (dict(guidance=G.GuiderParams(cfg_scale=3.0)), r"guidance must be a ltx2.guidance.MultiModalGuidance or None"),
     (dict(image="face.png"), r"image: expected a tensor, an ImageKeyframe or a list of keyframes, got str"),
     (dict(image=[torch.rand(32, 32, 3)]), r"image\[0\]: expected an ImageKeyframe or \(image, frame_index"),
     (dict(image=[(torch.rand(32, 32, 3), 9)]), r"image\[0\].pixel_frame = 9 puts image\[0\] .* \(valid: -9 to 8\)"),

@@ -14,6 +14,7 @@ audio track (audio-to-video) goes through audio_io.fit_audio (channels, resampli
 or zero-padded to the video's duration; logged), is encoded, kept as clean conditioning (denoise mask 0) and
 returned as given (trimmed or padded at its own rate), as ltx-pipelines' audio-to-video pipeline returns the input.
 """
+
 from __future__ import annotations
 
 import logging
@@ -300,11 +301,15 @@ class LTX2Pipeline:
             raise ValueError("two_stage=True needs a latent upsampler: LTX2Pipeline(upsampler=...)")
         self.check_size(width, height, num_frames, two_stage)
         stage_1_sigmas = self.sigmas(steps, sigmas).to(self.device)
+        if guidance is not None and not isinstance(guidance, MultiModalGuidance):
+            raise ValueError(
+                f"guidance must be a ltx2.guidance.MultiModalGuidance or None, got {type(guidance).__name__}"
+            )
         guidance = self.default_guidance() if guidance is None else guidance
         keyframes = as_keyframes(image)
         given = self.encode_audio(audio, num_frames, fps) if audio is not None else None
         uses_negative = guidance is not None and (guidance.video.uses_uncond or guidance.audio.uses_uncond)
-        positive, negative = self.encode_prompts(prompt, negative_prompt if uses_negative else None)
+        positive, negative = self.encode_prompts(prompt, (negative_prompt or "") if uses_negative else None)
 
         vae_audio = self.audio_vae.config
         audio_shape = (1, vae_audio.latent_channels, audio_token_count(num_frames, fps), vae_audio.latent_mel_bins)
