@@ -9,18 +9,20 @@ the decoders (LTX2VideoVAE.decode_normalized, AudioVAE.decode + vocoder) called 
 import json
 import logging
 import math
+import types
 import zlib
 from dataclasses import dataclass
 
 import pytest
 import torch
 from videodit.model import frontend
+from videodit.model.checkpoint import CheckpointError
 from videodit.model.ltx2 import guidance as G
 from videodit.model.ltx2 import sampling as S
 from videodit.model.ltx2.audio_vae import AudioVAE, AudioVAEConfig
 from videodit.model.ltx2.config import tiny as tiny_config
 from videodit.model.ltx2.latents import audio_token_count
-from videodit.model.ltx2.pipeline import LTX2Pipeline
+from videodit.model.ltx2.pipeline import MODULES, LTX2Pipeline
 from videodit.model.ltx2.resample import resample
 from videodit.model.ltx2.schedules import distilled_sigmas, ltx2_sigmas
 from videodit.model.ltx2.transformer import LTX2Transformer
@@ -406,6 +408,23 @@ def test_bad_construction_and_two_stage_without_upsampler(parts):
         LTX2Pipeline(
             parts["transformer"], parts["video_vae"], parts["audio_vae"], parts["vocoder"], FakeTextEncoder(), "2.1"
         )
+    with pytest.raises(
+        ValueError, match="LTX2Pipeline needs transformer, video_vae, audio_vae, vocoder; missing: vocoder"
+    ):
+        LTX2Pipeline(parts["transformer"], parts["video_vae"], parts["audio_vae"], None, FakeTextEncoder(), "2.3")
+    split = types.SimpleNamespace(**{k: parts[k] for k in ("transformer", "video_vae")}, audio_vae=None, vocoder=None)
+    split.paths = ("dit.safetensors", "vae.safetensors")
+    with pytest.raises(CheckpointError, match="dit.safetensors, vae.safetensors: no audio_vae and no vocoder in these"):
+        LTX2Pipeline.from_checkpoint(split, FakeTextEncoder())
+    full = types.SimpleNamespace(**{k: parts[k] for k in MODULES}, paths=("x",), version="2.0", distilled=True)
+    encoder = FakeTextEncoder()
+    pipe = LTX2Pipeline.from_checkpoint(full, encoder, parts["upsampler"])
+    assert (pipe.version, pipe.distilled, pipe.text_encoder, pipe.upsampler) == (
+        "2.0",
+        True,
+        encoder,
+        parts["upsampler"],
+    )
     with pytest.raises(ValueError, match="text_encoder needs encode_prompts, got object"):
         LTX2Pipeline(parts["transformer"], parts["video_vae"], parts["audio_vae"], parts["vocoder"], object(), "2.3")
     with pytest.raises(ValueError, match=r"two_stage=True needs a latent upsampler"):

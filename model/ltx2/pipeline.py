@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_FPS = 24.0  # ltx-pipelines PipelineParams.frame_rate
 IMAGE_CRF = 33  # ltx-pipelines DEFAULT_IMAGE_CRF (conditioning-image H.264 compression; 0 = off)
 TWO_STAGE_FACTOR = 2  # stage 1 runs at 1 / 2 of the width and height
+MODULES = ("transformer", "video_vae", "audio_vae", "vocoder")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class LTX2Pipeline:
     tiling: str = "off"  # video decode: frontend.decode_latents
 
     def __post_init__(self):
+        missing = [name for name in MODULES if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"LTX2Pipeline needs {', '.join(MODULES)}; missing: {', '.join(missing)}")
         if self.version not in VERSIONS:
             raise ValueError(f"LTX2Pipeline: version must be one of {VERSIONS}, got {self.version!r}")
         if not hasattr(self.text_encoder, "encode_prompts"):
@@ -100,10 +104,17 @@ class LTX2Pipeline:
         encode_prompts) as it is, or a loaded Gemma (ltx2.gemma.load_gemma), checked against the checkpoint's
         version and joined to its text connectors with that version's prompt rule (LTX-2.5: the feature extractor
         is read from the Gemma file). `distilled` defaults to the checkpoint's."""
+        where = ", ".join(checkpoint.paths)
+        missing = [name for name in MODULES if getattr(checkpoint, name) is None]
+        if missing:
+            from ..checkpoint import CheckpointError
+
+            raise CheckpointError(
+                f"{where}: no {' and no '.join(missing)} in these files; give every file of the release"
+            )
         if not hasattr(text_encoder, "encode_prompts"):
             from .text_encoder import LTX2TextEncoder, check_gemma_matches, prompt_rule
 
-            where = ", ".join(checkpoint.paths)
             check_gemma_matches(checkpoint.metadata, text_encoder, where)
             text_path = checkpoint.text_path
             if text_path is None:
