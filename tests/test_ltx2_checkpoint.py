@@ -208,6 +208,32 @@ def test_monolith_round_trip(tmp_path, version):
     assert_same_outputs(modules, loaded_modules(checkpoint), f"LTX-{version} monolith")
 
 
+def test_video_only_round_trip(tmp_path):
+    """A video-only 2.3 model (transformer without the audio stream, text path without the audio connector, video
+    VAE): written with the official video-only connector name embeddings_connector.*, loaded back equal."""
+    modules = tiny_modules("2.3")
+    transformer = randomize(LTX2Transformer(cfgs.tiny("2.3", audio=False)), 11)
+    text_config = replace(text_path_config("2.3"), audio=None)
+    text_config = replace(text_config, features=replace(text_config.features, audio_dim=0))
+    text = randomize(tc.TextPath(text_config), 12)
+    path = tmp_path / "ltx-2.3-video-only.safetensors"
+    save_ltx2_checkpoint(path, {"transformer": transformer, "text_path": text, "video_vae": modules["video_vae"]},
+                         sections("2.3"), "2.3.0")  # fmt: skip
+    keys = load_file(str(path)).keys()
+    assert any(k.startswith("model.diffusion_model.embeddings_connector.") for k in keys)
+    assert not any("audio" in k for k in keys)
+    checkpoint = load_ltx2_checkpoint(path, dtype=torch.float32)
+    assert (checkpoint.audio_vae, checkpoint.vocoder) == (None, None)
+    assert checkpoint.transformer_config == transformer.config and checkpoint.text_path_config == text_config
+    x = inputs({**modules, "transformer": transformer, "text_path": text})
+    with torch.no_grad():
+        expected = transformer(x["video"], None, NO_SKIP)[0], text(x["states"], x["mask"])[0]
+        got = checkpoint.transformer(x["video"], None, NO_SKIP)[0], checkpoint.text_path(x["states"], x["mask"])[0]
+    diff = max((a - b).abs().max().item() for a, b in zip(expected, got))
+    print(f"LTX-2.3 video-only: velocity and text context, max abs diff {diff:.3g}")
+    assert diff <= TOL, f"video-only round trip: max abs diff {diff:.3g}"
+
+
 def test_split_files_round_trip(tmp_path):
     modules = tiny_modules("2.5")
     paths = write_split(tmp_path, modules, "2.5")

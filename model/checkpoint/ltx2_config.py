@@ -141,6 +141,10 @@ def text_path_config(
     audio = any(k.startswith("audio_connector.") for k in shapes)
     try:
         if transformer:
+            if not audio:  # video only: let the (then dropped) audio side mirror the video side so it validates
+                transformer = {k: v for k, v in transformer.items() if not k.startswith("audio_connector_")}
+                transformer["audio_num_attention_heads"] = transformer.get("num_attention_heads", 32)
+                transformer["audio_attention_head_dim"] = transformer.get("attention_head_dim", 128)
             config = text_path_from_metadata(transformer, gemma_dim, gemma_states)
             registers = transformer.get("connector_num_learnable_registers", 128)
             video_registers = shapes.get("video_connector.learnable_registers", (registers,))[0]

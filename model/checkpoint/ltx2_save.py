@@ -32,7 +32,9 @@ def official_tensors(
         if module is not None:
             tensors.update({prefix + k: v for k, v in module.state_dict().items()})
     if text_path is not None:
-        ours_to_theirs = {ours: theirs for theirs, ours in CONNECTOR_PREFIXES[:2] + CONNECTOR_PREFIXES[3:]}
+        video_only = getattr(text_path, "audio_connector", None) is None  # official: embeddings_connector.*
+        chosen = CONNECTOR_PREFIXES[1:] if video_only else CONNECTOR_PREFIXES[:2] + CONNECTOR_PREFIXES[3:]
+        ours_to_theirs = {ours: theirs for theirs, ours in chosen}
         for key, value in text_path.state_dict().items():
             ours = key.split(".", 1)[0] + "."
             if ours not in ours_to_theirs:
