@@ -11,7 +11,7 @@ import logging
 import math
 import types
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -472,7 +472,7 @@ def test_load_pipeline_reads_an_ltx2_file_and_a_gemma_file(parts, tmp_path):
     detect_family to LTX2Pipeline, whose result equals the pipeline built from the same modules in memory."""
     from test_ltx2_text import _comfy_file, _gemma3, _tokenizer
     from videodit.model.builtin import builtin_weights
-    from videodit.model.checkpoint import save_ltx2_checkpoint
+    from videodit.model.checkpoint import load_ltx2_checkpoint, save_ltx2_checkpoint
     from videodit.model.ltx2.gemma import load_gemma
     from videodit.model.ltx2.pipeline import LTX2Pipeline as Pipeline
     from videodit.model.ltx2.text_encoder import LTX2TextEncoder, prompt_rule
@@ -489,11 +489,10 @@ def test_load_pipeline_reads_an_ltx2_file_and_a_gemma_file(parts, tmp_path):
 
     pipe = load_pipeline(path, gemma_file, dtype=torch.float32)
     assert isinstance(pipe, Pipeline) and pipe.version == "2.3" and not pipe.distilled
-    in_memory = Pipeline(
-        *(parts[k] for k in ("transformer", "video_vae", "audio_vae", "vocoder")),
-        LTX2TextEncoder(load_gemma(gemma_file, torch.float32), text_path, prompt_rule("2.3")),
-        "2.3",
-    )
+    gemma = load_gemma(gemma_file, torch.float32)
+    in_memory = Pipeline(*(parts[k] for k in MODULES), LTX2TextEncoder(gemma, text_path, prompt_rule("2.3")), "2.3")
+    with pytest.raises(CheckpointError, match="LTX-2.3 transformer needs the Gemma 3 12B text encoder, got Gemma 4"):
+        Pipeline.from_checkpoint(load_ltx2_checkpoint(path, torch.float32), replace(gemma, family="gemma4_unified"))
     args = dict(width=64, height=64, num_frames=9, steps=2, guidance=GUIDED, seed=7)
     loaded, expected = (
         pipe.generate("a red ball jumps", "the dog", **args),
@@ -547,7 +546,7 @@ def test_load_pipeline_reads_ltx25_split_files_and_a_packed_gemma4_file(parts, t
     pipe = load_pipeline(paths, packed, dtype=torch.float32)
     assert pipe.version == "2.5" and pipe.text_encoder.rule.ensure_bos
     in_memory = LTX2Pipeline(
-        *(modules[k] for k in ("transformer", "video_vae", "audio_vae", "vocoder")),
+        *(modules[k] for k in MODULES),
         LTX2TextEncoder(load_gemma(packed, torch.float32), modules["text_path"], prompt_rule("2.5")),
         "2.5",
     )

@@ -113,24 +113,17 @@ class LTX2Pipeline:
                 f"{where}: no {' and no '.join(missing)} in these files; give every file of the release"
             )
         if not hasattr(text_encoder, "encode_prompts"):
-            from .text_encoder import LTX2TextEncoder, check_gemma_matches, prompt_rule
+            from ..checkpoint import check_text_encoder_pair
+            from .text_encoder import LTX2TextEncoder, prompt_rule
 
-            check_gemma_matches(checkpoint.metadata, text_encoder, where)
+            check_text_encoder_pair(checkpoint, text_encoder)
             text_path = checkpoint.text_path
             if text_path is None:
                 text_path = cls._text_path_from_gemma(checkpoint, text_encoder, where)
             text_encoder = LTX2TextEncoder(text_encoder, text_path, prompt_rule(checkpoint.version))
         options.setdefault("distilled", checkpoint.distilled)
-        return cls(
-            checkpoint.transformer,
-            checkpoint.video_vae,
-            checkpoint.audio_vae,
-            checkpoint.vocoder,
-            text_encoder,
-            checkpoint.version,
-            upsampler,
-            **options,
-        )
+        modules = (getattr(checkpoint, name) for name in MODULES)
+        return cls(*modules, text_encoder, checkpoint.version, upsampler, **options)
 
     @staticmethod
     def _text_path_from_gemma(checkpoint, gemma, where: str):
