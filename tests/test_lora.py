@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 from videodit.model.blocks.fp8 import FP8Linear, convert_linears_to_fp8
 from videodit.model.checkpoint.diffusers import diffusers_dit_key
-from videodit.model.checkpoint.files import CheckpointError
+from videodit.model.checkpoint.files import CheckpointError, SafetensorsFile
 from videodit.model.lora import LoraFile, LoraMerger, LoraSidePath, LoraStrength, is_audio_layer, load_lora
 from videodit.model.lora.targets import linear_layers
 from videodit.model.ltx2 import config as cfgs
@@ -348,6 +348,36 @@ def test_strength_zero_remove_and_changes_are_exact(dtype):
     differ = same_weights(model, base)
     assert not differ, f"remove() did not restore {differ[:3]}"
     assert merger.base_bytes == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, "fp8"])
+def test_base_weights_read_back_from_the_file(dtype, tmp_path):
+    """base_weights= (read from the saved checkpoint, nothing kept): same weights as the kept-base merger, bit for
+    bit, and remove() gives the loaded model back."""
+    model, state = ltxv_model()
+    path = tmp_path / "dit.safetensors"
+    save_file({k: v.bfloat16().contiguous() for k, v in state.items()}, str(path))
+    file = SafetensorsFile(path)
+
+    def loaded():
+        m = LTXVideoTransformer(LTXV_CONFIG).eval().bfloat16()
+        m.load_state_dict({k: file.get(k) for k in state}, strict=True)
+        if dtype == "fp8":
+            convert_linears_to_fp8(m)
+        return m
+
+    lora = load_lora(lora_state(model, random_factors(model, 19), "comfy", alpha=2.0))
+    reading, keeping, base = loaded(), loaded(), loaded()
+    reader = LoraMerger(reading, base_weights=lambda name: file.get(name + ".weight"))
+    LoraMerger(keeping).apply([LoraStrength(lora, 0.7)])
+    reader.apply([LoraStrength(lora, -0.2)])
+    reader.apply([LoraStrength(lora, 0.7)])
+    assert reader.base_bytes == 0 and len(reader.touched) == len(lora.layers)
+    differ = same_weights(reading, keeping)
+    assert not differ, f"read-back base differs from the kept base in {differ[:3]}"
+    reader.remove()
+    differ = same_weights(reading, base)
+    assert not differ, f"remove() with read-back base differs from the loaded model in {differ[:3]}"
 
 
 def test_fp8_merge_within_quantisation_error():

@@ -10,13 +10,18 @@ Per touched layer: W = W_base + sum_i coef_i * (B_i @ A_i), in fp32 on the layer
 layer's dtype; coef_i = strength_i * alpha_i / rank_i (file.py). FP8Linear layers (fp8 weight, one scale per row)
 are dequantised, merged, and quantised again per row.
 
-No second copy of the model: the first time a layer is touched its weight (and fp8 scale) is copied, in its stored
-dtype, to `base_device` (CPU by default); nothing else is kept. Cost: sum over the touched layers of
-out * in * bytes per weight (+ 4 * out for fp8 scales), e.g. a LoRA on every attention projection (q, k, v, out)
-of a 48-block 4096-wide video stream in bf16: 48 * 8 * 4096^2 * 2 B = 12 GiB. Every apply() merges from these base
-tensors, so changing a LoRA or a strength gives exactly (bit for bit) what a fresh merge into the base model gives,
-however often it is changed; layers that the new set no longer touches (or touches only with strength 0) get their
-base tensors back unchanged. Transient memory while merging: two fp32 matrices of the largest touched layer.
+Where the base weights of the touched layers come from (never a second copy of the whole model):
+- kept (default): the first time a layer is touched its weight (and fp8 scales) is copied, in its stored dtype, to
+  `base_device` (CPU by default). Cost: sum over the touched layers of out * in * bytes per weight (+ 4 * out for
+  fp8 scales): a LoRA on the 8 attention projections (attn1, attn2) of a 48-block 4096-wide stream in bf16 keeps
+  48 * 8 * 4096^2 * 2 B = 12 GiB; one on every block layer of the 22B LTX-2.3 transformer 34.6 GiB of its 35.4
+  (benchmarks/lora_cpu.py). ComfyUI keeps the same per-layer backups.
+- read back (`base_weights=`): a function returning a layer's weight as loaded, e.g. from the checkpoint file
+  (memory-mapped); nothing is kept, each merge and restore reads the touched layers again.
+Every apply() merges from the base weights, so changing a LoRA or a strength gives exactly (bit for bit) what a
+fresh merge into the base model gives, however often it is changed; layers that the new set no longer touches (or
+touches only with strength 0) get their base tensors back unchanged. Transient memory while merging: two fp32
+matrices of the largest touched layer.
 
 Apply LoRAs before block streaming (model/streaming.py keeps its own host copies of the block weights); the text
 key/value cache (model/speed.py) sees the in-place change through the weights' version counters.
@@ -24,7 +29,7 @@ key/value cache (model/speed.py) sees the in-place change through the weights' v
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -80,26 +85,38 @@ def merged_weight(base: torch.Tensor, base_scale: torch.Tensor | None, terms: li
 
 
 class LoraMerger:
-    """Keeps one transformer's LoRA stack merged into its weights (module docstring)."""
+    """Keeps one transformer's LoRA stack merged into its weights (module docstring).
 
-    def __init__(self, model: nn.Module, base_device: torch.device | str = "cpu"):
+    base_weights: optional name -> that layer's base weight as it was loaded (before any fp8 conversion), e.g. read
+    again from the checkpoint file. Given, no base tensor is kept in memory: every merge and restore reads the
+    base weight through it (fp8 layers quantise it per row again, as convert_linears_to_fp8 did at load time)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        base_device: torch.device | str = "cpu",
+        base_weights: Callable[[str], torch.Tensor] | None = None,
+    ):
         model_family(model)  # TypeError for anything but our two transformers
         self.model = model
         self.base_device = torch.device(base_device)
-        # official layer name -> (the module, its base weight in the stored dtype, its fp8 row scales or None)
-        self._base: dict[str, tuple[nn.Module, torch.Tensor, torch.Tensor | None]] = {}
+        self.base_weights = base_weights
+        # official layer name -> (the module, its kept base weight in the stored dtype, its fp8 row scales or None);
+        # weight and scales are None when base_weights reads them
+        self._base: dict[str, tuple[nn.Module, torch.Tensor | None, torch.Tensor | None]] = {}
         self.loras: tuple[LoraStrength, ...] = ()
 
     @property
     def base_bytes(self) -> int:
         """Bytes held for the base tensors of the touched layers."""
         return sum(
-            w.numel() * w.element_size() + (0 if s is None else s.numel() * 4) for _, w, s in self._base.values()
+            (0 if w is None else w.numel() * w.element_size()) + (0 if s is None else s.numel() * 4)
+            for _, w, s in self._base.values()
         )
 
     @property
     def touched(self) -> list[str]:
-        """Layers whose base tensors are kept (touched by this or an earlier stack)."""
+        """Layers touched by this or an earlier stack (their base weights are kept or read back)."""
         return list(self._base)
 
     @torch.no_grad()
@@ -125,8 +142,24 @@ class LoraMerger:
         self.apply([])
         self._base.clear()
 
+    def _read_base(self, name: str, module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(base weight, fp8 row scales or None) on the layer's device."""
+        device = module.weight.device
+        _, weight, scale = self._base[name]
+        if self.base_weights is None:
+            return weight.to(device), None if scale is None else scale.to(device)
+        weight = self.base_weights(name).to(device)
+        expected = (module.out_features, module.in_features)
+        if tuple(weight.shape) != expected:
+            raise ValueError(f"LoraMerger base_weights({name!r}) has shape {tuple(weight.shape)}, the layer {expected}")
+        if isinstance(module, FP8Linear):  # the fp8 base as convert_linears_to_fp8 made it from this weight
+            weight_fp8, row_scale = quantize_rows(weight)
+            return weight_fp8, row_scale.squeeze(1)
+        return weight.to(module.weight.dtype), None
+
     def _restore(self, name: str) -> None:
-        module, weight, scale = self._base[name]
+        module = self._base[name][0]
+        weight, scale = self._read_base(name, module)
         module.weight.copy_(weight)
         if scale is not None:
             module.weight_scale.copy_(scale)
@@ -134,12 +167,12 @@ class LoraMerger:
     def _merge(self, name: str, module: nn.Module, terms: list[Term]) -> None:
         fp8 = isinstance(module, FP8Linear)
         if name not in self._base:
-            scale = module.weight_scale.detach().to(self.base_device, copy=True) if fp8 else None
-            self._base[name] = (module, module.weight.detach().to(self.base_device, copy=True), scale)
-        _, base, base_scale = self._base[name]
-        device = module.weight.device
-        scale_on_device = base_scale.to(device) if fp8 else None
-        weight = merged_weight(base.to(device), scale_on_device, terms)
+            if self.base_weights is not None:
+                self._base[name] = (module, None, None)
+            else:
+                scale = module.weight_scale.detach().to(self.base_device, copy=True) if fp8 else None
+                self._base[name] = (module, module.weight.detach().to(self.base_device, copy=True), scale)
+        weight = merged_weight(*self._read_base(name, module), terms)
         if fp8:
             weight_fp8, row_scale = quantize_rows(weight)  # (out, in), (out, 1)
             module.weight.copy_(weight_fp8)

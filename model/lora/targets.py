@@ -37,7 +37,12 @@ _AUDIO_IN_BLOCK = re.compile(
     r"^transformer_blocks\.\d+\.(audio_(?!to_video_attn\.)|"
     r"video_to_audio_attn\.(to_q|to_out|to_gate_logits)|audio_to_video_attn\.to_[kv]$)"
 )
-TEXT_PATH_PREFIXES = ("text_embedding_projection.", "connectors.", "video_embeddings_connector.")
+TEXT_PATH_PREFIXES = (
+    "text_embedding_projection.",
+    "connectors.",
+    "video_embeddings_connector.",
+    "audio_embeddings_connector.",
+)
 
 
 @dataclass(frozen=True)
