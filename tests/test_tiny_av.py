@@ -111,6 +111,19 @@ def test_sigmas_follow_the_shifted_logit_normal():
     assert 0 < s.min() and s.max() <= 1.0
 
 
+def test_bank_draws_groups_of_one_combination():
+    bank = train_av.Bank.__new__(train_av.Bank)  # only the combination index (no VAEs needed)
+    combos = torch.tensor([5, 7, 5, 9, 7, 5, 9, 9, 9, 1])
+    bank.set_combos(combos)
+    idx = bank.draw(400, 4, torch.Generator().manual_seed(0))
+    groups = combos[idx].view(400, 4)
+    assert bool((groups == groups[:, :1]).all()), "a group mixes combinations"
+    # every clip is reachable, and a group's combination is that of a uniformly drawn clip (9: 4 of 10 clips)
+    assert set(idx.tolist()) == set(range(10))
+    share = (groups[:, 0] == 9).float().mean().item()
+    assert abs(share - 0.4) < 0.08, share
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-av-smoke")

@@ -174,7 +174,7 @@ class Bank:
             if time.time() - t0 > args.bank_seconds:
                 break
         self.video, self.audio = torch.cat(videos), torch.cat(audios)
-        self.combos = torch.tensor(combos, device=device)
+        self.set_combos(torch.tensor(combos, device=device))
         self.video_grid = video_vae.encode_normalized(video[:1]).shape[2:]  # (f, h, w)
         rng = np.random.default_rng(SEED)
         prompts = []
@@ -193,6 +193,22 @@ class Bank:
         log(f"bank: {len(self.combos)} clips, video tokens {tuple(self.video.shape[1:])} std {self.video.std():.3f}, "
             f"audio tokens {tuple(self.audio.shape[1:])} std {self.audio.std():.3f}; {len(prompts)} captions, e.g. "
             f"{prompts[:2]}", t0)  # fmt: skip
+
+    def set_combos(self, combos: torch.Tensor) -> None:
+        """combos (N,): the combination index of every clip; builds the per-combination index draw uses."""
+        self.combos = combos
+        self.by_combo = torch.argsort(combos, stable=True)  # clips grouped by combination
+        counts = torch.bincount(combos, minlength=NUM_COMBOS)
+        self.combo_start, self.combo_count = torch.cumsum(counts, 0) - counts, counts
+
+    def draw(self, groups: int, per_group: int, generator) -> torch.Tensor:
+        """groups x per_group clip indices (flat, group-major): each group is per_group random clips of one
+        combination (that of a uniformly drawn clip), so one caption serves the whole group."""
+        anchor = torch.randint(len(self.combos), (groups,), generator=generator).to(self.combos.device)
+        combo = self.combos[anchor]
+        offset = torch.rand(groups, per_group, generator=generator).to(combo.device) * self.combo_count[combo, None]
+        picks = self.combo_start[combo, None] + offset.long().clamp(max=self.combo_count[combo, None] - 1)
+        return self.by_combo[picks].flatten()
 
     def captions(self, idx, drop, generator):
         k = torch.randint(self.per_combo, idx.shape, generator=generator).to(self.combos.device)
@@ -228,13 +244,16 @@ def sample_sigmas(n: int, generator, mu: float, uniform_share: float) -> torch.T
 
 
 def flow_loss(model, bank: Bank, idx, generator, noise_generator, args, device):
-    """(video loss, audio loss, attribute loss) of the bank clips idx; model = (transformer, text_path, gemma, head)."""
+    """(video loss, audio loss, attribute loss) of the bank clips idx (groups of args.clips_per_caption clips of
+    one combination, Bank.draw); model = (transformer, text_path, gemma, head). One caption per group goes
+    through Gemma and the text path, its contexts serve every clip of the group."""
     transformer, text_path, gemma, head = model
     x0v, x0a = bank.video[idx], bank.audio[idx]  # (B, Nv, Cv), (B, Na, Ca)
-    b = x0v.shape[0]
+    b, per = x0v.shape[0], args.clips_per_caption
     f, h, w = bank.video_grid
-    dropped = (torch.rand(b, generator=generator) < args.caption_dropout).to(device)
-    ids, mask = bank.captions(idx, dropped, generator)
+    first = idx[::per]  # one clip per group: its combination names the group's caption
+    dropped = (torch.rand(len(first), generator=generator) < args.caption_dropout).to(device)
+    ids, mask = bank.captions(first, dropped, generator)
     s = sample_sigmas(b, generator, args.shift, args.uniform_share).to(device)
     i2v = (torch.rand(b, generator=generator) < args.i2v_share).to(device)
     a2v = (torch.rand(b, generator=generator) < args.a2v_share).to(device)
@@ -248,6 +267,7 @@ def flow_loss(model, bank: Bank, idx, generator, noise_generator, args, device):
     tau_a = torch.where(cond_a, 0.0, s[:, None].expand_as(cond_a.float()))
     with autocast(device):
         video_ctx, audio_ctx, last = text_contexts(gemma, text_path, ids, mask)
+        video_ctx, audio_ctx = video_ctx.repeat_interleave(per, 0), audio_ctx.repeat_interleave(per, 0)
         video = Stream(xv, s, tau_v, bank.video_positions.expand(b, -1, -1, -1), video_ctx)
         audio = Stream(xa, s, tau_a, bank.audio_positions.expand(b, -1, -1, -1), audio_ctx)
         pred_v, pred_a = transformer(video, audio)
@@ -259,7 +279,7 @@ def flow_loss(model, bank: Bank, idx, generator, noise_generator, args, device):
     keep = (~dropped).float()
     aux = sum(
         (F.cross_entropy(lg, lb, reduction="none") * keep).sum()
-        for lg, lb in zip(logits, combo_attributes(bank.combos[idx]))
+        for lg, lb in zip(logits, combo_attributes(bank.combos[first]))
     )
     return loss_v, loss_a, aux / keep.sum().clamp(min=1.0)
 
@@ -287,7 +307,7 @@ def train_dit(args, video_vae, audio_vae, device):
     t0, step, running = time.time(), 0, []
     while budget.total is None or step < budget.total:
         schedule.set(step)
-        idx = torch.randint(len(bank.combos), (args.dit_batch,), generator=generator).to(device)
+        idx = bank.draw(args.dit_batch // args.clips_per_caption, args.clips_per_caption, generator)
         state = (generator.get_state(), noise_generator.get_state())
 
         def step_losses(modules, idx=idx):
@@ -385,6 +405,12 @@ def parse(argv=None):
     p.add_argument("--bank", type=int, default=32768, help="clips in the latent bank")
     p.add_argument("--bank-seconds", type=float, default=60.0, help="stop filling the bank after this long")
     p.add_argument("--captions-per-combo", type=int, default=64)
+    p.add_argument(
+        "--clips-per-caption",
+        type=int,
+        default=4,
+        help="clips of one combination sharing one caption per batch (the 1024-token text path is most of a step)",
+    )
     p.add_argument("--shift", type=float, default=token_shift(PIPELINE_TOKENS), help="sigma shift mu (pipeline: 2.05)")
     p.add_argument("--uniform-share", type=float, default=0.2, help="share of uniformly drawn sigmas")
     p.add_argument("--i2v-share", type=float, default=0.2, help="share of samples with a clean first latent frame")
@@ -400,7 +426,9 @@ def parse(argv=None):
         args.frames, args.size, args.vae_batch, args.audio_batch, args.dit_batch = 9, 64, 2, 2, 2
         args.max_steps = args.max_steps or 2
         args.warmup, args.log_every, args.stat_batches = 1, 1, 1
-        args.bank, args.captions_per_combo = 4, 1
+        args.bank, args.captions_per_combo, args.clips_per_caption = 4, 1, 2
+    if args.clips_per_caption < 1 or args.dit_batch % args.clips_per_caption:
+        p.error(f"--dit-batch {args.dit_batch} must be a multiple of --clips-per-caption {args.clips_per_caption}")
     return args
 
 
