@@ -175,3 +175,24 @@ def test_smoke_files_generate_frames_and_sound_of_the_right_durations(smoke):
     a2v = pipe.generate("", "", size, size, frames, fps, steps=2, guidance=guidance, seed=1, audio=(given, 16000))
     assert a2v.frames.shape == (frames, size, size, 3)
     assert max_diff(a2v.waveform, given) == 0.0  # audio-to-video returns the given track
+
+
+def test_dit_stage_continues_from_the_smoke_files(smoke):
+    """--init-checkpoint / --init-gemma: the fresh transformer, connectors and Gemma take the files' weights."""
+    from videodit.model.checkpoint import load_ltx2_checkpoint
+    from videodit.model.ltx2.gemma import load_gemma
+
+    parts = av_config.build(5, ("transformer", "text_path", "gemma"))
+    checkpoint, gemma = str(smoke / train_av.CHECKPOINT_FILE), str(smoke / train_av.GEMMA_FILE)
+    train_av.load_init(parts, checkpoint, gemma)
+    loaded = load_ltx2_checkpoint(checkpoint, torch.float32)
+    references = {
+        "transformer": loaded.transformer,
+        "text_path": loaded.text_path,
+        "gemma": load_gemma(gemma, torch.float32).model,
+    }
+    for name, reference in references.items():
+        ours, theirs = parts[name].state_dict(), reference.state_dict()
+        assert ours.keys() == theirs.keys(), name
+        diff = max(max_diff(ours[k], theirs[k]) for k in ours)
+        assert diff == 0.0, f"{name}: max abs diff {diff} after load_init"

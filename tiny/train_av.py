@@ -102,9 +102,8 @@ def train_video_vae(args, device):
             log(f"video vae step {step}: loss {loss.item():.5f} psnr {psnr_db(recon.detach(), video):.2f} dB", t0)
     vae.eval()
     round_to_half(vae)  # the stored weights are float16: the statistics are measured with them
-    stats_args = argparse.Namespace(**{**vars(args), "stat_batches": args.stat_batches})
-    set_latent_statistics(vae, stats_args, device)
-    report = evaluate_vae(vae, stats_args, device)
+    set_latent_statistics(vae, args, device)
+    report = evaluate_vae(vae, args, device)
     return vae, {**report, "steps": step, "seconds": time.time() - t0}
 
 
@@ -292,6 +291,8 @@ def train_dit(args, video_vae, audio_vae, device):
     bank.video_positions = L.video_positions(1, f, h, w, av_config.FRAME_RATE, device=device)
     bank.audio_positions = L.audio_positions(1, bank.audio.shape[1], device=device)
     parts = av_config.build(SEED + 2, ("transformer", "text_path", "gemma"))
+    if args.init_checkpoint:
+        load_init(parts, args.init_checkpoint, args.init_gemma)
     trained = [parts[k].to(device).train() for k in ("transformer", "text_path", "gemma")]
     head = torch.nn.Linear(av_config.GEMMA_WIDTH, sum(ATTRIBUTE_CLASSES)).to(device)
     params = [p for m in trained for p in m.parameters()]
@@ -370,6 +371,17 @@ def _half_copy(module):
     return module
 
 
+def load_init(parts: dict, checkpoint: str, gemma: str) -> None:
+    """Continue stage B: the transformer and text connectors of an earlier tiny-ltx2-av file, the Gemma of the
+    tiny-ltx2-gemma file written with it (both through the pack's loaders)."""
+    from ..model.ltx2.gemma import load_gemma
+
+    earlier = load_stage([checkpoint], torch.device("cpu"))
+    parts["transformer"].load_state_dict(earlier.transformer.state_dict())
+    parts["text_path"].load_state_dict(earlier.text_path.state_dict())
+    parts["gemma"].load_state_dict(load_gemma(gemma, torch.float32).model.state_dict())
+
+
 def load_stage(paths: list[str], device):
     from ..model.checkpoint import load_ltx2_checkpoint
 
@@ -385,6 +397,8 @@ def parse(argv=None):
     p.add_argument("--out", required=True, help="folder for the files")
     p.add_argument("--video-vae", help="dit stage: the video VAE file of the video stage")
     p.add_argument("--audio", help="dit stage: the audio VAE + vocoder file of the audio stage")
+    p.add_argument("--init-checkpoint", help="dit stage: continue from this tiny-ltx2-av file (with --init-gemma)")
+    p.add_argument("--init-gemma", help="dit stage: the tiny-ltx2-gemma file written with --init-checkpoint")
     p.add_argument("--seed", type=int, default=SEED, help="seed of all randomness")
     p.add_argument("--smoke", action="store_true", help="every stage a few CPU steps on 9-frame 64x64 clips")
     p.add_argument("--video-minutes", type=float, default=6.0)
@@ -427,6 +441,8 @@ def parse(argv=None):
         args.max_steps = args.max_steps or 2
         args.warmup, args.log_every, args.stat_batches = 1, 1, 1
         args.bank, args.captions_per_combo, args.clips_per_caption = 4, 1, 2
+    if bool(args.init_checkpoint) != bool(args.init_gemma):
+        p.error("--init-checkpoint and --init-gemma go together (the Gemma trained with that checkpoint)")
     if args.clips_per_caption < 1 or args.dit_batch % args.clips_per_caption:
         p.error(f"--dit-batch {args.dit_batch} must be a multiple of --clips-per-caption {args.clips_per_caption}")
     return args
