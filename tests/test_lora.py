@@ -316,6 +316,52 @@ def test_peft_metadata_alpha():
     assert diff <= TOL, f"max |ours - hand| {diff:.3e}"
 
 
+def lokr_state(model, seed: int, alpha: float | None, low_rank_w1: bool) -> tuple[dict, dict]:
+    """kohya-named LoKr layers on every linear layer whose sizes divide by 4: w1 (4, 4), w2 (out/4, in/4) always of
+    rank 2, w1 whole or of rank 2 -> (state, {name: kron(w1, w2) computed here})."""
+    gen = torch.Generator().manual_seed(seed)
+    state, deltas = {}, {}
+    for name, m in linear_layers(model).items():
+        if m.out_features % 4 or m.in_features % 4:
+            continue
+        stem = "lora_unet_" + name.replace(".", "_")
+        w1 = torch.randn(4, 4, generator=gen) * 0.3
+        if low_rank_w1:
+            state[f"{stem}.lokr_w1_a"] = torch.randn(4, 2, generator=gen) * 0.5
+            state[f"{stem}.lokr_w1_b"] = torch.randn(2, 4, generator=gen) * 0.5
+            w1 = state[f"{stem}.lokr_w1_a"] @ state[f"{stem}.lokr_w1_b"]
+        else:
+            state[f"{stem}.lokr_w1"] = w1
+        state[f"{stem}.lokr_w2_a"] = torch.randn(m.out_features // 4, 2, generator=gen) * 0.3
+        state[f"{stem}.lokr_w2_b"] = torch.randn(2, m.in_features // 4, generator=gen) * 0.3
+        if alpha is not None:
+            state[f"{stem}.alpha"] = torch.tensor(alpha)
+        deltas[name] = torch.kron(w1, state[f"{stem}.lokr_w2_a"] @ state[f"{stem}.lokr_w2_b"])
+    return state, deltas
+
+
+@pytest.mark.parametrize("alpha, low_rank_w1", [(4.0, False), (None, True)])
+@pytest.mark.parametrize("fam", ["ltx2", "ltxv"])
+def test_lokr_equals_hand_merge(fam, alpha, low_rank_w1):
+    """LoKr: W + strength * alpha / dim * kron(w1, w2), dim = rank of w2 (2); no alpha: scale 1 (ComfyUI's rule)."""
+    model, _ = ltx2_model() if fam == "ltx2" else ltxv_model()
+    state, deltas = lokr_state(model, 20, alpha, low_rank_w1)
+    coef = 0.8 * (alpha / 2 if alpha is not None else 1.0)
+    expected_model = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, delta in deltas.items():
+            linear_layers(expected_model)[name].weight += coef * delta
+    expected, base = run(expected_model), run(model)
+    lora = load_lora(state)
+    LoraMerger(model).apply([LoraStrength(lora, 0.8)])
+    diff, effect = output_diff(run(model), expected), output_diff(base, expected)
+    print(f"{fam} LoKr alpha {alpha}: {diff:.2e} vs hand kron merge (effect {effect:.2f})")
+    assert effect > 0.05
+    assert diff <= TOL, f"{fam} LoKr: max |ours - hand| {diff:.3e}"
+    with pytest.raises(ValueError, match="LoKr layers .* have no side path"):
+        LoraSidePath(model).apply([LoraStrength(lora)])
+
+
 # ---------------------------------------------------------------------------------------------------- exactness
 
 
@@ -518,9 +564,11 @@ def test_files_that_are_not_plain_loras(tmp_path):
     save_file({"model.diffusion_model." + k: v.contiguous() for k, v in state.items()}, str(checkpoint))
     with pytest.raises(CheckpointError, match="not a LoRA file .*transformer-only LTX-Video file"):
         load_lora(checkpoint)
-    for key, fmt in (("hada_w1_a", "LoHa"), ("lokr_w1", "LoKr"), ("dora_scale", "DoRA"), ("diff", "full weight")):
+    for key, fmt in (("hada_w1_a", "LoHa"), ("oft_blocks", "OFT"), ("dora_scale", "DoRA"), ("diff", "full weight")):
         with pytest.raises(CheckpointError, match=fmt):
             load_lora({f"lora_unet_transformer_blocks_0_attn1_to_q.{key}": torch.zeros(2, 2)})
+    with pytest.raises(CheckpointError, match="LoKr layer lora_unet_proj_out has no usable factor 2"):
+        load_lora({"lora_unet_proj_out.lokr_w1": torch.zeros(2, 2)})
     with pytest.raises(CheckpointError, match="has no matching .*lora_B.weight"):
         load_lora({"diffusion_model.proj_out.lora_A.weight": torch.zeros(RANK, 32)})
     with pytest.raises(CheckpointError, match="not parts of a LoRA pair .*first: diffusion_model.proj_out.bias"):

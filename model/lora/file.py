@@ -16,7 +16,8 @@ and strength * 1.0 when it does not: ComfyUI's rule, and the diffusers/PEFT rule
 1.0.0 ignores alpha entirely; the official LTX-2 LoRAs store none, so both rules agree on them.) A diffusers file
 whose metadata `lora_adapter_metadata` holds PEFT's `lora_alpha` and `r` gets alpha / r for every layer.
 
-LyCORIS LoHa / LoKr / OFT, DoRA and full-difference (`.diff`) files are refused with their format named.
+LyCORIS LoKr layers (`lokr_w1`, `lokr_w2`, ...; lokr.py) are read too. LyCORIS LoHa, OFT, DoRA and
+full-difference (`.diff`) files are refused with their format named.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 
 from ..checkpoint.files import CheckpointError, SafetensorsFile
 from ..checkpoint.keys import describe_keys
+from .lokr import LokrLayer, parse_lokr
 
 # (down suffix, up suffix) of one layer, in the order they are tried
 PAIR_SUFFIXES = ((".lora_A.weight", ".lora_B.weight"), (".lora_down.weight", ".lora_up.weight"))
@@ -46,7 +48,6 @@ PREFIXES = (
 # key pattern -> the format it belongs to (refused)
 UNSUPPORTED = (
     (re.compile(r"\.hada_w[12]_[ab]$"), "LyCORIS LoHa (hada_w1_a/hada_w2_b keys)"),
-    (re.compile(r"\.lokr_w[12](_[ab])?$"), "LyCORIS LoKr (lokr_w1/lokr_w2 keys)"),
     (re.compile(r"\.oft_(blocks|diag)$|\.oft_r\.weight$"), "OFT (oft_blocks keys)"),
     (re.compile(r"\.dora_scale$|\.lora_magnitude_vector(\.\w+)?$"), "DoRA (dora_scale / lora_magnitude_vector keys)"),
     (re.compile(r"\.lora_mid\.weight$"), "LoCon with a Tucker middle (lora_mid keys)"),
@@ -78,6 +79,14 @@ class LoraLayer:
         """alpha / rank, or 1.0 without an alpha."""
         return 1.0 if self.alpha is None else self.alpha / self.rank
 
+    @property
+    def out_in(self) -> tuple[int, int]:
+        return self.up_shape[0], self.down_shape[1]
+
+    def delta(self, get, device: torch.device) -> torch.Tensor:
+        """fp32 (out, in) up @ down, without the scale; `get` reads a key of the file."""
+        return get(self.up_key).to(device, torch.float32) @ get(self.down_key).to(device, torch.float32)
+
 
 class LoraFile:
     """The layers of one LoRA; tensors are read one layer at a time (a 22B LoRA of rank 384 is several GB).
@@ -90,20 +99,22 @@ class LoraFile:
             self._tensors, self._file = source, None
             shapes = {k: tuple(v.shape) for k, v in source.items()}
             self.metadata = dict(metadata or {})
-            read_scalar = lambda key: source[key]  # noqa: E731
         else:
             self._file, self._tensors = SafetensorsFile(os.fspath(source)), None
             self.path = self._file.path
             shapes = {k: shape for k, (shape, _) in self._file.tensors.items()}
             self.metadata = dict(self._file.metadata)
-            read_scalar = self._file.get
-        self.layers = parse_layers(shapes, read_scalar, self.path, self.metadata)
+        self.layers = parse_layers(shapes, self._get, self.path, self.metadata)
 
     def down(self, layer: LoraLayer) -> torch.Tensor:
         return self._get(layer.down_key)
 
     def up(self, layer: LoraLayer) -> torch.Tensor:
         return self._get(layer.up_key)
+
+    def delta(self, layer: LoraLayer | LokrLayer, device: torch.device) -> torch.Tensor:
+        """fp32 (out, in) weight difference of one layer at scale 1 (multiply by layer.scale and the strength)."""
+        return layer.delta(self._get, device)
 
     def _get(self, key: str) -> torch.Tensor:
         return self._tensors[key] if self._file is None else self._file.get(key)
@@ -126,16 +137,17 @@ def split_prefix(key: str) -> tuple[str, str]:
     return "any", key
 
 
-def parse_layers(shapes: dict[str, tuple[int, ...]], read_scalar, where: str, metadata: dict) -> list[LoraLayer]:
+def parse_layers(shapes: dict[str, tuple[int, ...]], read_scalar, where: str, metadata: dict) -> list:
+    """LoraLayer / LokrLayer of every layer of a file, every key accounted for."""
     for pattern, fmt in UNSUPPORTED:
         found = sorted(k for k in shapes if pattern.search(k))
         if found:
             raise CheckpointError(
-                f"{where}: this is a {fmt} file ({len(found)} such keys, e.g. {found[0]}); only plain LoRA files "
-                "(lora_A/lora_B or lora_down/lora_up pairs) are supported"
+                f"{where}: this is a {fmt} file ({len(found)} such keys, e.g. {found[0]}); only LoRA files "
+                "(lora_A/lora_B or lora_down/lora_up pairs) and LyCORIS LoKr are supported"
             )
     peft_scale = _peft_metadata_scale(metadata, where)
-    layers, used = [], set()
+    layers, used = parse_lokr(shapes, read_scalar, where, split_prefix)
     for key in sorted(shapes):
         for down_suffix, up_suffix in PAIR_SUFFIXES:
             if not key.endswith(down_suffix):
@@ -155,13 +167,14 @@ def parse_layers(shapes: dict[str, tuple[int, ...]], read_scalar, where: str, me
             used.update(k for k in (key, up_key, alpha_key) if k in shapes)
     if not layers:
         raise CheckpointError(
-            f"{where}: not a LoRA file (no lora_A/lora_B or lora_down/lora_up pairs); {describe_keys(list(shapes))}"
+            f"{where}: not a LoRA file (no lora_A/lora_B, lora_down/lora_up or LoKr keys); {describe_keys(list(shapes))}"
         )
     orphans = sorted(k for k in shapes if k not in used)
     if orphans:
         raise CheckpointError(
             f"{where}: {len(orphans)} keys are not parts of a LoRA pair or its alpha (first: "
-            f"{', '.join(orphans[:MAX_LISTED])}); only lora_A/lora_B, lora_down/lora_up and .alpha keys are supported"
+            f"{', '.join(orphans[:MAX_LISTED])}); only lora_A/lora_B, lora_down/lora_up, LoKr and .alpha keys are "
+            "supported"
         )
     return layers
 

@@ -37,6 +37,7 @@ from torch import nn
 
 from ..blocks.fp8 import FP8Linear, quantize_rows
 from .file import LoraFile, LoraLayer
+from .lokr import LokrLayer
 from .targets import linear_layers, match_layers, model_family
 
 
@@ -50,7 +51,7 @@ class LoraStrength:
 
 
 # one term of a layer's delta: coefficient, the file, the layer in it
-Term = tuple[float, LoraFile, LoraLayer]
+Term = tuple[float, LoraFile, LoraLayer | LokrLayer]
 
 
 def layer_terms(model: nn.Module, loras: Sequence[LoraStrength]) -> dict[str, list[Term]]:
@@ -74,13 +75,12 @@ def layer_terms(model: nn.Module, loras: Sequence[LoraStrength]) -> dict[str, li
 
 
 def merged_weight(base: torch.Tensor, base_scale: torch.Tensor | None, terms: list[Term]) -> torch.Tensor:
-    """fp32 (out, in): the base weight (dequantised when base_scale is given) plus every term's coef * B @ A."""
+    """fp32 (out, in): the base weight (dequantised when base_scale is given) plus every term's coef * B @ A
+    (coef * kron(w1, w2) for LoKr layers)."""
     # a new fp32 tensor in both cases (base.float() of an fp32 base would be the kept base itself)
     weight = base.to(torch.float32, copy=True) if base_scale is None else base.float() * base_scale.float()[:, None]
     for coef, lora, layer in terms:
-        down = lora.down(layer).to(weight.device, torch.float32)  # (rank, in)
-        up = lora.up(layer).to(weight.device, torch.float32)  # (out, rank)
-        weight += coef * (up @ down)
+        weight += coef * lora.delta(layer, weight.device)  # B @ A (or a LoKr product), (out, in)
     return weight
 
 

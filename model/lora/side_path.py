@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks.fp8 import FP8
+from .lokr import LokrLayer
 from .merge import LoraStrength, layer_terms
 from .targets import linear_layers, model_family
 
@@ -45,6 +46,11 @@ class LoraSidePath:
     def apply(self, loras: Sequence[LoraStrength]) -> None:
         """Hooks for this stack replace the previous ones (all files are checked first)."""
         plan = layer_terms(self.model, loras)
+        lokr = next(
+            (lora.path for terms in plan.values() for _, lora, layer in terms if isinstance(layer, LokrLayer)), None
+        )
+        if lokr is not None:
+            raise ValueError(f"{lokr}: LoKr layers are not low-rank products and have no side path; use LoraMerger")
         layers = linear_layers(self.model)
         self.remove()
         for name, terms in plan.items():

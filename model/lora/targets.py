@@ -29,6 +29,7 @@ from ..checkpoint.keys import FAMILY_NAMES
 from ..ltx2.transformer import LTX2Transformer, diffusers_key
 from ..ltxv.dit import LTXVideoTransformer
 from .file import MAX_LISTED, LoraFile, LoraLayer
+from .lokr import LokrLayer
 
 # LoRA layer names only an LTX-2 transformer has (any spelling: official, diffusers, kohya)
 _LTX2_ONLY = re.compile(r"audio|av_ca_|av_cross_attn|prompt_adaln|gate_logits")
@@ -50,7 +51,7 @@ class Target:
     """A LoRA layer matched to one of our Linear layers (`name`: its official module path)."""
 
     name: str
-    layer: LoraLayer
+    layer: LoraLayer | LokrLayer
     audio: bool  # LTX-2 audio layer (module docstring); always False for 0.9.x
 
 
@@ -144,7 +145,7 @@ def match_layers(lora: LoraFile, model: nn.Module) -> list[Target]:
     for target in targets:
         module = layers[target.name]
         expected = (module.out_features, module.in_features)
-        got = (target.layer.up_shape[0], target.layer.down_shape[1])
+        got = target.layer.out_in
         if got != expected:
             wrong.append(f"{target.name}: LoRA makes (out, in) {got}, the layer is {expected}")
     if wrong:
