@@ -11,6 +11,7 @@ error messages. Run with `pytest -s` to see the measured differences.
 import copy
 
 import pytest
+import test_ltx2_transformer as ltx2_tests  # its ltx-core / diffusers references and inputs (skips without ltx-core)
 import torch
 from safetensors.torch import save_file
 from videodit.model.blocks.fp8 import FP8Linear, convert_linears_to_fp8
@@ -22,8 +23,6 @@ from videodit.model.ltx2 import config as cfgs
 from videodit.model.ltx2.transformer import LTX2Transformer, diffusers_key
 from videodit.model.ltxv.dit import LTXVideoTransformer, TransformerConfig
 
-ltx2_tests = pytest.importorskip("test_ltx2_transformer")  # its references and inputs (it needs ltx-core)
-peft = pytest.importorskip("peft")
 # PEFT warns when a second adapter is loaded into one model: that is what the stacking tests do
 pytestmark = pytest.mark.filterwarnings("ignore:Already found a `peft_config` attribute")
 
@@ -168,6 +167,7 @@ def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> list[str]:
 
 def inject_peft(reference, lora_states: list[dict], strengths: list[float], alphas: list[float | None]):
     """diffusers' own LoRA loading: load_lora_adapter (PEFT layers, not merged) + set_adapters weights."""
+    pytest.importorskip("peft", reason="the diffusers LoRA reference needs peft (pyproject test extra)")
     names = []
     for index, (state, alpha) in enumerate(zip(lora_states, alphas, strict=True)):
         state = {k: v for k, v in state.items() if not k.endswith(".alpha")}

@@ -15,7 +15,9 @@ Where the base weights of the touched layers come from (never a second copy of t
   `base_device` (CPU by default). Cost: sum over the touched layers of out * in * bytes per weight (+ 4 * out for
   fp8 scales): a LoRA on the 8 attention projections (attn1, attn2) of a 48-block 4096-wide stream in bf16 keeps
   48 * 8 * 4096^2 * 2 B = 12 GiB; one on every block layer of the 22B LTX-2.3 transformer 34.6 GiB of its 35.4
-  (benchmarks/lora_cpu.py). ComfyUI keeps the same per-layer backups.
+  (benchmarks/lora_cpu.py). ComfyUI keeps the same per-layer backups. Measured on the CPU (2 threads, 4 blocks
+  1024 wide, rank 32 on all 136 block layers, fp32): first merge 1.75 s (369 MiB kept), strength change 0.82 s,
+  remove 0.08 s; the merged forward runs at the base model's speed.
 - read back (`base_weights=`): a function returning a layer's weight as loaded, e.g. from the checkpoint file
   (memory-mapped); nothing is kept, each merge and restore reads the touched layers again.
 Every apply() merges from the base weights, so changing a LoRA or a strength gives exactly (bit for bit) what a
