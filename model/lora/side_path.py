@@ -7,11 +7,12 @@ sum_i coef_i * (x @ A_i^T) @ B_i^T to its output (the way PEFT runs an unmerged 
     side.remove()  # hooks gone; the weights were never changed
 
 Cost, per touched layer (out, in) of rank r at T tokens: memory r * (in + out) LoRA weights (on the layer's device,
-in the compute dtype) plus a (T, r) activation; time 2 * T * r * (in + out) extra multiply-adds at every forward
-(the merge pays r * in * out once): 4 r / d more linear-layer work for square d x d layers (12.5 % at r = 32,
-d = 1024; 37.5 % for a rank-384 LoRA on 4096-wide layers). Measured (benchmarks/lora_cpu.py, CPU, 2 threads, 4
-blocks 1024 wide, 512 video tokens, rank 32 on all 136 block layers): forward 2.93 s vs 2.44 s merged, 2.65 s base;
-factors 26.8 MiB. Changing a strength is free and never touches the weights, fp8 layers keep their
+in the compute dtype) plus a (T, r) activation; time T * r * (in + out) extra multiply-adds at every forward on top
+of the layer's T * in * out (the merge pays r * in * out once): 2 r / d more linear-layer work for square d x d
+layers (6.25 % at r = 32, d = 1024; 18.75 % for a rank-384 LoRA on 4096-wide layers), plus two extra kernel launches
+per layer. Measured (benchmarks/lora_cpu.py, CPU, 2 shared threads, 4 blocks 1024 wide, 512 video tokens, rank 32 on
+all 136 block layers): forward 2.93 s vs 2.44 s merged and 2.65 s base (timings on a loaded machine, +-10 %);
+factors 26.8 MiB. Changing a strength is cheap and never touches the weights, fp8 layers keep their
 exact base weights, but every step is slower: use LoraMerger for sampling, this for quick comparisons. Do not
 combine the two on one model.
 """
