@@ -13,7 +13,8 @@ forward (both LTX families, Gemma's layers).
     ...  # forward as usual
     streamer.remove()  # blocks back on their host tensors
 
-`plan_resident_blocks` picks `resident` from the free GPU memory.
+`plan_resident_blocks` picks `resident` from the free GPU memory; `place_model` moves a model to its device whole
+when it fits and streams its blocks when not (the automatic default the pipelines and the loader node use).
 """
 
 from dataclasses import dataclass, field
@@ -189,3 +190,29 @@ def _set(owner: nn.Module, leaf: str, tensor: torch.Tensor) -> None:
         owner._parameters[leaf] = nn.Parameter(tensor, requires_grad=False)
     else:
         owner._buffers[leaf] = tensor
+
+
+def place_model(
+    model: nn.Module, blocks: nn.ModuleList, device, resident="auto", reserve_bytes: int = 4 * 2**30, window: int = 3
+) -> BlockStreamer | None:
+    """Put `model` on `device`, streaming `blocks` when they do not all fit. Returns the streamer, or None when the
+    model moved whole.
+
+    resident: "auto" (on a CUDA device: planned from the free memory after `reserve_bytes` for activations, whole
+    when everything fits; elsewhere whole), an int >= 2 (always stream, that many blocks on the device), or "off"
+    (whole, whatever the memory). The 22B LTX-2 step at 768x512x121 with CFG needs about 2.8 GiB of activations in
+    bf16 (benchmarks/results/streaming): the 4 GiB default leaves room for that size; give more for larger videos."""
+    device = torch.device(device)
+    if resident == "off" or (resident == "auto" and device.type != "cuda"):
+        model.to(device)
+        return None
+    if resident == "auto":
+        free, _ = torch.cuda.mem_get_info(device)
+        other = module_bytes(model) - sum(module_bytes(b) for b in blocks)
+        resident = plan_resident_blocks(blocks, free, reserve_bytes, other)
+        if resident is None:
+            model.to(device)
+            return None
+    if isinstance(resident, bool) or not isinstance(resident, int) or resident < 2:
+        raise ValueError(f'resident must be "auto", "off" or an integer >= 2 (blocks on the device), got {resident!r}')
+    return stream_blocks(model, blocks, device, resident, window)

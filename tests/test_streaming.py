@@ -6,7 +6,14 @@ import pytest
 import torch
 from videodit.model.ltxv.dit import LTXVideoTransformer, TransformerConfig
 from videodit.model.ltxv.positions import video_coords
-from videodit.model.streaming import kept_blocks, module_bytes, plan_resident_blocks, stream_blocks
+from videodit.model.streaming import (
+    BlockStreamer,
+    kept_blocks,
+    module_bytes,
+    place_model,
+    plan_resident_blocks,
+    stream_blocks,
+)
 
 CONFIG = TransformerConfig(
     num_layers=5,
@@ -93,3 +100,19 @@ def test_plan_resident_blocks_from_free_memory():
     assert plan_resident_blocks(blocks, free_bytes=4 * per_block + 10, reserve_bytes=per_block) == 3
     with pytest.raises(ValueError, match="room for 1 block.*streaming needs room for 2"):
         plan_resident_blocks(blocks, free_bytes=2 * per_block, reserve_bytes=per_block)
+
+
+def test_place_model_streams_only_when_asked_or_short_of_memory():
+    model, inputs = make_model(), make_inputs()
+    with torch.no_grad():
+        expected = model(**inputs)
+    assert place_model(model, model.transformer_blocks, "cpu") is None  # "auto" off CUDA: moved whole
+    assert place_model(model, model.transformer_blocks, "cpu", resident="off") is None
+    streamer = place_model(model, model.transformer_blocks, "cpu", resident=3, window=2)
+    assert isinstance(streamer, BlockStreamer) and len(streamer.kept) == 1
+    with torch.no_grad():
+        assert torch.equal(model(**inputs), expected)
+    streamer.remove()
+    for bad in (1, "yes", True, 2.5):
+        with pytest.raises(ValueError, match='resident must be "auto", "off" or an integer >= 2'):
+            place_model(model, model.transformer_blocks, "cpu", resident=bad)

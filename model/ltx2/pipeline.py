@@ -361,17 +361,34 @@ class LTX2Pipeline:
 
 
 def load_ltx2_pipeline(
-    checkpoint_path, text_encoder_path, dtype=torch.bfloat16, device="cpu", tokenizer_dir=None, upsampler_path=None
+    checkpoint_path,
+    text_encoder_path,
+    dtype=torch.bfloat16,
+    device="cpu",
+    tokenizer_dir=None,
+    upsampler_path=None,
+    resident="auto",
 ) -> LTX2Pipeline:
     """LTX-2 file(s) (checkpoint.load_ltx2_checkpoint) + a Gemma file or folder (+ an optional latent upsampler
-    file for two_stage) -> LTX2Pipeline. Gemma stays on the CPU and runs on `device` only while encoding."""
+    file for two_stage) -> LTX2Pipeline. Gemma stays on the CPU and runs on `device` only while encoding.
+
+    The files are read into CPU memory; the VAEs, vocoder and upsampler then move to `device` (the text path moves
+    there for each encode, as Gemma does), and the transformer
+    goes there whole when it fits, else with its blocks streamed from pinned CPU memory (streaming.place_model;
+    `resident`: "auto", "off" or the number of blocks on the device)."""
     from ..checkpoint import load_latent_upsampler, load_ltx2_checkpoint
+    from ..streaming import place_model
     from .gemma import load_gemma
 
     single = isinstance(checkpoint_path, (str, os.PathLike))
-    checkpoint = load_ltx2_checkpoint([checkpoint_path] if single else list(checkpoint_path), dtype, device)
+    checkpoint = load_ltx2_checkpoint([checkpoint_path] if single else list(checkpoint_path), dtype, "cpu")
     gemma = load_gemma(text_encoder_path, dtype, tokenizer_dir)
     upsampler = None if upsampler_path is None else load_latent_upsampler(upsampler_path, dtype, device)
+    for module in (checkpoint.video_vae, checkpoint.audio_vae, checkpoint.vocoder):  # the text path moves per call
+        if module is not None:
+            module.to(device)
+    if checkpoint.transformer is not None:
+        place_model(checkpoint.transformer, checkpoint.transformer.transformer_blocks, device, resident)
     return LTX2Pipeline.from_checkpoint(checkpoint, gemma, upsampler)
 
 
