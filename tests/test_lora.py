@@ -9,11 +9,15 @@ error messages. Run with `pytest -s` to see the measured differences.
 """
 
 import copy
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 import test_ltx2_transformer as ltx2_tests  # its ltx-core / diffusers references and inputs (skips without ltx-core)
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from videodit.model.blocks.fp8 import FP8Linear, convert_linears_to_fp8
 from videodit.model.checkpoint.diffusers import diffusers_dit_key
 from videodit.model.checkpoint.files import CheckpointError, SafetensorsFile
@@ -360,6 +364,55 @@ def test_lokr_equals_hand_merge(fam, alpha, low_rank_w1):
     assert diff <= TOL, f"{fam} LoKr: max |ours - hand| {diff:.3e}"
     with pytest.raises(ValueError, match="LoKr layers .* have no side path"):
         LoraSidePath(model).apply([LoraStrength(lora)])
+
+
+@pytest.mark.parametrize("fam", ["ltx2", "ltxv"])
+def test_equals_comfyui_lora_loader(fam, tmp_path):
+    """ComfyUI's own LoRA code (comfy.lora.load_lora + calculate_weight with the generic LTX key map) on the same
+    weights: same layers patched, weights and outputs within TOL. Needs COMFYUI_DIR (and COMFYUI_PYTHON, the
+    interpreter of its environment), like tests/test_comfyui_server.py."""
+    comfy_dir = os.environ.get("COMFYUI_DIR")
+    if not comfy_dir:
+        reason = "COMFYUI_DIR is not set (point it at a ComfyUI source tree to compare with ComfyUI's LoRA code)"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    model, state = ltx2_model() if fam == "ltx2" else ltxv_model()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "base.safetensors"))
+    files = {
+        "comfy_alpha": lora_state(model, random_factors(model, 21), "comfy", alpha=2.0),
+        "updown": lora_state(model, random_factors(model, 22), "comfy_updown"),
+        "kohya_alpha": lora_state(model, random_factors(model, 23, list(linear_layers(model))[::3]), "kohya", 1.0),
+        "lokr_alpha": lokr_state(model, 24, 4.0, False)[0],
+        "lokr": lokr_state(model, 25, None, True)[0],
+    }
+    for name, lora_sd in files.items():
+        save_file(lora_sd, str(tmp_path / f"{name}.safetensors"))
+    cases = {name: [[name, 0.6]] for name in files}
+    cases["stack"] = [["comfy_alpha", 0.5], ["kohya_alpha", -1.2], ["lokr", 0.3]]
+    with open(tmp_path / "cases.json", "w") as f:
+        json.dump({c: [[str(tmp_path / f"{n}.safetensors"), s] for n, s in stack] for c, stack in cases.items()}, f)
+    script = os.path.join(os.path.dirname(__file__), "comfyui_lora_merge.py")
+    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
+    args = [str(tmp_path / n) for n in ("base.safetensors", "cases.json", "comfy.safetensors")]
+    done = subprocess.run([python, script, comfy_dir, *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"ComfyUI LoRA script failed:\n{done.stderr[-3000:]}"
+    comfy = load_file(str(tmp_path / "comfy.safetensors"))
+    for case, stack in cases.items():
+        ours = copy.deepcopy(model)
+        merger = LoraMerger(ours)
+        merger.apply([LoraStrength(load_lora(tmp_path / f"{n}.safetensors"), s) for n, s in stack])
+        theirs = {k.split("/", 1)[1]: v for k, v in comfy.items() if k.startswith(case + "/")}
+        assert {k[: -len(".weight")] for k in theirs} == set(merger.touched), f"{case}: other layers patched"
+        ours_state = ours.state_dict()
+        weight_diff = max((ours_state[k] - v).abs().max().item() for k, v in theirs.items())
+        reference = copy.deepcopy(model)
+        reference.load_state_dict({**state, **theirs}, strict=True)
+        diff, effect = output_diff(run(ours), run(reference)), output_diff(run(model), run(reference))
+        print(f"{fam} {case} vs ComfyUI: weights {weight_diff:.2e}, outputs {diff:.2e} (effect {effect:.2f})")
+        assert effect > 0.05, f"{case}: the LoRA barely changes the output ({effect:.3e})"
+        assert weight_diff <= TOL and diff <= TOL, (
+            f"{case}: max |ours - ComfyUI| weights {weight_diff:.3e}, out {diff:.3e}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- exactness
