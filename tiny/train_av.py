@@ -7,10 +7,12 @@ Stage A (autoencoders, on clips and soundtracks rendered on the device at every 
            patchified means), and jointly the HiFi-GAN vocoder from log-mel to waveform (multi-resolution STFT
            loss on left, right and mid; no discriminator), fed the true mel and, in the second half, also the VAE's
            reconstruction. -> <out>/tiny-ltx2-audio.safetensors
-Stage B "dit": the transformer, the text connectors and the tiny Gemma learn jointly from random weights (a frozen
-random Gemma would not tell the attribute words apart; the flow loss reaches Gemma through the connectors, and an
-auxiliary cross-entropy of colour / shape / motion / background from its mean last hidden state (linear head, not
-saved) makes the words readable early). Objective (LTX-2's): per sample a sigma from a shifted logit-normal
+Stage B "dit": the transformer, the text connectors and the tiny Gemma learn from random weights (a frozen random
+Gemma would not tell the attribute words apart). Gemma is first pre-trained alone on the caption task for
+--gemma-minutes (cross-entropy of colour / shape / motion / background from its mean last hidden state through a
+linear head that is not saved, batches of 2048 captions of the training combinations), then everything trains
+jointly, the attribute loss kept as an auxiliary term (the flow loss reaches Gemma through the connectors).
+Objective (LTX-2's): per sample a sigma from a shifted logit-normal
 (sigmoid(N(0, 1)) through e^mu / (e^mu + 1/s - 1), mu = the pipeline schedule's shift, mixed with a uniform share),
 x_s = (1 - s) x0 + s eps for video and audio tokens alike, target velocity eps - x0, per-token timesteps; in a share
 of the samples the first latent frame is clean with timestep 0 (image-to-audio+video, as latents.replace_frames
@@ -25,10 +27,11 @@ metadata) and <out>/tiny-ltx2-gemma.safetensors (Gemma 3 file with the byte toke
 Held-out colour x shape x motion combinations (data.HELD_OUT) are never rendered for training.
 
 GPU run (one H200, bf16 autocast, torch.compile with eager fallback; on the device
-`mkdir -p /tmp/p && ln -s $PWD /tmp/p/videodit && export PYTHONPATH=/tmp/p`):
-    python -m videodit.tiny.train_av --stage all --out $OUT --video-minutes 6 --audio-minutes 4 --dit-minutes 13
-or one stage per call (--video-vae / --audio FILE from earlier calls). CPU smoke run (every stage a few steps on
-9-frame 64x64 clips, all files written): python -m videodit.tiny.train_av --smoke --out /tmp/tiny-av-smoke
+`mkdir -p /tmp/p && ln -s $PWD /tmp/p/videodit && export PYTHONPATH=/tmp/p`), in one process:
+    python -m videodit.tiny.train_av --stage all --out $OUT --video-minutes 5 --audio-minutes 4 --dit-minutes 13
+or in device calls of at most 10 minutes (tiny/NOTES-av.md): --stage video, --stage audio, then --stage dit with
+--video-vae / --audio FILE, continued with --init-checkpoint / --init-gemma. CPU smoke run (every stage a few steps
+on 9-frame 64x64 clips, all files written): python -m videodit.tiny.train_av --smoke --out /tmp/tiny-av-smoke
 """
 
 import argparse
@@ -273,14 +276,53 @@ def flow_loss(model, bank: Bank, idx, generator, noise_generator, args, device):
     keep_v, keep_a = (~cond_v).float()[..., None], (~cond_a).float()[..., None]
     loss_v = ((pred_v.float() - (noise_v - x0v)).pow(2) * keep_v).sum() / (keep_v.sum() * x0v.shape[2])
     loss_a = ((pred_a.float() - (noise_a - x0a)).pow(2) * keep_a).sum() / (keep_a.sum() * x0a.shape[2]).clamp(min=1)
+    return loss_v, loss_a, attribute_loss(head, last, mask, bank.combos[first], dropped)[0]
+
+
+def attribute_loss(head, last, mask, combos, dropped) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy (summed over colour, shape, motion, background) of the attributes predicted by a linear head
+    from Gemma's mean last hidden state (B, L, D), and the share of captions with all four right; dropped
+    captions ("") are left out."""
     pooled = (last.float() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, D)
     logits = head(pooled).split(ATTRIBUTE_CLASSES, dim=-1)
+    labels = combo_attributes(combos)
     keep = (~dropped).float()
-    aux = sum(
-        (F.cross_entropy(lg, lb, reduction="none") * keep).sum()
-        for lg, lb in zip(logits, combo_attributes(bank.combos[first]))
-    )
-    return loss_v, loss_a, aux / keep.sum().clamp(min=1.0)
+    loss = sum((F.cross_entropy(lg, lb, reduction="none") * keep).sum() for lg, lb in zip(logits, labels))
+    right = torch.stack([lg.argmax(-1) == lb for lg, lb in zip(logits, labels)]).all(0).float()
+    count = keep.sum().clamp(min=1.0)
+    return loss / count, (right * keep).sum() / count
+
+
+def pretrain_gemma(gemma, head, bank: Bank, args, device) -> dict:
+    """Gemma alone on the caption task before the joint stage: the attribute loss on captions of the training
+    combinations (those of the bank's clips), large batches of 128 tokens; fast, and the joint stage then starts
+    from features that tell the attribute words apart."""
+    params = list(gemma.parameters()) + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=args.gemma_lr, betas=(0.9, 0.99), weight_decay=0.01)
+    schedule = Schedule(optimizer, args.gemma_lr, args.warmup)
+    generator = torch.Generator().manual_seed(SEED + 5)
+    budget = Budget(time.time(), args.gemma_minutes * 60, args.warmup, args.max_steps or 10**9)
+    t0, step = time.time(), 0
+    while budget.total is None or step < budget.total:
+        schedule.set(step)
+        clips = torch.randint(len(bank.combos), (args.gemma_batch,), generator=generator).to(device)
+        no_drop = torch.zeros(len(clips), dtype=torch.bool, device=device)
+        ids, mask = bank.captions(clips, no_drop, generator)
+        with autocast(device):
+            last = gemma(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+        loss, accuracy = attribute_loss(head, last, mask, bank.combos[clips], no_drop)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        step += 1
+        if budget.update(step):
+            schedule.total = budget.total
+        if step % args.log_every == 0 or step == budget.total:
+            log(
+                f"gemma step {step}: attribute loss {loss.item():.4f}, all four right {100 * accuracy.item():.1f} %", t0
+            )
+    return {"steps": step, "seconds": time.time() - t0, "attribute_loss": loss.item(), "accuracy": accuracy.item()}
 
 
 def train_dit(args, video_vae, audio_vae, device):
@@ -295,6 +337,9 @@ def train_dit(args, video_vae, audio_vae, device):
         load_init(parts, args.init_checkpoint, args.init_gemma)
     trained = [parts[k].to(device).train() for k in ("transformer", "text_path", "gemma")]
     head = torch.nn.Linear(av_config.GEMMA_WIDTH, sum(ATTRIBUTE_CLASSES)).to(device)
+    report = {}
+    if args.gemma_minutes > 0 and not args.init_checkpoint:
+        report["gemma"] = pretrain_gemma(parts["gemma"], head, bank, args, device)
     params = [p for m in trained for p in m.parameters()]
     ema = [p.detach().clone() for p in params]
     optimizer = torch.optim.AdamW(
@@ -345,7 +390,7 @@ def train_dit(args, video_vae, audio_vae, device):
             p.copy_(e)
     for m in trained:
         m.eval()
-    return parts, {"steps": step, "seconds": time.time() - t0, "bank": len(bank.combos)}
+    return parts, {**report, "steps": step, "seconds": time.time() - t0, "bank": len(bank.combos)}
 
 
 # ---------------------------------------------------------------------------------------------------- files
@@ -416,6 +461,9 @@ def parse(argv=None):
     p.add_argument("--dit-batch", type=int, default=512)
     p.add_argument("--dit-lr", type=float, default=6e-4)
     p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--gemma-minutes", type=float, default=1.0, help="dit stage: Gemma pre-training on the captions")
+    p.add_argument("--gemma-batch", type=int, default=2048)
+    p.add_argument("--gemma-lr", type=float, default=1e-3)
     p.add_argument("--bank", type=int, default=32768, help="clips in the latent bank")
     p.add_argument("--bank-seconds", type=float, default=60.0, help="stop filling the bank after this long")
     p.add_argument("--captions-per-combo", type=int, default=64)
@@ -440,7 +488,7 @@ def parse(argv=None):
         args.frames, args.size, args.vae_batch, args.audio_batch, args.dit_batch = 9, 64, 2, 2, 2
         args.max_steps = args.max_steps or 2
         args.warmup, args.log_every, args.stat_batches = 1, 1, 1
-        args.bank, args.captions_per_combo, args.clips_per_caption = 4, 1, 2
+        args.bank, args.captions_per_combo, args.clips_per_caption, args.gemma_batch = 4, 1, 2, 4
     if bool(args.init_checkpoint) != bool(args.init_gemma):
         p.error("--init-checkpoint and --init-gemma go together (the Gemma trained with that checkpoint)")
     if args.clips_per_caption < 1 or args.dit_batch % args.clips_per_caption:
