@@ -5,16 +5,17 @@ The formats differ in key names only:
 
 | format | keys of one layer `<m>` | layer name `<m>` |
 |---|---|---|
-| ComfyUI / official (LTX trainers) | `diffusion_model.<m>.lora_A.weight`, `.lora_B.weight`, optional `.alpha` | official |
+| ComfyUI / official (ltx-core's loader strips `diffusion_model.`) | `diffusion_model.<m>.lora_A.weight`, `.lora_B.weight`, optional `.alpha` | official |
 | ComfyUI (lora_down/up spelling) | `diffusion_model.<m>.lora_down.weight`, `.lora_up.weight`, optional `.alpha` | official |
 | diffusers / PEFT | `transformer.<m>.lora_A.weight`, `.lora_B.weight` (PEFT `save_pretrained`: `base_model.model.<m>`) | diffusers |
 | kohya | `lora_unet_<m with . as _>.lora_down.weight`, `.lora_up.weight`, `.alpha` | official or diffusers |
 
 `lora_A`/`lora_down` is the down matrix, `lora_B`/`lora_up` the up matrix; a file without a prefix is read too.
 The scale of a layer is strength * alpha / rank when the file stores `<m>.alpha` (rank = rows of the down matrix),
-and strength * 1.0 when it does not: ComfyUI's rule, and the diffusers/PEFT rule for files without alphas. (ltx-core
-1.0.0 ignores alpha entirely; the official LTX-2 LoRAs store none, so both rules agree on them.) A diffusers file
-whose metadata `lora_adapter_metadata` holds PEFT's `lora_alpha` and `r` gets alpha / r for every layer.
+and strength * 1.0 when it does not: ComfyUI's rule (tests/test_lora.py runs ComfyUI's own code on the same files),
+and the diffusers/PEFT rule. ltx-core 1.0.0 ignores alpha entirely (strength * B @ A): a file whose alpha differs
+from its rank merges differently there; files without alpha agree everywhere. A diffusers file whose metadata
+`lora_adapter_metadata` holds PEFT's `lora_alpha` and `r` gets lora_alpha / r on every layer.
 
 LyCORIS LoKr layers (`lokr_w1`, `lokr_w2`, ...; lokr.py) are read too. LyCORIS LoHa, OFT, DoRA and
 full-difference (`.diff`) files are refused with their format named.
