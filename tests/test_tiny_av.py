@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from videodit.tiny import av_config, data, train_av
+from videodit.tiny import av_config, av_flow, data, train_av
 
 BUDGET_BYTES = 25e6  # the whole model (transformer, connectors, VAEs, vocoder, Gemma) stored as fp16
 TOL = 1e-4
@@ -77,7 +77,7 @@ def test_byte_tokenizer_round_trips_and_loads_from_the_gemma_file(tmp_path):
 
 
 def test_training_text_contexts_equal_the_pipeline_text_encoder(tmp_path):
-    """train_av.text_contexts (Gemma on 128 right-padded tokens, states zero-padded to 1024) = LTX2TextEncoder
+    """av_flow.text_contexts (Gemma on 128 right-padded tokens, states zero-padded to 1024) = LTX2TextEncoder
     (1024 left-padded tokens through the file's Gemma), random weights."""
     from videodit.model.ltx2.gemma import load_gemma
     from videodit.model.ltx2.text_encoder import LTX2TextEncoder, prompt_rule
@@ -91,9 +91,9 @@ def test_training_text_contexts_equal_the_pipeline_text_encoder(tmp_path):
     encoder = LTX2TextEncoder(load_gemma(path, torch.float32), parts["text_path"].eval(), prompt_rule("2.3"))
     prompts = ["a red circle moving up on a black background", "", "green box, going left, with a low hum"]
     expected = encoder.encode_prompts(prompts)
-    ids, mask = train_av.av_config_tokens(prompts)
+    ids, mask = av_flow.caption_tokens(prompts)
     with torch.no_grad():
-        video, audio, _ = train_av.text_contexts(parts["gemma"].eval(), parts["text_path"], ids, mask)
+        video, audio, _ = av_flow.text_contexts(parts["gemma"].eval(), parts["text_path"], ids, mask)
     diffs = {"video": max_diff(video, expected.video), "audio": max_diff(audio, expected.audio)}
     print(
         f"training text contexts vs LTX2TextEncoder: max abs diffs {diffs} (values up to {expected.video.abs().max():.2f})"
@@ -104,7 +104,7 @@ def test_training_text_contexts_equal_the_pipeline_text_encoder(tmp_path):
 
 def test_sigmas_follow_the_shifted_logit_normal():
     generator = torch.Generator().manual_seed(0)
-    s = train_av.sample_sigmas(20000, generator, mu=2.05, uniform_share=0.0)
+    s = av_flow.sample_sigmas(20000, generator, mu=2.05, uniform_share=0.0)
     # median of sigmoid(N(0, 1)) is 0.5, shifted: e^mu / (e^mu + 1)
     expected = np.exp(2.05) / (np.exp(2.05) + 1.0)
     assert abs(s.median().item() - expected) < 0.01, (s.median().item(), expected)
@@ -112,7 +112,7 @@ def test_sigmas_follow_the_shifted_logit_normal():
 
 
 def test_bank_draws_groups_of_one_combination():
-    bank = train_av.Bank.__new__(train_av.Bank)  # only the combination index (no VAEs needed)
+    bank = av_flow.Bank.__new__(av_flow.Bank)  # only the combination index (no VAEs needed)
     combos = torch.tensor([5, 7, 5, 9, 7, 5, 9, 9, 9, 1])
     bank.set_combos(combos)
     idx = bank.draw(400, 4, torch.Generator().manual_seed(0))

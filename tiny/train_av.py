@@ -36,26 +36,19 @@ on 9-frame 64x64 clips, all files written): python -m videodit.tiny.train_av --s
 
 import argparse
 import json
-import math
 import os
 import time
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..model.ltx2 import latents as L
 from ..model.ltx2.schedules import PIPELINE_TOKENS, token_shift
-from ..model.ltx2.streams import Stream
-from ..model.ltx2.text_encoder import MAX_TOKENS
 from . import av_audio, av_config, data
+from .av_flow import Bank, attribute_loss, flow_loss, log
 from .train import (
     ATTRIBUTE_CLASSES,
     Budget,
     Schedule,
     autocast,
-    combo_attributes,
-    combo_index,
     evaluate_vae,
     psnr_db,
     render_batch,
@@ -63,21 +56,14 @@ from .train import (
     set_latent_statistics,
 )
 
-SEED = 20261203
+DEFAULT_SEED = 20261203
 VIDEO_FILE, AUDIO_FILE = "tiny-ltx2-vae.safetensors", "tiny-ltx2-audio.safetensors"
 CHECKPOINT_FILE, GEMMA_FILE = "tiny-ltx2-av.safetensors", "tiny-ltx2-gemma.safetensors"
-NUM_COMBOS = math.prod(ATTRIBUTE_CLASSES)
-
-
-def log(message: str, start: float) -> None:
-    print(f"[{time.time() - start:7.1f} s] {message}", flush=True)
-
-
 # ---------------------------------------------------------------------------------------------------- stage A
 
 
 def train_video_vae(args, device):
-    parts = av_config.build(SEED, ("video_vae",))
+    parts = av_config.build(args.seed, ("video_vae",))
     vae = parts["video_vae"].to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     schedule = Schedule(optimizer, args.vae_lr, args.warmup)
@@ -85,7 +71,7 @@ def train_video_vae(args, device):
     t0, step = time.time(), 0
     while budget.total is None or step < budget.total:
         schedule.set(step)
-        _, video, coverage = render_batch(args.vae_batch, SEED + step, args.frames, args.size, device)
+        _, video, coverage = render_batch(args.vae_batch, args.seed + step, args.frames, args.size, device)
         with autocast(device):
             mean, logvar = vae.encoder(video).float().chunk(2, dim=1)
             z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
@@ -111,7 +97,7 @@ def train_video_vae(args, device):
 
 
 def train_audio(args, device):
-    parts = av_config.build(SEED + 1, ("audio_vae", "vocoder"))
+    parts = av_config.build(args.seed + 1, ("audio_vae", "vocoder"))
     vae, vocoder = parts["audio_vae"].to(device).train(), parts["vocoder"].to(device).train()
     mel_of = av_audio.log_mel(device)
     params = list(vae.parameters()) + list(vocoder.parameters())
@@ -121,7 +107,7 @@ def train_audio(args, device):
     t0, step = time.time(), 0
     while budget.total is None or step < budget.total:
         schedule.set(step)
-        specs = data.sample_specs(args.audio_batch, SEED + 7 * 10**6 + step, "train", args.frames, args.size)
+        specs = data.sample_specs(args.audio_batch, args.seed + 7 * 10**6 + step, "train", args.frames, args.size)
         wave = av_audio.soundtracks(specs, args, device)
         mel = mel_of(wave)  # (B, 2, M, 64)
         with autocast(device):
@@ -147,150 +133,13 @@ def train_audio(args, device):
             log(f"audio step {step}: mel L1 {mel_loss.item():.4f} kl {kl.item():.2f} stft {stft.item():.4f}", t0)
     vae.eval(), vocoder.eval()
     round_to_half(vae), round_to_half(vocoder)
-    av_audio.set_statistics(vae, args, device, SEED + 8 * 10**6)
-    report = av_audio.evaluate(vae, vocoder, args, device, SEED + 9 * 10**6)
+    av_audio.set_statistics(vae, args, device, args.seed + 8 * 10**6)
+    report = av_audio.evaluate(vae, vocoder, args, device, args.seed + 9 * 10**6)
     log("audio eval: " + json.dumps({k: round(v, 3) for k, v in report.items()}), t0)
     return vae, vocoder, {**report, "steps": step, "seconds": time.time() - t0}
 
 
 # ---------------------------------------------------------------------------------------------------- stage B
-
-
-class Bank:
-    """Encoded training clips (normalized video latents as tokens (N, f*h*w, C), audio latents as tokens (N, T, C))
-    with their combination, and a table of tokenised captions: `per_combo` phrasings per (colour, shape, motion,
-    background) and the empty caption last (caption dropout), so a batch of captions is one gather."""
-
-    def __init__(self, video_vae, audio_vae, args, device):
-        t0, videos, audios, combos = time.time(), [], [], []
-        step = args.vae_batch * (8 if device.type == "cuda" else 1)
-        for i in range(0, args.bank, step):
-            specs, video, _ = render_batch(step, SEED + 3 * 10**6 + i, args.frames, args.size, device)
-            wave = av_audio.soundtracks(specs, args, device)
-            with torch.no_grad(), autocast(device):
-                videos.append(L.patchify_video(video_vae.encode_normalized(video).float()))
-                audio = audio_vae.encode_waveform(wave, av_config.SAMPLE_RATE).float()
-            tokens = L.audio_token_count(args.frames, av_config.FRAME_RATE)
-            audios.append(L.patchify_audio(audio[:, :, :tokens]))  # the pipeline crops the encoded track too
-            combos += [combo_index(s) for s in specs]
-            if time.time() - t0 > args.bank_seconds:
-                break
-        self.video, self.audio = torch.cat(videos), torch.cat(audios)
-        self.set_combos(torch.tensor(combos, device=device))
-        self.video_grid = video_vae.encode_normalized(video[:1]).shape[2:]  # (f, h, w)
-        rng = np.random.default_rng(SEED)
-        prompts = []
-        for c in range(NUM_COMBOS):
-            names = [
-                n[i]
-                for n, i in zip(
-                    (tuple(data.COLORS), data.SHAPES, data.MOTIONS, tuple(data.BACKGROUNDS)), combo_attributes(c)
-                )
-            ]
-            spec = data.ClipSpec(*names, 0.0, 0.0, 0.0, 0.0)  # speed 0: only speed-neutral adverbs
-            prompts += [data.caption(spec, rng) for _ in range(args.captions_per_combo)]
-        prompts.append("")
-        self.ids, self.mask = (t.to(device) for t in av_config_tokens(prompts))
-        self.per_combo = args.captions_per_combo
-        log(f"bank: {len(self.combos)} clips, video tokens {tuple(self.video.shape[1:])} std {self.video.std():.3f}, "
-            f"audio tokens {tuple(self.audio.shape[1:])} std {self.audio.std():.3f}; {len(prompts)} captions, e.g. "
-            f"{prompts[:2]}", t0)  # fmt: skip
-
-    def set_combos(self, combos: torch.Tensor) -> None:
-        """combos (N,): the combination index of every clip; builds the per-combination index draw uses."""
-        self.combos = combos
-        self.by_combo = torch.argsort(combos, stable=True)  # clips grouped by combination
-        counts = torch.bincount(combos, minlength=NUM_COMBOS)
-        self.combo_start, self.combo_count = torch.cumsum(counts, 0) - counts, counts
-
-    def draw(self, groups: int, per_group: int, generator) -> torch.Tensor:
-        """groups x per_group clip indices (flat, group-major): each group is per_group random clips of one
-        combination (that of a uniformly drawn clip), so one caption serves the whole group."""
-        anchor = torch.randint(len(self.combos), (groups,), generator=generator).to(self.combos.device)
-        combo = self.combos[anchor]
-        offset = torch.rand(groups, per_group, generator=generator).to(combo.device) * self.combo_count[combo, None]
-        picks = self.combo_start[combo, None] + offset.long().clamp(max=self.combo_count[combo, None] - 1)
-        return self.by_combo[picks].flatten()
-
-    def captions(self, idx, drop, generator):
-        k = torch.randint(self.per_combo, idx.shape, generator=generator).to(self.combos.device)
-        rows = self.combos[idx] * self.per_combo + k
-        rows = torch.where(drop, self.ids.shape[0] - 1, rows)
-        return self.ids[rows], self.mask[rows]
-
-
-def av_config_tokens(prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """BOS + utf-8 bytes through the byte tokenizer, right-padded to CAPTION_TOKENS: ids, mask (B, 128)."""
-    batch = av_config.byte_tokenizer()(
-        [p.strip() for p in prompts], padding="max_length", max_length=av_config.CAPTION_TOKENS, truncation=True,
-        return_tensors="pt",
-    )  # fmt: skip
-    return batch["input_ids"], batch["attention_mask"]
-
-
-def text_contexts(gemma, text_path, ids, mask, tokens: int = MAX_TOKENS):
-    """Gemma on right-padded ids (B, L) -> (video (B, tokens, Dv), audio (B, tokens, Da), last hidden (B, L, D)).
-    The hidden states are zero-padded to `tokens` positions with mask 0, where the connectors put registers."""
-    states = gemma(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False).hidden_states
-    pad = tokens - ids.shape[1]
-    video, audio, _ = text_path([F.pad(s, (0, 0, 0, pad)) for s in states], F.pad(mask, (0, pad)))
-    return video, audio, states[-1]
-
-
-def sample_sigmas(n: int, generator, mu: float, uniform_share: float) -> torch.Tensor:
-    """(n,) in (0, 1]: sigmoid(N(0, 1)) (a uniform share: U(0, 1)) through the shift e^mu / (e^mu + 1/s - 1)."""
-    u = torch.sigmoid(torch.randn(n, generator=generator))
-    u = torch.where(torch.rand(n, generator=generator) < uniform_share, torch.rand(n, generator=generator), u)
-    k = math.exp(mu)
-    return (k * u / (1 + (k - 1) * u)).clamp(1e-3, 1.0)
-
-
-def flow_loss(model, bank: Bank, idx, generator, noise_generator, args, device):
-    """(video loss, audio loss, attribute loss) of the bank clips idx (groups of args.clips_per_caption clips of
-    one combination, Bank.draw); model = (transformer, text_path, gemma, head). One caption per group goes
-    through Gemma and the text path, its contexts serve every clip of the group."""
-    transformer, text_path, gemma, head = model
-    x0v, x0a = bank.video[idx], bank.audio[idx]  # (B, Nv, Cv), (B, Na, Ca)
-    b, per = x0v.shape[0], args.clips_per_caption
-    f, h, w = bank.video_grid
-    first = idx[::per]  # one clip per group: its combination names the group's caption
-    dropped = (torch.rand(len(first), generator=generator) < args.caption_dropout).to(device)
-    ids, mask = bank.captions(first, dropped, generator)
-    s = sample_sigmas(b, generator, args.shift, args.uniform_share).to(device)
-    i2v = (torch.rand(b, generator=generator) < args.i2v_share).to(device)
-    a2v = (torch.rand(b, generator=generator) < args.a2v_share).to(device)
-    cond_v = i2v[:, None] & (torch.arange(x0v.shape[1], device=device) < h * w)[None]  # latent frame 0 clean
-    cond_a = a2v[:, None].expand(b, x0a.shape[1])  # the whole track given
-    noise_v = torch.randn(x0v.shape, generator=noise_generator, device=device)
-    noise_a = torch.randn(x0a.shape, generator=noise_generator, device=device)
-    xv = torch.where(cond_v[..., None], x0v, (1 - s[:, None, None]) * x0v + s[:, None, None] * noise_v)
-    xa = torch.where(cond_a[..., None], x0a, (1 - s[:, None, None]) * x0a + s[:, None, None] * noise_a)
-    tau_v = torch.where(cond_v, 0.0, s[:, None].expand_as(cond_v.float()))
-    tau_a = torch.where(cond_a, 0.0, s[:, None].expand_as(cond_a.float()))
-    with autocast(device):
-        video_ctx, audio_ctx, last = text_contexts(gemma, text_path, ids, mask)
-        video_ctx, audio_ctx = video_ctx.repeat_interleave(per, 0), audio_ctx.repeat_interleave(per, 0)
-        video = Stream(xv, s, tau_v, bank.video_positions.expand(b, -1, -1, -1), video_ctx)
-        audio = Stream(xa, s, tau_a, bank.audio_positions.expand(b, -1, -1, -1), audio_ctx)
-        pred_v, pred_a = transformer(video, audio)
-    keep_v, keep_a = (~cond_v).float()[..., None], (~cond_a).float()[..., None]
-    loss_v = ((pred_v.float() - (noise_v - x0v)).pow(2) * keep_v).sum() / (keep_v.sum() * x0v.shape[2])
-    loss_a = ((pred_a.float() - (noise_a - x0a)).pow(2) * keep_a).sum() / (keep_a.sum() * x0a.shape[2]).clamp(min=1)
-    return loss_v, loss_a, attribute_loss(head, last, mask, bank.combos[first], dropped)[0]
-
-
-def attribute_loss(head, last, mask, combos, dropped) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy (summed over colour, shape, motion, background) of the attributes predicted by a linear head
-    from Gemma's mean last hidden state (B, L, D), and the share of captions with all four right; dropped
-    captions ("") are left out."""
-    pooled = (last.float() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # (B, D)
-    logits = head(pooled).split(ATTRIBUTE_CLASSES, dim=-1)
-    labels = combo_attributes(combos)
-    keep = (~dropped).float()
-    loss = sum((F.cross_entropy(lg, lb, reduction="none") * keep).sum() for lg, lb in zip(logits, labels))
-    right = torch.stack([lg.argmax(-1) == lb for lg, lb in zip(logits, labels)]).all(0).float()
-    count = keep.sum().clamp(min=1.0)
-    return loss / count, (right * keep).sum() / count
 
 
 def pretrain_gemma(gemma, head, bank: Bank, args, device) -> dict:
@@ -300,7 +149,7 @@ def pretrain_gemma(gemma, head, bank: Bank, args, device) -> dict:
     params = list(gemma.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.gemma_lr, betas=(0.9, 0.99), weight_decay=0.01)
     schedule = Schedule(optimizer, args.gemma_lr, args.warmup)
-    generator = torch.Generator().manual_seed(SEED + 5)
+    generator = torch.Generator().manual_seed(args.seed + 5)
     budget = Budget(time.time(), args.gemma_minutes * 60, args.warmup, args.max_steps or 10**9)
     t0, step = time.time(), 0
     while budget.total is None or step < budget.total:
@@ -326,13 +175,10 @@ def pretrain_gemma(gemma, head, bank: Bank, args, device) -> dict:
 
 
 def train_dit(args, video_vae, audio_vae, device):
-    torch.manual_seed(SEED)
+    torch.manual_seed(args.seed)
     video_vae.eval().requires_grad_(False), audio_vae.eval().requires_grad_(False)
     bank = Bank(video_vae, audio_vae, args, device)
-    f, h, w = bank.video_grid
-    bank.video_positions = L.video_positions(1, f, h, w, av_config.FRAME_RATE, device=device)
-    bank.audio_positions = L.audio_positions(1, bank.audio.shape[1], device=device)
-    parts = av_config.build(SEED + 2, ("transformer", "text_path", "gemma"))
+    parts = av_config.build(args.seed + 2, ("transformer", "text_path", "gemma"))
     if args.init_checkpoint:
         load_init(parts, args.init_checkpoint, args.init_gemma)
     trained = [parts[k].to(device).train() for k in ("transformer", "text_path", "gemma")]
@@ -346,8 +192,8 @@ def train_dit(args, video_vae, audio_vae, device):
         params + list(head.parameters()), lr=args.dit_lr, betas=(0.9, 0.99), weight_decay=0.01
     )
     schedule = Schedule(optimizer, args.dit_lr, args.warmup)
-    generator = torch.Generator().manual_seed(SEED)
-    noise_generator = torch.Generator(device).manual_seed(SEED)
+    generator = torch.Generator().manual_seed(args.seed)
+    noise_generator = torch.Generator(device).manual_seed(args.seed)
     compiled = [torch.compile(m) for m in trained] if args.compile else trained
     budget = Budget(time.time(), args.dit_minutes * 60, args.warmup, args.max_steps or 10**9)
     t0, step, running = time.time(), 0, []
@@ -444,7 +290,7 @@ def parse(argv=None):
     p.add_argument("--audio", help="dit stage: the audio VAE + vocoder file of the audio stage")
     p.add_argument("--init-checkpoint", help="dit stage: continue from this tiny-ltx2-av file (with --init-gemma)")
     p.add_argument("--init-gemma", help="dit stage: the tiny-ltx2-gemma file written with --init-checkpoint")
-    p.add_argument("--seed", type=int, default=SEED, help="seed of all randomness")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of all randomness")
     p.add_argument("--smoke", action="store_true", help="every stage a few CPU steps on 9-frame 64x64 clips")
     p.add_argument("--video-minutes", type=float, default=6.0)
     p.add_argument("--audio-minutes", type=float, default=4.0)
@@ -497,9 +343,7 @@ def parse(argv=None):
 
 
 def main(argv=None):
-    global SEED
     args = parse(argv)
-    SEED = args.seed
     start = time.time()
     os.makedirs(args.out, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
