@@ -566,6 +566,26 @@ def test_side_path_leaves_weights_alone():
     assert diff <= TOL, f"side path vs merge: {diff:.3e}"
 
 
+def test_text_kv_cache_sees_the_merge():
+    """The 0.9.x text key/value cache (model/speed.py) is recomputed after a merge and after remove()."""
+    from videodit.model.speed import TextKVCache
+
+    model, _ = ltxv_model()
+    plain = copy.deepcopy(model)
+    model.text_kv_cache = TextKVCache()
+    names = [n for n in linear_layers(model) if ".attn2.to_" in n or n.startswith("caption_projection.")]
+    lora = load_lora(lora_state(model, random_factors(model, 26, names), "comfy"))
+    base = run(model)  # fills the cache
+    merger = LoraMerger(model)
+    merger.apply([LoraStrength(lora, 0.9)])
+    LoraMerger(plain).apply([LoraStrength(lora, 0.9)])
+    diff = output_diff(run(model), run(plain))
+    assert output_diff(base, run(plain)) > 0.05, "the LoRA on attn2 / caption projection barely matters"
+    assert diff <= TOL, f"cached keys/values after the merge: max |cached - uncached| {diff:.3e}"
+    merger.remove()
+    assert output_diff(run(model), base) == 0.0, "cache not recomputed after remove()"
+
+
 # ---------------------------------------------------------------------------------------------------- errors
 
 
