@@ -37,6 +37,7 @@ on 9-frame 64x64 clips, all files written): python -m videodit.tiny.train_av --s
 import argparse
 import json
 import os
+import tempfile
 import time
 
 import torch
@@ -285,7 +286,11 @@ def load_stage(paths: list[str], device):
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", choices=("video", "audio", "dit", "all"), default="all")
-    p.add_argument("--out", required=True, help="folder for the files")
+    p.add_argument(
+        "--out",
+        default=os.path.join(tempfile.gettempdir(), "tiny-ltx2-av"),
+        help="folder for the files (default: tiny-ltx2-av in the temporary folder; the trained files go to weights/)",
+    )
     p.add_argument("--video-vae", help="dit stage: the video VAE file of the video stage")
     p.add_argument("--audio", help="dit stage: the audio VAE + vocoder file of the audio stage")
     p.add_argument("--init-checkpoint", help="dit stage: continue from this tiny-ltx2-av file (with --init-gemma)")
