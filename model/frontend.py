@@ -215,15 +215,31 @@ class FamilySteps:
 
 
 LTXV_STEPS = FamilySteps("ltxv", prompt_tokens, encode_keyframe, sample, decode_latents)
-FAMILIES = {"ltxv": LTXV_STEPS}
-PLANNED = {
-    "ltx2": "LTX-2 (audio + video): its sampling loop (the audio+video transformer), Gemma prompt encoding and the "
-    "audio VAE + vocoder decode are not wired into the front-end yet",
-}
+
+
+def ltx2_prompt_tokens(version: str | None = None, pinned: int | None = None) -> int:
+    """LTX-2 prompts are always 1024 Gemma tokens (model/ltx2/text_encoder.py: every version's rule)."""
+    from .ltx2.text_encoder import MAX_TOKENS
+
+    return MAX_TOKENS
+
+
+def _ltx2_sample(*args, **kwargs):
+    """model.ltx2.sampling.generate (imported on use: the LTX-2 modules load only for LTX-2 models)."""
+    from .ltx2.sampling import generate
+
+    return generate(*args, **kwargs)
+
+
+# LTX-2 shares the keyframe encoding and the video decode with 0.9.x (the same fit/crop/compress, decode timestep,
+# noise and seed rule: model/ltx2/pipeline.py calls the same functions); its sampler is the audio+video one.
+LTX2_STEPS = FamilySteps("ltx2", ltx2_prompt_tokens, encode_keyframe, _ltx2_sample, decode_latents)
+FAMILIES = {"ltxv": LTXV_STEPS, "ltx2": LTX2_STEPS}
+PLANNED: dict[str, str] = {}  # family -> what is missing, for a family announced but not wired in yet
 
 
 def steps_for(family: str) -> FamilySteps:
-    """The front-end steps of a model family ("ltxv": LTX-Video 0.9.x). NotImplementedError for a family that is
+    """The front-end steps of a model family ("ltxv": LTX-Video 0.9.x, "ltx2": LTX-2). NotImplementedError for a family that is
     planned but not there yet, ValueError for an unknown one."""
     if family in FAMILIES:
         return FAMILIES[family]

@@ -19,6 +19,7 @@ size asked for.
 from .audio import VideoDiTAudioDecode
 from .latents import VideoDiTEmptyLatentVideo, VideoDiTImageToVideo, VideoDiTVAEDecode, VideoDiTVAEEncode
 from .loaders import VideoDiTModelLoader, VideoDiTTextEncode, VideoDiTTextEncoderLoader
+from .ltx2_nodes import VideoDiTAudioToVideo, VideoDiTLatentUpsample
 from .sampler import VideoDiTSampler
 from .save import VideoDiTSaveVideo
 
@@ -33,6 +34,8 @@ NODE_CLASS_MAPPINGS = {
     "VideoDiTVAEEncode": VideoDiTVAEEncode,
     "VideoDiTSaveVideo": VideoDiTSaveVideo,
     "VideoDiTAudioDecode": VideoDiTAudioDecode,
+    "VideoDiTAudioToVideo": VideoDiTAudioToVideo,
+    "VideoDiTLatentUpsample": VideoDiTLatentUpsample,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -46,4 +49,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VideoDiTVAEEncode": "VideoDiT VAE Encode",
     "VideoDiTSaveVideo": "VideoDiT Save Video",
     "VideoDiTAudioDecode": "VideoDiT Audio Decode",
+    "VideoDiTAudioToVideo": "VideoDiT Audio To Video",
+    "VideoDiTLatentUpsample": "VideoDiT Latent Upsample",
 }

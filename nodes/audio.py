@@ -105,9 +105,12 @@ class AudioDecoderModules:
 
 
 def audio_latent_samples(latent, audio_vae: nn.Module) -> torch.Tensor:
-    """The (B, C, T', F') audio latent in a LATENT: its "samples", or the 4-D part of ComfyUI's combined audio+video
-    latent (a nested tensor of [video, audio]); InputError when it does not fit the audio VAE."""
-    samples = latent.get("samples") if isinstance(latent, dict) else None
+    """The (B, C, T', F') audio latent in a LATENT: the "audio_samples" of our joint audio+video latent
+    (nodes/ltx2_models.py), its "samples", or the 4-D part of ComfyUI's combined audio+video latent (a nested tensor
+    of [video, audio]); InputError when it does not fit the audio VAE."""
+    samples = None
+    if isinstance(latent, dict):
+        samples = latent["audio_samples"] if latent.get("audio_samples") is not None else latent.get("samples")
     parts = getattr(samples, "tensors", None)  # comfy's NestedTensor
     if parts is not None:
         samples = next((part for part in parts if isinstance(part, torch.Tensor) and part.ndim == 4), None)
@@ -142,11 +145,19 @@ class VideoDiTAudioDecode:
         return {
             "required": {
                 "audio_vae": (AUDIO_VAE_TYPE, {"tooltip": "The LTX-2 audio VAE and vocoder from the model loader."}),
-                "latent": ("LATENT", {"tooltip": "Audio latent (batch, 8, frames, 16) from an LTX-2 sampler."}),
+                "latent": (
+                    "LATENT",
+                    {
+                        "tooltip": "The audio+video latent of VideoDiT Sampler (its audio part, trimmed to the "
+                        "video's duration), or an audio latent (batch, 8, frames, 16)."
+                    },
+                ),
             }
         }
 
     def decode(self, audio_vae, latent):
+        if getattr(audio_vae, "missing", None):
+            raise InputError(audio_vae.missing)
         for attribute in ("audio_vae", "vocoder", "acquire", "release"):
             if not hasattr(audio_vae, attribute):
                 raise InputError(
@@ -161,4 +172,9 @@ class VideoDiTAudioDecode:
                 waveform, rate = decode_audio(vae_module, vocoder, samples)
         finally:
             audio_vae.release()
+        frames, fps = latent.get("frames"), latent.get("frame_rate")
+        if latent.get("audio_samples") is not None and frames and fps:
+            # a joint latent: exactly as long as its video (the vocoder's (4T - 3) * hop samples trimmed or padded
+            # at the end), as LTX2Pipeline.decode_audio does
+            waveform, _ = fit_length(waveform, video_samples(int(frames), float(fps), rate), rate)
         return (audio_dict(waveform, rate),)

@@ -19,6 +19,8 @@ MODEL_EXTENSIONS = (".safetensors", ".sft")
 FOLDER_KEYS = {
     "checkpoints": ("checkpoints", "diffusion_models"),
     "text_encoders": ("text_encoders", "clip"),
+    "vae": ("vae",),  # LTX-2.5 split files: video VAE, audio VAE + vocoder
+    "latent_upscale_models": ("latent_upscale_models",),  # LTX-2 latent upsamplers (two-stage)
 }
 # Sub-folders of a headless --models-dir, per ComfyUI folder key (ComfyUI's default layout, incl. legacy names).
 HEADLESS_SUBDIRS = {
@@ -26,6 +28,8 @@ HEADLESS_SUBDIRS = {
     "diffusion_models": ("diffusion_models", "unet"),
     "text_encoders": ("text_encoders", "clip"),
     "clip": ("clip",),
+    "vae": ("vae",),
+    "latent_upscale_models": ("latent_upscale_models",),
 }
 
 

@@ -5,6 +5,8 @@ the same space as ComfyUI's native LTXV latents, so latents cross over both ways
   "frame_rate"  float, the video's frame rate (the DiT's temporal positions depend on it)
   "width", "height", "frames"  the pixel size and frame count the latent stands for
   "keyframes"   list of model.conditioning.Keyframe (normalized latents, pixel frame, strength) from Image To Video
+  "family"      "ltxv" / "ltx2": the model family whose VAE made it (when a VAE was connected); nodes check it
+LTX-2 latents also hold the audio ("audio_samples", ...: the joint latent of nodes/ltx2_models.py).
 Keys other nodes do not know are ignored by them; native nodes copy the dict and keep them.
 
 Each node translates ComfyUI types to one shared step of model/frontend.py (the functions VideoPipeline calls),
@@ -12,6 +14,7 @@ run for the VAE's model family (frontend.steps_for); latent shapes and valid siz
 """
 
 from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 
@@ -28,6 +31,7 @@ from .common import (
     check_inputs,
     size_problems,
 )
+from .ltx2_models import audio_entries, check_family
 
 DEFAULT_FRAME_RATE = 25.0
 MAX_KEYFRAME_IMAGES = 3
@@ -91,7 +95,9 @@ class VideoDiTEmptyLatentVideo:
     RETURN_NAMES = ("latent",)
     OUTPUT_TOOLTIPS = (
         f"Zero latent (B, {GEOMETRY.latent_channels}, (frames-1)/{FRAME_STEP}+1, height/{GEOMETRY.spatial_factor}, "
-        f"width/{GEOMETRY.spatial_factor}) carrying the frame rate and pixel size.",
+        f"width/{GEOMETRY.spatial_factor}) carrying the frame rate and pixel size. With an LTX-2 VAE also the audio "
+        "latent of the same duration: frames / frame_rate seconds (97 frames at 25 fps = 3.88 s), 25 audio latents "
+        "per second.",
     )
 
     @classmethod
@@ -130,7 +136,26 @@ class VideoDiTEmptyLatentVideo:
                     "INT",
                     {"default": 1, "min": 1, "max": 64, "tooltip": "How many videos to generate at once."},
                 ),
-            }
+            },
+            "optional": {
+                "vae": (
+                    VAE_TYPE,
+                    {
+                        "tooltip": "Optional: the model's VAE (VideoDiT Model Loader). Its latent size rules are "
+                        "used, and with an LTX-2 VAE the latent holds audio too: sound as long as the video "
+                        "(frames / frame_rate seconds)."
+                    },
+                ),
+                "two_stage": (
+                    "BOOLEAN",
+                    {
+                        "default": False,
+                        "tooltip": "Two-stage graphs (LTX-2): width and height are the final size and the latent is "
+                        "made at half of it for stage 1 (VideoDiT Latent Upsample x2 brings it back), so both must "
+                        f"be multiples of {2 * STEP}.",
+                    },
+                ),
+            },
         }
 
     @classmethod
@@ -138,15 +163,31 @@ class VideoDiTEmptyLatentVideo:
         problems = size_problems(width, height, frames)
         return "; ".join(problems) if problems else True
 
-    def generate(self, width, height, frames, frame_rate, batch_size):
+    def generate(self, width, height, frames, frame_rate, batch_size, vae=None, two_stage=False):
         check_inputs(
             type(self), dict(width=width, height=height, frames=frames, frame_rate=frame_rate, batch_size=batch_size)
         )
-        message = type(self).VALIDATE_INPUTS(width, height, frames)
-        if message is not True:
-            raise InputError(message)
-        samples = frontend.empty_latent(GEOMETRY, width, height, frames, batch_size)
-        return (video_latent(samples, width, height, frames, frame_rate),)
+        geometry = GEOMETRY if vae is None else vae.geometry
+        problems = size_problems(width, height, frames, geometry=geometry)
+        if problems:
+            raise InputError("; ".join(problems))
+        if two_stage:
+            doubled = replace(geometry, patch_size=geometry.patch_size * 2)
+            problems = size_problems(width, height, frames, geometry=doubled)
+            if problems:
+                raise InputError(
+                    f"two_stage: stage 1 runs at half the width and height, which must be multiples of "
+                    f"{geometry.pixel_step} too, so width and height must be multiples of {doubled.pixel_step}: "
+                    + "; ".join(problems)
+                )
+            width, height = width // 2, height // 2
+        samples = frontend.empty_latent(geometry, width, height, frames, batch_size)
+        latent = video_latent(samples, width, height, frames, frame_rate)
+        if vae is not None:
+            latent["family"] = vae.family
+            if vae.audio is not None:
+                latent.update(audio_entries(vae.audio.audio_vae, batch_size, frames, frame_rate))
+        return (latent,)
 
 
 class VideoDiTImageToVideo:
@@ -226,6 +267,7 @@ class VideoDiTImageToVideo:
         values = dict(frame_index_1=frame_index_1, strength_1=strength_1, crf=crf, **more)
         check_inputs(type(self), values)
         steps = frontend.steps_for(vae.family)
+        check_family("latent", latent, vae.family, "vae")
         width, height, frames, _ = latent_geometry(latent, vae.geometry)
         samples = latent["samples"]
         _, _, _, h, w = samples.shape
@@ -313,7 +355,7 @@ class VideoDiTVAEEncode:
         finally:
             vae.release()
         frames, height, width = images.shape[0], images.shape[1], images.shape[2]
-        return (video_latent(samples, width, height, frames, frame_rate),)
+        return (dict(video_latent(samples, width, height, frames, frame_rate), family=vae.family),)
 
 
 class VideoDiTVAEDecode:
@@ -375,6 +417,7 @@ class VideoDiTVAEDecode:
             type(self), dict(decode_timestep=decode_timestep, decode_noise_scale=decode_noise_scale, tiling=tiling)
         )
         steps = frontend.steps_for(vae.family)
+        check_family("latent", latent, vae.family, "vae")
         width, height, frames, _ = latent_geometry(latent, vae.geometry)
         module = vae.acquire()
         try:

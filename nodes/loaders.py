@@ -1,7 +1,10 @@
-"""Loader nodes: the video model (DiT + VAE from one checkpoint) and the T5 text encoder; text encoding.
+"""Loader nodes: the video model (DiT + VAE from one checkpoint, or the LTX-2 parts) and the text encoder (T5 or
+Gemma); text encoding.
 
-The model and VAE objects say their family ("ltxv": LTX-Video 0.9.x) and geometry; the sampler, Image To Video
-and VAE Decode nodes run the family's steps (model.frontend.steps_for), so a second family plugs in there.
+The model and VAE objects say their family ("ltxv": LTX-Video 0.9.x, "ltx2": LTX-2) and geometry; the sampler,
+Image To Video and VAE Decode nodes run the family's steps (model.frontend.steps_for). LTX-2 files are recognised
+by their keys (single files 2.0/2.3; the 2.5 split files: transformer from diffusion_models plus vae_file and
+audio_vae_file from models/vae); their objects are in ltx2_models.py.
 """
 
 import logging
@@ -15,7 +18,9 @@ from ..model import builtin, speed
 from ..model.frontend import Prompt, encode_prompt, pinned_prompt_tokens
 from ..model.geometry import VideoGeometry
 from . import host
-from .common import CATEGORY, CONDITIONING_TYPE, MODEL_TYPE, TEXT_ENCODER_TYPE, VAE_TYPE, check_inputs
+from .audio import AUDIO_VAE_TYPE
+from .common import CATEGORY, CONDITIONING_TYPE, MODEL_TYPE, TEXT_ENCODER_TYPE, VAE_TYPE, InputError, check_inputs
+from .ltx2_models import MEMORY_MODES, GemmaTextEncoder
 
 logger = logging.getLogger("videodit")
 
@@ -29,6 +34,7 @@ DEFAULT_PROMPT_TOKENS = 256  # what Text Encode encodes at first (0.9.5+); the s
 DTYPES = ["auto", "bf16", "fp16", "fp32"]
 TORCH_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 PLACEMENTS = ["gpu", "offload to cpu between runs"]
+NO_FILE = "none"
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -59,6 +65,7 @@ class VideoVAE:
     path: str
     family: str = "ltxv"
     geometry: VideoGeometry = field(default_factory=VideoGeometry)
+    audio: object = None  # LTX-2: the audio VAE + vocoder (audio.AudioDecoderModules) of the same release
 
     def acquire(self) -> torch.nn.Module:
         """The VAE on its compute device (moved there if it was offloaded)."""
@@ -124,6 +131,13 @@ class VideoTextEncoder:
         )
 
 
+class NoAudioVAE:
+    """The audio_vae output of an LTX-Video 0.9.x checkpoint, which has no audio: Audio Decode names why."""
+
+    def __init__(self, path: str):
+        self.missing = f"audio_vae: {path} is an LTX-Video 0.9.x checkpoint, which has no audio VAE (LTX-2 has one)"
+
+
 # One cached model per loader kind: a new choice replaces the old one (two 2B models rarely fit together).
 _CACHE: dict[str, tuple] = {}
 
@@ -182,17 +196,22 @@ def apply_speed(transformer, vae_module, options):
 
 class VideoDiTModelLoader:
     DESCRIPTION = (
-        "Loads an LTX-Video checkpoint (official single file: DiT + VAE; config from its metadata) or "
-        "the built-in tiny model. Models stay cached between runs."
+        "Loads an LTX-Video 0.9.x checkpoint (official single file: DiT + VAE; config from its metadata), the "
+        "built-in tiny model, or LTX-2: a single-file LTX-2.0/2.3 checkpoint (transformer, video VAE, audio VAE, "
+        "vocoder, text connectors), or the LTX-2.5 split files (transformer from diffusion_models + vae_file + "
+        "audio_vae_file from models/vae). Models stay cached between runs."
     )
     CATEGORY = CATEGORY
     FUNCTION = "load"
-    MODEL_FOLDERS = {"checkpoint": "checkpoints"}  # where a missing file was looked for (check_inputs)
-    RETURN_TYPES = (MODEL_TYPE, VAE_TYPE)
-    RETURN_NAMES = ("model", "vae")
+    # where a missing file was looked for (check_inputs)
+    MODEL_FOLDERS = {"checkpoint": "checkpoints", "vae_file": "vae", "audio_vae_file": "vae"}
+    RETURN_TYPES = (MODEL_TYPE, VAE_TYPE, AUDIO_VAE_TYPE)
+    RETURN_NAMES = ("model", "vae", "audio_vae")
     OUTPUT_TOOLTIPS = (
-        "The video diffusion transformer with its scheduler settings and version.",
-        "The causal video VAE of the same checkpoint (encode images, decode latents).",
+        "The video diffusion transformer with its scheduler settings and version (LTX-2: audio + video).",
+        "The causal video VAE of the same checkpoint (encode images, decode latents); for LTX-2 it also carries the "
+        "audio VAE (Empty Latent Video, Audio To Video).",
+        "LTX-2: the audio VAE + vocoder for VideoDiT Audio Decode (LTX-Video 0.9.x checkpoints have none).",
     )
 
     @classmethod
@@ -247,21 +266,76 @@ class VideoDiTModelLoader:
                     "any device). The matmuls themselves run in fp8 only in bf16 on GPUs "
                     "of compute capability >= 8.9 (Ada, Hopper); elsewhere the weights "
                     "are dequantised per layer, which is slower. Pair it with compile "
-                    "for speed.",
+                    "for speed. LTX-2: keeps the linears an fp8 file stores as fp8 "
+                    "(bf16 files are not converted).",
                 },
             ),
         }
-        return {"required": required}
+        parts = [NO_FILE] + host.list_models("vae")
+        optional = {
+            "vae_file": (
+                parts,
+                {
+                    "default": NO_FILE,
+                    "tooltip": "LTX-2.5 split files: the video VAE from models/vae (ltx-2.5-video-vae-conv-bf16). "
+                    "none for single-file checkpoints (their VAE is inside).",
+                },
+            ),
+            "audio_vae_file": (
+                parts,
+                {
+                    "default": NO_FILE,
+                    "tooltip": "LTX-2.5 split files: the audio VAE + vocoder from models/vae "
+                    "(ltx-2.5-audio-vae-bf16). none for single-file checkpoints.",
+                },
+            ),
+            "memory": (
+                MEMORY_MODES,
+                {
+                    "default": "auto",
+                    "tooltip": "LTX-2 transformer on the GPU: auto = all of it when it fits in free memory, else "
+                    "its blocks streamed from CPU RAM (slower, but a 22B model runs on a 24 GB GPU); resident = "
+                    "always all of it; stream blocks = always streamed. LTX-Video 0.9.x: ignored.",
+                },
+            ),
+        }
+        return {"required": required, "optional": optional}
 
-    def load(self, checkpoint, dtype, placement, attention="auto", compile=False, fp8=False):
-        check_inputs(type(self), dict(dtype=dtype, placement=placement))  # a missing file: FileNotFoundError below
+    def load(
+        self,
+        checkpoint,
+        dtype,
+        placement,
+        attention="auto",
+        compile=False,
+        fp8=False,
+        vae_file=NO_FILE,
+        audio_vae_file=NO_FILE,
+        memory="auto",
+    ):
+        values = dict(dtype=dtype, placement=placement, vae_file=vae_file, audio_vae_file=audio_vae_file)
+        check_inputs(type(self), dict(values, memory=memory))  # a missing file: FileNotFoundError below
         from ..model.checkpoint import load_checkpoint
+        from ..model.pipeline import model_family
 
         path = resolve_file("checkpoints", checkpoint)
         device = host.torch_device()
         torch_dtype = resolve_dtype(dtype, device)
         offload = placement != "gpu"
         say_no_gpu_once(placement, device)
+        try:
+            family = model_family(path)
+        except Exception:  # noqa: BLE001 - not readable as LTX weights: load_checkpoint below says why
+            family = "ltxv"
+        parts = {name: resolve_file("vae", value) for name, value in (("vae_file", vae_file),
+                 ("audio_vae_file", audio_vae_file)) if value not in (None, NO_FILE)}  # fmt: skip
+        if family == "ltx2":
+            return self.load_ltx2(path, parts, torch_dtype, device, offload, memory, attention, compile, fp8)
+        if parts:
+            raise InputError(
+                f"{', '.join(parts)}: {checkpoint} is an LTX-Video 0.9.x checkpoint with its VAE inside; these inputs "
+                "are for the LTX-2.5 split files: set them to none"
+            )
         key = (
             os.path.realpath(path),
             os.path.getmtime(path),
@@ -299,19 +373,42 @@ class VideoDiTModelLoader:
             if not offload:
                 model.acquire()
                 vae.acquire()
-            return model, vae
+            return model, vae, NoAudioVAE(path)
 
         return cached("checkpoint", key, load)
 
+    def load_ltx2(self, path, parts, dtype, device, offload, memory, attention, compile, fp8):
+        """LTX-2 file(s) -> (model, vae, audio_vae); fp8 keeps the file's fp8 linears as fp8 (keep_fp8)."""
+        from .ltx2_models import load_ltx2_files
+
+        if attention != "auto" or compile:
+            logger.warning("VideoDiT Model Loader: attention and compile are not applied to LTX-2 models yet")
+        paths = [path, *parts.values()]
+        names = {path: "checkpoint", **{p: name for name, p in parts.items()}}
+        key = (
+            tuple((os.path.realpath(p), os.path.getmtime(p)) for p in paths),
+            str(dtype),
+            str(device),
+            offload,
+            memory,
+            bool(fp8),
+        )
+        return cached(
+            "checkpoint", key, lambda: load_ltx2_files(paths, names, dtype, device, offload, memory, bool(fp8))
+        )
+
 
 class VideoDiTTextEncoderLoader:
-    DESCRIPTION = "Loads the T5 text encoder (ComfyUI's t5xxl single-file layout) or the tiny built-in one."
+    DESCRIPTION = (
+        "Loads the text encoder: T5 for LTX-Video 0.9.x (ComfyUI's t5xxl single-file layout, or the tiny built-in "
+        "one), or Gemma for LTX-2 (Gemma 3 12B for 2.0/2.3, LTX's Gemma 4 file for 2.5), told apart by the file's keys."
+    )
     CATEGORY = CATEGORY
     FUNCTION = "load"
     MODEL_FOLDERS = {"text_encoder": "text_encoders"}
     RETURN_TYPES = (TEXT_ENCODER_TYPE,)
     RETURN_NAMES = ("text_encoder",)
-    OUTPUT_TOOLTIPS = ("The T5 encoder and its tokenizer; connect it to VideoDiT Text Encode.",)
+    OUTPUT_TOOLTIPS = ("The T5 or Gemma encoder and its tokenizer; connect it to VideoDiT Text Encode.",)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -322,7 +419,8 @@ class VideoDiTTextEncoderLoader:
                     {
                         "default": BUILTIN_TEXT_ENCODER,
                         "tooltip": "T5 file from models/text_encoders (or the legacy models/clip), e.g. "
-                        "t5xxl_fp16.safetensors, or the tiny built-in encoder.",
+                        "t5xxl_fp16.safetensors, or the tiny built-in encoder; for LTX-2 a Gemma file, e.g. "
+                        "gemma_3_12B_it.safetensors (2.0/2.3) or gemma4-12b-with-proj-ltx-2.5-bf16 (2.5).",
                     },
                 ),
                 "dtype": (
@@ -351,6 +449,9 @@ class VideoDiTTextEncoderLoader:
         torch_dtype = resolve_dtype(dtype, torch_device)
         key = (os.path.realpath(path), os.path.getmtime(path), str(torch_dtype), str(torch_device))
 
+        if is_gemma(path):
+            return (cached("text_encoder", key, lambda: load_gemma_encoder(path, torch_dtype, torch_device)),)
+
         def load():
             pinned = pinned_prompt_tokens(path)
             with builtin.restore_hint(path):
@@ -362,15 +463,43 @@ class VideoDiTTextEncoderLoader:
         return (cached("text_encoder", key, load),)
 
 
+def is_gemma(path: str) -> bool:
+    """True for a Gemma text encoder file (LTX-2), False for T5 and anything else (load_text_encoder says why)."""
+    from ..model.ltx2.gemma import is_gemma_file
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, "pt") as f:
+            return is_gemma_file(f.keys())
+    except Exception:  # noqa: BLE001 - unreadable: the T5 loader reports it
+        return False
+
+
+def load_gemma_encoder(path: str, dtype: torch.dtype, device: torch.device) -> GemmaTextEncoder:
+    """A Gemma file (its tokenizer inside or in a sidecar folder, model/ltx2/gemma.py) -> GemmaTextEncoder."""
+    from ..model.checkpoint import CheckpointError
+    from ..model.ltx2.gemma import load_gemma
+
+    try:
+        return GemmaTextEncoder(load_gemma(path, dtype), device)
+    except CheckpointError as e:
+        raise InputError(f"text_encoder: {e}") from e
+
+
 class VideoDiTTextEncode:
-    DESCRIPTION = "Encodes a prompt with T5. Use it twice: once for the positive and once for the negative prompt."
+    DESCRIPTION = (
+        "Encodes a prompt: with T5 for LTX-Video 0.9.x, with Gemma for LTX-2 (the sampler finishes it with its "
+        "checkpoint's text connectors). Use it twice: once for the positive and once for the negative prompt."
+    )
     CATEGORY = CATEGORY
     FUNCTION = "encode"
     RETURN_TYPES = (CONDITIONING_TYPE,)
     RETURN_NAMES = ("conditioning",)
     OUTPUT_TOOLTIPS = (
         "T5 embeddings and attention mask of the prompt (re-encoded by the sampler at the checkpoint's prompt "
-        "length when that differs: 128 tokens for 0.9.0/0.9.1).",
+        "length when that differs: 128 tokens for 0.9.0/0.9.1). Gemma: the prompt, encoded by the sampler with the "
+        "checkpoint's text path (1024 tokens; positive and negative in one Gemma call).",
     )
 
     @classmethod

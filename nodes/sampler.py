@@ -1,4 +1,5 @@
-"""The sampler node: rectified-flow denoising with CFG + STG, keyframes, progress, previews and interrupt."""
+"""The sampler node: rectified-flow denoising with CFG + STG, keyframes, progress, previews and interrupt; for LTX-2
+joint audio+video sampling with multimodal guidance (ltx2_sampling.py)."""
 
 import torch
 from PIL import Image
@@ -17,8 +18,10 @@ from .common import (
     input_spec,
 )
 from .latents import latent_geometry
+from .ltx2_models import check_family, check_prompt
 
-SCHEDULES = ["auto", "shifted", "linear_quadratic", "distilled"]
+SCHEDULES = ["auto", "shifted", "linear_quadratic", "distilled", "distilled_stage_2"]
+GUIDANCE_MODES = ["default", "custom"]
 PREVIEW_FIT_SEED = 1234
 PREVIEW_FIT_SIZE = 16  # latent pixels per side used to fit the preview projection
 
@@ -168,8 +171,9 @@ class VideoDiTSampler:
                     {
                         "default": "auto",
                         "tooltip": "Timestep schedule. auto: what the checkpoint says; shifted: 0.9.0/"
-                        "0.9.1 style; linear_quadratic: 0.9.5+; distilled: fixed lists of "
-                        "the distilled models (8, 7 or 3 steps).",
+                        "0.9.1 style (LTX-2: its token-shifted schedule); linear_quadratic: 0.9.5+; distilled: fixed "
+                        "lists of the distilled models (8, 7 or 3 steps); distilled_stage_2: LTX-2 stage 2 of a "
+                        "two-stage graph (3 steps from 0.909375 on the upsampled latent; steps is ignored).",
                     },
                 ),
                 "denoise": (
@@ -203,10 +207,46 @@ class VideoDiTSampler:
                         "step": 0.01,
                         "tooltip": "Keyframes only: noise put back on fully conditioned keyframe tokens at "
                         "every step (keyframe + noise x t^2), as the official pipeline does (0.15); 0 = none, "
-                        "like ComfyUI's native LTXV nodes.",
+                        "like ComfyUI's native LTXV nodes. Not used by LTX-2.",
                     },
                 ),
-            }
+            },
+            "optional": {
+                "guidance": (
+                    GUIDANCE_MODES,
+                    {
+                        "default": "default",
+                        "tooltip": "LTX-2: default = the version's own guidance (video cfg 3, audio cfg 7, STG 1 on "
+                        "block 28 (2.0: 29), rescale 0.7, modality 3; none for distilled checkpoints and "
+                        "distilled_stage_2); custom = cfg, audio_cfg, stg, stg_blocks, rescale and modality_scale "
+                        "below. LTX-Video 0.9.x always uses the cfg/stg/rescale widgets.",
+                    },
+                ),
+                "audio_cfg": (
+                    "FLOAT",
+                    {
+                        "default": 7.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": "LTX-2, guidance custom: classifier-free guidance of the audio (official 7; "
+                        "cfg is the video's).",
+                    },
+                ),
+                "modality_scale": (
+                    "FLOAT",
+                    {
+                        "default": 3.0,
+                        "min": 0.0,
+                        "max": 100.0,
+                        "step": 0.1,
+                        "round": 0.01,
+                        "tooltip": "LTX-2, guidance custom: steers away from a pass with the audio<->video "
+                        "attention off, for sound in sync with the picture (official 3; 1 = off, faster).",
+                    },
+                ),
+            },
         }
 
     @classmethod
@@ -232,6 +272,9 @@ class VideoDiTSampler:
         denoise,
         frame_rate,
         image_noise=frontend.IMAGE_COND_NOISE_SCALE,
+        guidance="default",
+        audio_cfg=7.0,
+        modality_scale=3.0,
     ):
         check_inputs(
             type(self),
@@ -245,19 +288,37 @@ class VideoDiTSampler:
                 denoise=denoise,
                 frame_rate=frame_rate,
                 image_noise=image_noise,
+                guidance=guidance,
+                audio_cfg=audio_cfg,
+                modality_scale=modality_scale,
             ),
         )
         from ..model import schedules
         from ..model.sampling import Guidance, TextCondition, kept_steps
 
         family = frontend.steps_for(model.family)
+        check_prompt("positive", positive, family.family)
+        check_prompt("negative", negative, family.family)
+        check_family("latent", latent, family.family, "model")
         if isinstance(positive, frontend.Prompt) and positive.builtin:
             warn_prompt(positive.text)
 
         num_layers = getattr(model.transformer.config, "num_layers", None)
-        blocks = parse_blocks(stg_blocks, num_layers if stg > 0 else None)
-        if stg > 0 and not blocks:
+        custom = family.family != "ltx2" or guidance == "custom"
+        blocks = parse_blocks(stg_blocks, num_layers if stg > 0 and custom else None)
+        if stg > 0 and not blocks and custom:
             raise InputError("stg_blocks is empty but stg > 0: name at least one block (e.g. '19') or set stg to 0")
+        if family.family == "ltx2":
+            from .ltx2_sampling import sample_ltx2
+
+            guided = (guidance, cfg, audio_cfg, stg, blocks, rescale, modality_scale)
+            return sample_ltx2(
+                model, family, positive, negative, latent, seed, steps, schedule, denoise, frame_rate, guided
+            )
+        if schedule == "distilled_stage_2":
+            raise InputError(
+                "schedule: distilled_stage_2 is for LTX-2 two-stage graphs; LTX-Video 0.9.x: use distilled"
+            )
         _, _, _, latent_rate = latent_geometry(latent, model.geometry)
         rate = float(frame_rate) if frame_rate > 0 else latent_rate
         samples = latent["samples"].float()

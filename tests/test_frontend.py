@@ -172,31 +172,32 @@ def test_builtin_text_encoder_pins_its_length():
 
 def test_family_dispatch():
     assert frontend.steps_for("ltxv").family == "ltxv"
-    with pytest.raises(NotImplementedError, match="model family 'ltx2' is not supported yet: LTX-2 .*Gemma"):
-        frontend.steps_for("ltx2")
-    with pytest.raises(ValueError, match="unknown model family 'sd3'; known: ltxv"):
+    assert frontend.steps_for("ltx2").family == "ltx2"
+    assert frontend.steps_for("ltx2").encode_keyframe is frontend.encode_keyframe  # shared with 0.9.x
+    assert frontend.steps_for("ltx2").prompt_tokens("2.3", None) == 1024
+    with pytest.raises(ValueError, match="unknown model family 'sd3'; known: ltxv, ltx2"):
         frontend.steps_for("sd3")
 
 
 def test_nodes_dispatch_on_the_loaders_family(headless, tiny_models):
     """The loader's model and VAE say their family; sampler, Image To Video and VAE Decode run its steps, so a
-    family without steps stops there with the message saying what is missing."""
+    family without steps stops there with the message naming it."""
     import dataclasses
 
     from videodit.nodes.latents import VideoDiTEmptyLatentVideo, VideoDiTImageToVideo, VideoDiTVAEDecode
     from videodit.nodes.loaders import VideoDiTModelLoader
     from videodit.nodes.sampler import VideoDiTSampler
 
-    model, vae = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
+    model, vae, _ = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
     assert model.family == vae.family == "ltxv" and model.geometry == vae.geometry == LTXV_GEOMETRY
     (latent,) = VideoDiTEmptyLatentVideo().generate(64, 64, 9, 25.0, 1)
-    model2, vae2 = dataclasses.replace(model, family="ltx2"), dataclasses.replace(vae, family="ltx2")
+    model2, vae2 = dataclasses.replace(model, family="sd3"), dataclasses.replace(vae, family="sd3")
     text = TextCondition(torch.zeros(1, 4, 256), torch.ones(1, 4))
-    with pytest.raises(NotImplementedError, match="'ltx2' is not supported yet"):
+    with pytest.raises(ValueError, match="unknown model family 'sd3'"):
         VideoDiTSampler().sample(model2, text, text, latent, 0, 1, 1.0, 0.0, "1", 0.7, "auto", 1.0, 0.0)
-    with pytest.raises(NotImplementedError, match="'ltx2' is not supported yet"):
+    with pytest.raises(ValueError, match="unknown model family 'sd3'"):
         VideoDiTImageToVideo().apply(vae2, latent, torch.rand(1, 64, 64, 3), 0, 1.0, 0)
-    with pytest.raises(NotImplementedError, match="'ltx2' is not supported yet"):
+    with pytest.raises(ValueError, match="unknown model family 'sd3'"):
         VideoDiTVAEDecode().decode(vae2, latent, 0.05, 0.025, "off")
 
 

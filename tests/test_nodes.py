@@ -200,7 +200,7 @@ def test_model_loader_lists_and_caches(headless, tiny_models):
 
 @pytest.fixture
 def tiny(headless, tiny_models):
-    model, vae = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
+    model, vae, _ = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
     return model, vae
 
 
@@ -419,7 +419,7 @@ def test_node_chain_equals_the_model_pipeline_at_default_settings(headless, tiny
     last = torch.rand(1, 128, 128, 3, generator=torch.Generator().manual_seed(2))
     prompt = "a red circle moving to the right on a black background"
     loader = widget_defaults(VideoDiTModelLoader, checkpoint=tiny_models.checkpoint)
-    model, vae = VideoDiTModelLoader().load(**loader)
+    model, vae, _ = VideoDiTModelLoader().load(**loader)
     (encoder,) = VideoDiTTextEncoderLoader().load(
         **widget_defaults(VideoDiTTextEncoderLoader, text_encoder=tiny_models.text_encoder)
     )
@@ -483,7 +483,7 @@ def test_vae_decode_noise_follows_the_sampling_seed_like_the_pipeline(headless, 
             "scheduler": configs.SCHEDULER,
         },
     )
-    _, vae = VideoDiTModelLoader().load(os.path.basename(path), "fp32", "gpu")
+    _, vae, _ = VideoDiTModelLoader().load(os.path.basename(path), "fp32", "gpu")
     pipeline = load_pipeline(path, tiny_models.text_encoder_path, dtype=torch.float32, device="cpu")
     samples = torch.randn(1, 128, 2, 2, 2, generator=torch.Generator().manual_seed(3))
 

@@ -1,0 +1,304 @@
+"""The node pack's nodes on LTX-2 (CPU, fp32, tiny random files written in the official layouts).
+
+The node chain Model Loader -> Text Encoder Loader -> Text Encode x2 -> Empty Latent Video -> (Image To Video /
+Audio To Video) -> Sampler -> VAE Decode + Audio Decode at the nodes' DEFAULT settings (guidance "default": the
+version's GUIDANCE; schedule auto; crf 29; frame rate 25; tiling auto; seed 0) gives the frames and waveform of
+LTX2Pipeline.generate (loaded independently with load_ltx2_pipeline) called with the same values (max abs diff
+printed, tolerance 1e-5): T2AV, I2AV (first and last frame), A2V, and the two-stage graph (Empty Latent two_stage
+-> Sampler -> Latent Upsample -> Sampler distilled_stage_2) against generate(two_stage=True). Only the video size
+and the step count (8 instead of 30) are set, for CPU time. The tiny
+transformer has 29 blocks, so the 2.3 default STG block 28 exists. Then split files, Save Video with the decoded
+audio, and bad inputs (each a ValueError naming the input).
+"""
+
+import dataclasses
+import logging
+import math
+import os
+
+import pytest
+import torch
+from test_audio_io import streams
+from test_ltx2_pipeline import (
+    AUDIO_CHANNELS,
+    AUDIO_MEL,
+    VAE_METADATA,
+    VIDEO_CHANNELS,
+    randomize,
+    sections_of,
+    tiny_text_path,
+    tiny_vocoder,
+)
+from test_ltx2_text import _comfy_file, _gemma3, _tokenizer
+from videodit.model.ltx2.audio_vae import AudioVAE, AudioVAEConfig
+from videodit.model.ltx2.config import tiny as tiny_config
+from videodit.model.ltx2.transformer import LTX2Transformer
+from videodit.model.ltx2.video_vae import LTX2VideoVAE, ltx2_vae_config
+from videodit.model.ltxv.upsampler import LatentUpsampler, UpsamplerConfig
+from videodit.nodes import host
+from videodit.nodes.audio import VideoDiTAudioDecode
+from videodit.nodes.common import InputError, input_spec
+from videodit.nodes.latents import VideoDiTEmptyLatentVideo, VideoDiTImageToVideo, VideoDiTVAEDecode
+from videodit.nodes.loaders import VideoDiTModelLoader, VideoDiTTextEncode, VideoDiTTextEncoderLoader
+from videodit.nodes.ltx2_nodes import VideoDiTAudioToVideo, VideoDiTLatentUpsample
+from videodit.nodes.sampler import VideoDiTSampler
+from videodit.nodes.save import VideoDiTSaveVideo
+
+TOL = 1e-5
+LAYERS = 29  # GUIDANCE["2.3"] skips block 28 in its STG pass
+CHECKPOINT, GEMMA, UPSAMPLER = "ltx-2.3-tiny.safetensors", "gemma_3_tiny.safetensors", "tiny-spatial-x2.safetensors"
+PROMPT, NEGATIVE = "a red ball jumps over the dog", "blue cat"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_parts():
+    channels = dict(in_channels=VIDEO_CHANNELS, out_channels=VIDEO_CHANNELS)
+    channels |= dict(audio_in_channels=AUDIO_CHANNELS * AUDIO_MEL, audio_out_channels=AUDIO_CHANNELS * AUDIO_MEL)
+    return dict(
+        transformer=randomize(LTX2Transformer(tiny_config("2.3", num_layers=LAYERS, **channels)), 1, 0.2),
+        video_vae=randomize(LTX2VideoVAE(ltx2_vae_config(VAE_METADATA)), 2),
+        audio_vae=randomize(AudioVAE(AudioVAEConfig(channels=32, latent_channels=AUDIO_CHANNELS, res_blocks=1)), 3),
+        vocoder=tiny_vocoder(),
+        text_path=tiny_text_path(7, 9),
+    )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """models/ with the 2.3 single file, its split twin, a tiny Gemma 3 (sidecar tokenizer) and an x2 upsampler."""
+    from safetensors.torch import save_file
+    from videodit.model.checkpoint import save_ltx2_checkpoint
+
+    root = tmp_path_factory.mktemp("ltx2_models")
+    for sub in ("checkpoints", "diffusion_models", "text_encoders", "vae", "latent_upscale_models"):
+        (root / sub).mkdir()
+    torch.manual_seed(0)
+    parts = tiny_parts()
+    sections = sections_of(parts)
+    save_ltx2_checkpoint(root / "checkpoints" / CHECKPOINT, parts, sections, "2.3.0")
+    split = {
+        "transformer": ("transformer", "text_path"),
+        "video_vae": ("video_vae",),
+        "audio": ("audio_vae", "vocoder"),
+    }
+    names = {"transformer": "ltx-2.3-split-transformer.safetensors", "video_vae": "ltx-2.3-split-video-vae.safetensors"}
+    names["audio"] = "ltx-2.3-split-audio-vae.safetensors"
+    for part, modules in split.items():
+        folder = "diffusion_models" if part == "transformer" else "vae"
+        save_ltx2_checkpoint(root / folder / names[part], {m: parts[m] for m in modules}, sections, "2.3.0")
+    gemma = root / "text_encoders" / GEMMA
+    _comfy_file(gemma, _gemma3(seed=1))
+    _tokenizer(add_bos=True).save_pretrained(str(gemma) + ".tokenizer")
+    upsampler = randomize(LatentUpsampler(UpsamplerConfig(VIDEO_CHANNELS, 32, 1)), 5)
+    save_file(
+        {k: v.contiguous() for k, v in upsampler.state_dict().items()}, str(root / "latent_upscale_models" / UPSAMPLER)
+    )
+    return root, names
+
+
+@pytest.fixture
+def models(files, tmp_path):
+    root, names = files
+    saved = (host.HEADLESS.models_dir, host.HEADLESS.output_dir, host.HEADLESS.input_dir, host.HEADLESS.show_progress)
+    host.configure_headless(models_dir=str(root), output_dir=str(tmp_path / "output"), show_progress=False)
+    yield root, names
+    host.configure_headless(*saved)
+
+
+def defaults(cls, **changes):
+    values = {name: options["default"] for name, (_, options) in input_spec(cls).items() if "default" in options}
+    return {**values, **changes}
+
+
+def load_nodes():
+    model, vae, audio_vae = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader, checkpoint=CHECKPOINT))
+    (encoder,) = VideoDiTTextEncoderLoader().load(**defaults(VideoDiTTextEncoderLoader, text_encoder=GEMMA))
+    (positive,) = VideoDiTTextEncode().encode(encoder, PROMPT)
+    (negative,) = VideoDiTTextEncode().encode(encoder, NEGATIVE)
+    return model, vae, audio_vae, positive, negative
+
+
+@pytest.fixture(scope="module")
+def pipeline(files):
+    from videodit.model.ltx2.pipeline import load_ltx2_pipeline
+
+    root, _ = files
+    return load_ltx2_pipeline(
+        root / "checkpoints" / CHECKPOINT,
+        root / "text_encoders" / GEMMA,
+        dtype=torch.float32,
+        upsampler_path=root / "latent_upscale_models" / UPSAMPLER,
+    )
+
+
+def max_diff(a, b) -> float:
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return (a.double() - b.double()).abs().max().item()
+
+
+def finish(model, vae, audio_vae, positive, negative, latent, **sampler):
+    sampler.setdefault("steps", STEPS)
+    (latent,) = VideoDiTSampler().sample(model, positive, negative, latent, **defaults(VideoDiTSampler, **sampler))
+    (images,) = VideoDiTVAEDecode().decode(vae, latent, **defaults(VideoDiTVAEDecode))
+    (audio,) = VideoDiTAudioDecode().decode(audio_vae, latent)
+    return latent, images, audio
+
+
+def compare(what, images, waveform, rate, reference):
+    diffs = {"frames": max_diff(images, reference.frames), "waveform": max_diff(waveform, reference.waveform)}
+    print(f"{what}: node chain vs LTX2Pipeline.generate, max abs diffs {diffs}")
+    assert rate == reference.sample_rate
+    assert max(diffs.values()) <= TOL, f"{what}: node chain vs generate: {diffs}"
+
+
+SIZE = dict(width=64, height=64, frames=9)
+STEPS = 8  # CPU time: 29 blocks x 4 guided passes per step (the node's default is 30)
+
+
+def test_text_to_audio_video_equals_the_pipeline_at_node_defaults(models, pipeline):
+    model, vae, audio_vae, positive, negative = load_nodes()
+    assert (model.family, vae.family, model.version) == ("ltx2", "ltx2", "2.3")
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    fps = latent["frame_rate"]
+    assert latent["audio_samples"].shape == (1, AUDIO_CHANNELS, round(9 / fps * 25), AUDIO_MEL)
+    assert math.isclose(latent["audio_seconds"], 9 / fps)
+    latent, images, audio = finish(model, vae, audio_vae, positive, negative, latent)
+    assert images.shape == (9, 64, 64, 3) and audio["waveform"].shape == (1, 2, round(9 / fps * 24000))
+    reference = pipeline.generate(PROMPT, NEGATIVE, 64, 64, 9, fps, steps=STEPS, seed=0)
+    compare("T2AV", images, audio["waveform"][0], audio["sample_rate"], reference)
+    # Save Video with the decoded sound: one file, one video and one audio stream
+    result = VideoDiTSaveVideo().save(images, fps, "mp4 (h264)", 19, "ltx2/t2av", audio=audio)
+    info = result["ui"]["images"][0]
+    lines = streams(os.path.join(host.HEADLESS.output_dir, info["subfolder"], info["filename"]))
+    kinds = [line.split(": ")[1] for line in lines]
+    assert kinds.count("Video") == 1 and kinds.count("Audio") == 1, lines
+
+
+def test_image_to_audio_video_first_and_last_frame_equals_the_pipeline(models, pipeline):
+    model, vae, audio_vae, positive, negative = load_nodes()
+    first = torch.rand(1, 80, 100, 3, generator=torch.Generator().manual_seed(1))
+    last = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(2))
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    i2v = defaults(VideoDiTImageToVideo)
+    (latent,) = VideoDiTImageToVideo().apply(vae, latent, first, image_2=last, **i2v)
+    _, images, audio = finish(model, vae, audio_vae, positive, negative, latent)
+    fps = latent["frame_rate"]
+    keyframes = [(first[0], 0, 1.0), (last[0], 8, 1.0)]
+    reference = pipeline.generate(
+        PROMPT, NEGATIVE, 64, 64, 9, fps, steps=STEPS, seed=0, image=keyframes, image_crf=i2v["crf"]
+    )
+    compare("I2AV first+last", images, audio["waveform"][0], audio["sample_rate"], reference)
+
+
+def test_audio_to_video_equals_the_pipeline_and_says_it_trimmed(models, pipeline, caplog):
+    model, vae, audio_vae, positive, negative = load_nodes()
+    rate = 22050
+    t = torch.arange(int(1.3 * rate)) / rate
+    track = torch.stack([torch.sin(2 * math.pi * 330 * t), 0.5 * torch.sin(2 * math.pi * 550 * t)]).float()
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    with caplog.at_level(logging.WARNING, logger="videodit"):
+        latent, given = VideoDiTAudioToVideo().apply(vae, latent, {"waveform": track[None], "sample_rate": rate})
+    assert "resampled 22050 -> 16000 Hz" in caplog.text and "trimmed the last" in caplog.text, caplog.text
+    assert latent["audio_given"] and given["sample_rate"] == rate
+    (latent,) = VideoDiTSampler().sample(model, positive, negative, latent, **defaults(VideoDiTSampler, steps=STEPS))
+    (images,) = VideoDiTVAEDecode().decode(vae, latent, **defaults(VideoDiTVAEDecode))
+    fps = latent["frame_rate"]
+    reference = pipeline.generate(PROMPT, NEGATIVE, 64, 64, 9, fps, steps=STEPS, seed=0, audio=(track, rate))
+    compare("A2V", images, given["waveform"][0], given["sample_rate"], reference)
+
+
+def test_two_stage_graph_equals_generate_two_stage(models, pipeline):
+    model, vae, audio_vae, positive, negative = load_nodes()
+    size = dict(width=128, height=64, frames=9)
+    (latent,) = VideoDiTEmptyLatentVideo().generate(
+        **defaults(VideoDiTEmptyLatentVideo, **size, vae=vae, two_stage=True)
+    )
+    assert latent["samples"].shape[-2:] == (1, 2) and (latent["width"], latent["height"]) == (64, 32)
+    (latent,) = VideoDiTSampler().sample(model, positive, negative, latent, **defaults(VideoDiTSampler, steps=STEPS))
+    (latent,) = VideoDiTLatentUpsample().upsample(vae, latent, UPSAMPLER)
+    assert (latent["width"], latent["height"], latent["frames"]) == (128, 64, 9)
+    _, images, audio = finish(model, vae, audio_vae, positive, negative, latent, schedule="distilled_stage_2")
+    fps = latent["frame_rate"]
+    reference = pipeline.generate(PROMPT, NEGATIVE, 128, 64, 9, fps, steps=STEPS, seed=0, two_stage=True)
+    compare("two-stage", images, audio["waveform"][0], audio["sample_rate"], reference)
+
+
+# ---------------------------------------------------------------------------------------------- files and bad input
+
+
+def test_split_files_load_through_the_optional_inputs(models):
+    root, names = models
+    inputs = defaults(VideoDiTModelLoader, checkpoint=names["transformer"])
+    with pytest.raises(InputError, match=r"no video vae and no audio vae and no vocoder .* give vae_file"):
+        VideoDiTModelLoader().load(**inputs)
+    model, vae, audio_vae = VideoDiTModelLoader().load(
+        **dict(inputs, vae_file=names["video_vae"], audio_vae_file=names["audio"])
+    )
+    assert model.family == "ltx2" and vae.audio is audio_vae and len(model.checkpoint.paths) == 3
+
+
+def test_mismatched_pairs_are_named(models, tiny_models):
+    import shutil
+
+    root, names = models
+    shutil.copy(tiny_models.checkpoint_path, root / "vae" / "ltxv-0.9.x.safetensors")
+    inputs = defaults(VideoDiTModelLoader, checkpoint=names["transformer"])
+    with pytest.raises(InputError, match=r"vae_file: .*ltxv-0.9.x.safetensors is an LTX-Video 0.9.x checkpoint"):
+        VideoDiTModelLoader().load(**dict(inputs, vae_file="ltxv-0.9.x.safetensors", audio_vae_file=names["audio"]))
+    with pytest.raises(InputError, match=r"vae_file: .* is an LTX-Video 0.9.x checkpoint with its VAE inside"):
+        VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader, vae_file=names["video_vae"]))
+    model, vae, audio_vae, positive, negative = load_nodes()
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    # an LTX-2.5 transformer with the (Gemma 3) text encoder of 2.0/2.3
+    model_25 = dataclasses.replace(model, checkpoint=dataclasses.replace(model.checkpoint, version="2.5"))
+    with pytest.raises(InputError, match=rf"text encoder .*{GEMMA} and model .*{CHECKPOINT} do not pair: .*LTX-2.5 "
+                       r"transformer needs the LTX-2.5 Gemma 4 text encoder, got Gemma 3"):  # fmt: skip
+        VideoDiTSampler().sample(model_25, positive, negative, latent, **defaults(VideoDiTSampler, steps=1))
+    # the 0.9.x model with LTX-2 prompts / latents, and the LTX-2 model with a T5 prompt
+    ltxv_model, ltxv_vae, no_audio = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader))
+    with pytest.raises(InputError, match="positive: this conditioning comes from the Gemma text encoder"):
+        VideoDiTSampler().sample(ltxv_model, positive, negative, latent, **defaults(VideoDiTSampler, steps=1))
+    (t5,) = VideoDiTTextEncoderLoader().load(**defaults(VideoDiTTextEncoderLoader))
+    (t5_prompt,) = VideoDiTTextEncode().encode(t5, "a red circle")
+    with pytest.raises(InputError, match="positive: this conditioning comes from a T5 text encoder"):
+        VideoDiTSampler().sample(model, t5_prompt, t5_prompt, latent, **defaults(VideoDiTSampler, steps=1))
+    with pytest.raises(InputError, match="latent: this latent was made for an LTX-2 model, but the vae is LTX-Video"):
+        VideoDiTVAEDecode().decode(ltxv_vae, latent, **defaults(VideoDiTVAEDecode))
+    with pytest.raises(InputError, match="audio_vae: .* is an LTX-Video 0.9.x checkpoint, which has no audio VAE"):
+        VideoDiTAudioDecode().decode(no_audio, latent)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(frames=10), r"frames must be 8k\+1 .*got 10"),
+        (dict(width=100), r"width must be a multiple of 32 .*got 100"),
+        (dict(width=96, two_stage=True), r"two_stage: .* must be multiples of 64: width must be a multiple of 64"),
+    ],
+)
+def test_bad_sizes_name_the_input(models, changes, message):
+    _, vae, *_ = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader, checkpoint=CHECKPOINT))
+    with pytest.raises(InputError, match=message):
+        VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **dict(SIZE, vae=vae, **changes)))
+
+
+@pytest.mark.parametrize(
+    "waveform, message",
+    [
+        (torch.zeros(1, 2, 0), "the waveform is empty"),
+        (torch.zeros(1, 2, 8000), "the track is silent"),
+        (torch.full((1, 2, 8000), float("nan")), "NaN or infinite samples"),
+    ],
+)
+def test_empty_or_silent_audio_is_refused(models, waveform, message):
+    _, vae, *_ = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader, checkpoint=CHECKPOINT))
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    with pytest.raises(InputError, match=message):
+        VideoDiTAudioToVideo().apply(vae, latent, {"waveform": waveform, "sample_rate": 16000})
