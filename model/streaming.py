@@ -3,7 +3,8 @@
 Of the `resident` blocks that fit, `resident - window` stay on the GPU for good (spread evenly over the stack); the
 others live in pinned CPU memory and pass through `window` slots: before block i runs, the copies of the next
 `window` streamed blocks are issued on a side stream, so that they overlap the compute of the blocks before them;
-after a streamed block ran, its GPU copy is dropped. Keeping blocks matters: the H2D copy of all 48 blocks of the
+after a streamed block ran, its GPU copy is dropped. The copies land in `window` device buffers allocated once and
+reused every step, so streaming does no allocator work. Keeping blocks matters: the H2D copy of all 48 blocks of the
 22B model (35 GiB bf16) takes longer than its step, so streaming all of them cannot hide behind the compute
 (benchmarks/results/streaming.md). Everything that is not a block (embeddings, final layer) stays on the GPU.
 Family-agnostic: it works on any module whose blocks are one `nn.ModuleList` called in order, once each, per
@@ -110,22 +111,43 @@ class BlockStreamer:
             self.copies[i] = _BlockCopy(cpu)
             _assign(block, cpu)
         self.streamed = sorted(self.copies)
+        self.slot_of = {j: k % self.window for k, j in enumerate(self.streamed)}
+        self.slots: list[dict[str, torch.Tensor] | None] = [None] * self.window  # device buffers, reused per step
         for i in self.streamed:
             self.handles.append(self.blocks[i].register_forward_hook(self._after(i)))
         for i, block in enumerate(self.blocks):
             self.handles.append(block.register_forward_pre_hook(self._before(i)))
 
+    def _slot(self, i: int) -> dict[str, torch.Tensor] | None:
+        """The device buffers block i is copied into: the same `window` buffers every step (no allocation, so no
+        allocator work or fragmentation while streaming); None for a block whose tensors differ in name, shape or
+        dtype from the buffers' (it gets fresh memory)."""
+        k = self.slot_of[i]
+        cpu = self.copies[i].cpu
+        if self.slots[k] is None:
+            self.slots[k] = {name: torch.empty_like(t, device=self.device) for name, t in cpu.items()}
+        slot = self.slots[k]
+        same = slot.keys() == cpu.keys() and all(
+            slot[n].shape == t.shape and slot[n].dtype == t.dtype for n, t in cpu.items()
+        )
+        return slot if same else None
+
     def _load(self, i: int) -> None:
         copy = self.copies[i]
         if copy.gpu is not None:
             return
+        slot = self._slot(i)
         if self.side is None:
-            copy.gpu = {name: t.clone() for name, t in copy.cpu.items()}
+            copy.gpu = {name: (slot[name] if slot else torch.empty_like(t)).copy_(t) for name, t in copy.cpu.items()}
         else:
-            # The side stream must not start copying into memory the compute stream may still be reading.
+            # The side stream must not start copying into memory the compute stream may still be reading (the
+            # slot's previous block is queued before this point).
             self.side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(self.side):
-                copy.gpu = {name: t.to(self.device, non_blocking=True) for name, t in copy.cpu.items()}
+                copy.gpu = {
+                    name: slot[name].copy_(t, non_blocking=True) if slot else t.to(self.device, non_blocking=True)
+                    for name, t in copy.cpu.items()
+                }
                 copy.ready = torch.cuda.Event()
                 copy.ready.record(self.side)
         self.loaded_peak = max(self.loaded_peak, sum(c.gpu is not None for c in self.copies.values()))
@@ -141,7 +163,7 @@ class BlockStreamer:
                 compute = torch.cuda.current_stream(self.device)
                 compute.wait_event(copy.ready)
                 for t in copy.gpu.values():
-                    t.record_stream(compute)  # freed memory is reused only after this block's compute
+                    t.record_stream(compute)  # fresh (non-slot) memory is reused only after this block's compute
             _assign(module, copy.gpu)
 
         return hook
@@ -162,6 +184,7 @@ class BlockStreamer:
         self.handles.clear()
         for i, tensors in self.host.items():
             _assign(self.blocks[i], tensors)
+        self.slots = [None] * self.window
 
 
 def stream_blocks(model: nn.Module, blocks: nn.ModuleList, device, resident: int, window: int = 3) -> BlockStreamer:
