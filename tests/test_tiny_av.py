@@ -219,3 +219,21 @@ def test_evaluation_table_runs_through_the_real_pipeline(smoke, tmp_path):
     # A2V returns the given (rendered) soundtrack, which the judge reads right
     assert rows["A2V held-out, empty prompt + given sound"]["note"] == 1.0
     assert np.isfinite(rows["I2AV held-out, first frame given"]["psnr_mean"])
+
+
+def test_dit_stage_falls_back_to_eager_when_compiling_fails(smoke, tmp_path, monkeypatch, capsys):
+    """A torch.compile failure at the first step (no Triton, an unsupported op) is logged and training goes on
+    eager from the same random draws."""
+
+    def broken_compile(module, **kwargs):
+        def fail(*args, **kwargs):
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(train_av.torch, "compile", broken_compile)
+    stage_a = ["--video-vae", str(smoke / train_av.VIDEO_FILE), "--audio", str(smoke / train_av.AUDIO_FILE)]
+    train_av.main(["--smoke", "--max-steps", "1", "--stage", "dit", "--compile", "--out", str(tmp_path)] + stage_a)
+    printed = capsys.readouterr().out
+    assert "torch.compile failed (RuntimeError: no compiler here); training eager" in printed
+    assert (tmp_path / train_av.CHECKPOINT_FILE).is_file() and (tmp_path / train_av.GEMMA_FILE).is_file()
