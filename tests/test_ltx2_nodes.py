@@ -32,6 +32,7 @@ from test_ltx2_pipeline import (
 from test_ltx2_text import _comfy_file, _gemma3, _tokenizer
 from videodit.model.ltx2.audio_vae import AudioVAE, AudioVAEConfig
 from videodit.model.ltx2.config import tiny as tiny_config
+from videodit.model.ltx2.guidance import MultiModalGuidance
 from videodit.model.ltx2.transformer import LTX2Transformer
 from videodit.model.ltx2.video_vae import LTX2VideoVAE, ltx2_vae_config
 from videodit.model.ltxv.upsampler import LatentUpsampler, UpsamplerConfig
@@ -173,6 +174,8 @@ def test_text_to_audio_video_equals_the_pipeline_at_node_defaults(models, pipeli
     assert images.shape == (9, 64, 64, 3) and audio["waveform"].shape == (1, 2, round(9 / fps * 24000))
     reference = pipeline.generate(PROMPT, NEGATIVE, 64, 64, 9, fps, steps=STEPS, seed=0)
     compare("T2AV", images, audio["waveform"][0], audio["sample_rate"], reference)
+    unguided = pipeline.generate(PROMPT, NEGATIVE, 64, 64, 9, fps, steps=STEPS, seed=0, guidance=MultiModalGuidance())
+    assert max_diff(images, unguided.frames) > 1e-3, "the version's guidance must change the result"
     # Save Video with the decoded sound: one file, one video and one audio stream
     result = VideoDiTSaveVideo().save(images, fps, "mp4 (h264)", 19, "ltx2/t2av", audio=audio)
     info = result["ui"]["images"][0]
@@ -228,6 +231,45 @@ def test_two_stage_graph_equals_generate_two_stage(models, pipeline):
     fps = latent["frame_rate"]
     reference = pipeline.generate(PROMPT, NEGATIVE, 128, 64, 9, fps, steps=STEPS, seed=0, two_stage=True)
     compare("two-stage", images, audio["waveform"][0], audio["sample_rate"], reference)
+
+
+def test_custom_guidance_widgets_equal_the_same_multimodal_guidance(models, pipeline):
+    """guidance custom: cfg (video), audio_cfg, stg on stg_blocks, rescale, modality_scale from the widgets."""
+    from videodit.model.ltx2.guidance import GuiderParams
+
+    model, vae, audio_vae, positive, negative = load_nodes()
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    widgets = dict(guidance="custom", cfg=2.5, audio_cfg=5.0, stg=0.5, stg_blocks="1, 3", rescale=0.3)
+    _, images, audio = finish(model, vae, audio_vae, positive, negative, latent, steps=3, modality_scale=2.0, **widgets)
+    common = dict(stg_scale=0.5, stg_blocks=(1, 3), rescale_scale=0.3, modality_scale=2.0)
+    guidance = MultiModalGuidance(GuiderParams(cfg_scale=2.5, **common), GuiderParams(cfg_scale=5.0, **common))
+    reference = pipeline.generate(PROMPT, NEGATIVE, 64, 64, 9, 25.0, steps=3, seed=0, guidance=guidance)
+    compare("custom guidance", images, audio["waveform"][0], audio["sample_rate"], reference)
+    with pytest.raises(InputError, match=r"stg_blocks: block\(s\) \[40\] do not exist; this model has 29 blocks"):
+        finish(model, vae, audio_vae, positive, negative, latent, steps=1, guidance="custom", stg_blocks="40")
+
+
+def test_distilled_checkpoint_runs_the_distilled_list_without_guidance_by_default(models):
+    """A distilled release (its file name says so): schedule auto + guidance default = generate's defaults for it
+    (the distilled 8-step list, one pass per step); the node ignores steps."""
+    import shutil
+
+    from videodit.model.ltx2.pipeline import load_ltx2_pipeline
+
+    root, _ = models
+    name = "ltx-2.3-tiny-distilled.safetensors"
+    shutil.copy(root / "checkpoints" / CHECKPOINT, root / "checkpoints" / name)
+    model, vae, audio_vae = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader, checkpoint=name))
+    assert model.distilled
+    (encoder,) = VideoDiTTextEncoderLoader().load(**defaults(VideoDiTTextEncoderLoader, text_encoder=GEMMA))
+    (positive,) = VideoDiTTextEncode().encode(encoder, PROMPT)
+    (negative,) = VideoDiTTextEncode().encode(encoder, NEGATIVE)
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    _, images, audio = finish(model, vae, audio_vae, positive, negative, latent, steps=30)
+    pipe = load_ltx2_pipeline(root / "checkpoints" / name, root / "text_encoders" / GEMMA, dtype=torch.float32)
+    assert pipe.distilled
+    reference = pipe.generate(PROMPT, NEGATIVE, 64, 64, 9, latent["frame_rate"], seed=0)
+    compare("distilled T2AV", images, audio["waveform"][0], audio["sample_rate"], reference)
 
 
 # ---------------------------------------------------------------------------------------------- files and bad input
@@ -287,6 +329,18 @@ def test_bad_sizes_name_the_input(models, changes, message):
     _, vae, *_ = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader, checkpoint=CHECKPOINT))
     with pytest.raises(InputError, match=message):
         VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **dict(SIZE, vae=vae, **changes)))
+
+
+def test_latent_upsample_without_a_file_says_where_to_put_one(models, monkeypatch):
+    from videodit.nodes import ltx2_nodes
+
+    _, vae, *_ = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader, checkpoint=CHECKPOINT))
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    monkeypatch.setattr(host, "list_models", lambda key: [])
+    assert ltx2_nodes.upscale_model_choices() == [ltx2_nodes.NO_UPSCALER]
+    with pytest.raises(InputError, match=r"upscale_model: no latent upsampler file was found; put one .* in .*"
+                       r"latent_upscale_models"):  # fmt: skip
+        VideoDiTLatentUpsample().upsample(vae, latent, ltx2_nodes.NO_UPSCALER)
 
 
 @pytest.mark.parametrize(
