@@ -6,7 +6,7 @@ others live in pinned CPU memory and pass through `window` slots: before block i
 after a streamed block ran, its GPU copy is dropped. The copies land in `window` device buffers allocated once and
 reused every step, so streaming does no allocator work. Keeping blocks matters: the H2D copy of all 48 blocks of the
 22B model (35 GiB bf16) takes longer than its step, so streaming all of them cannot hide behind the compute
-(benchmarks/results/streaming.md). Everything that is not a block (embeddings, final layer) stays on the GPU.
+(benchmarks/results/streaming/). Everything that is not a block (embeddings, final layer) stays on the GPU.
 Family-agnostic: it works on any module whose blocks are one `nn.ModuleList` called in order, once each, per
 forward (both LTX families, Gemma's layers).
 
