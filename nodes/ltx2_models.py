@@ -92,32 +92,33 @@ class LTX2Model:
         return self.checkpoint.distilled
 
     def acquire(self) -> torch.nn.Module:
-        """The transformer ready to run on `device`: all of it there, or (memory "stream blocks", or "auto" when it
-        does not fit in free memory) its blocks streamed through the GPU (model/streaming.py)."""
+        """The transformer ready to run on `device`: all of it there, or (memory "stream blocks", or "auto" on a GPU
+        whose free memory it does not fit) its blocks streamed through the device (model/streaming.py; "stream
+        blocks" keeps half of them resident when all would fit, and also works on the CPU)."""
         from ..model.streaming import module_bytes, plan_resident_blocks, stream_blocks
 
         transformer = self.transformer
-        if self._streamer is not None or self.device.type == "cpu" or self.memory == "resident":
-            if self._streamer is None:
-                host.free_memory_for(host.module_bytes(transformer), self.device)
-                transformer.to(self.device)
+        if self._streamer is not None:
             return transformer
+        cuda = self.device.type == "cuda"
+        if self.memory == "resident" or (self.memory == "auto" and not cuda):
+            host.free_memory_for(host.module_bytes(transformer), self.device)
+            return transformer.to(self.device)
         blocks = transformer.transformer_blocks
-        free, _ = torch.cuda.mem_get_info(self.device)
-        other = module_bytes(transformer) - sum(module_bytes(b) for b in blocks)
-        try:
-            resident = plan_resident_blocks(blocks, free, ACTIVATION_RESERVE, other)
-        except ValueError as e:
-            raise InputError(f"memory: {e}") from e
+        resident = None
+        if cuda:
+            free, _ = torch.cuda.mem_get_info(self.device)
+            other = module_bytes(transformer) - sum(module_bytes(b) for b in blocks)
+            try:
+                resident = plan_resident_blocks(blocks, free, ACTIVATION_RESERVE, other)
+            except ValueError as e:
+                raise InputError(f"memory: {e}") from e
         if resident is None and self.memory == "stream blocks":
             resident = max(2, len(blocks) // 2)
         if resident is None:
-            transformer.to(self.device)
-        else:
-            logger.info(
-                "VideoDiT: streaming %d of %d LTX-2 blocks through the GPU", len(blocks) - resident, len(blocks)
-            )
-            self._streamer = stream_blocks(transformer, blocks, self.device, resident)
+            return transformer.to(self.device)
+        logger.info("VideoDiT: streaming %d of %d LTX-2 blocks through the GPU", len(blocks) - resident, len(blocks))
+        self._streamer = stream_blocks(transformer, blocks, self.device, resident)
         return transformer
 
     def release(self):

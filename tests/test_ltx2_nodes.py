@@ -249,6 +249,26 @@ def test_custom_guidance_widgets_equal_the_same_multimodal_guidance(models, pipe
         finish(model, vae, audio_vae, positive, negative, latent, steps=1, guidance="custom", stg_blocks="40")
 
 
+def test_streamed_blocks_give_the_resident_result(models, caplog):
+    """memory "stream blocks" (model/streaming.py, here on the CPU) equals memory "resident" bit for bit."""
+    caplog.set_level(logging.INFO, logger="videodit")
+    outputs = []
+    for memory in ("resident", "stream blocks"):
+        loader = defaults(VideoDiTModelLoader, checkpoint=CHECKPOINT, memory=memory)
+        model, vae, _ = VideoDiTModelLoader().load(**loader)
+        (encoder,) = VideoDiTTextEncoderLoader().load(**defaults(VideoDiTTextEncoderLoader, text_encoder=GEMMA))
+        (positive,) = VideoDiTTextEncode().encode(encoder, PROMPT)
+        (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+        sampler = defaults(VideoDiTSampler, steps=2, guidance="custom", stg_blocks="1")
+        (latent,) = VideoDiTSampler().sample(model, positive, positive, latent, **sampler)
+        assert model._streamer is None and all(p.device.type == "cpu" for p in model.transformer.parameters())
+        outputs.append(latent)
+    assert "streaming 15 of 29 LTX-2 blocks" in caplog.text  # half kept resident, the rest streamed
+    diffs = [max_diff(outputs[0][k], outputs[1][k]) for k in ("samples", "audio_samples")]
+    print(f"streamed vs resident: max abs diffs video {diffs[0]}, audio {diffs[1]}")
+    assert max(diffs) == 0.0, diffs
+
+
 def test_distilled_checkpoint_runs_the_distilled_list_without_guidance_by_default(models):
     """A distilled release (its file name says so): schedule auto + guidance default = generate's defaults for it
     (the distilled 8-step list, one pass per step); the node ignores steps."""
