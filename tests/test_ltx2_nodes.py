@@ -59,11 +59,11 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_parts():
+def tiny_parts(version="2.3"):
     channels = dict(in_channels=VIDEO_CHANNELS, out_channels=VIDEO_CHANNELS)
     channels |= dict(audio_in_channels=AUDIO_CHANNELS * AUDIO_MEL, audio_out_channels=AUDIO_CHANNELS * AUDIO_MEL)
     return dict(
-        transformer=randomize(LTX2Transformer(tiny_config("2.3", num_layers=LAYERS, **channels)), 1, 0.2),
+        transformer=randomize(LTX2Transformer(tiny_config(version, num_layers=LAYERS, **channels)), 1, 0.2),
         video_vae=randomize(LTX2VideoVAE(ltx2_vae_config(VAE_METADATA)), 2),
         audio_vae=randomize(AudioVAE(AudioVAEConfig(channels=32, latent_channels=AUDIO_CHANNELS, res_blocks=1)), 3),
         vocoder=tiny_vocoder(),
@@ -304,6 +304,60 @@ def test_split_files_load_through_the_optional_inputs(models):
         **dict(inputs, vae_file=names["video_vae"], audio_vae_file=names["audio"])
     )
     assert model.family == "ltx2" and vae.audio is audio_vae and len(model.checkpoint.paths) == 3
+
+
+def test_ltx25_split_files_and_a_packed_gemma4_file(models, tmp_path, monkeypatch):
+    """LTX-2.5: the transformer from diffusion_models, vae_file and audio_vae_file from models/vae, the Gemma 4 file
+    with the feature projection in text_encoders: the node chain equals load_ltx2_pipeline on the same files; the
+    Gemma 3 text encoder is refused naming both files."""
+    import json
+    import shutil
+
+    import test_ltx2_checkpoint
+    from test_ltx2_text import _bytes_tensor, _gemma4
+    from videodit.model.ltx2.pipeline import load_ltx2_pipeline
+
+    root, _ = models
+    torch.manual_seed(3)
+    parts = tiny_parts("2.5") | {"text_path": tiny_text_path(4, 10)}  # the tiny Gemma 4: 3 layers -> 4 states
+    monkeypatch.setattr(test_ltx2_checkpoint, "sections", lambda version: sections_of(parts))
+    written = test_ltx2_checkpoint.write_split(tmp_path, parts, "2.5")[:3]  # the projection goes to the Gemma file
+    names = ["ltx-2.5-tiny-transformer.safetensors", "ltx-2.5-tiny-video-vae.safetensors"]
+    names.append("ltx-2.5-tiny-audio-vae.safetensors")
+    targets = [root / "diffusion_models" / names[0], root / "vae" / names[1], root / "vae" / names[2]]
+    for source, target in zip(written, targets):
+        shutil.copy(source, target)
+    gemma, tokenizer = _gemma4(seed=2), _tokenizer(add_bos=True)
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    projection = {
+        "text_embedding_projection." + k[len("feature_extractor.") :]: v
+        for k, v in parts["text_path"].state_dict().items()
+        if k.startswith("feature_extractor.")
+    }
+    extra = projection | {
+        "tokenizer_json": _bytes_tensor(tokenizer.backend_tokenizer.to_str().encode()),
+        "hf_asset__tokenizer_config.json": _bytes_tensor(
+            (tmp_path / "tokenizer" / "tokenizer_config.json").read_bytes()
+        ),
+    }
+    packed = root / "text_encoders" / "gemma4-tiny-with-proj.safetensors"
+    _comfy_file(packed, gemma, extra, metadata={"gemma_config": json.dumps(gemma.config.to_dict())})
+
+    loader = defaults(VideoDiTModelLoader, checkpoint=names[0], vae_file=names[1], audio_vae_file=names[2])
+    model, vae, audio_vae = VideoDiTModelLoader().load(**loader)
+    assert model.version == "2.5"
+    (encoder,) = VideoDiTTextEncoderLoader().load(**defaults(VideoDiTTextEncoderLoader, text_encoder=packed.name))
+    (positive,) = VideoDiTTextEncode().encode(encoder, "a cat runs")
+    (negative,) = VideoDiTTextEncode().encode(encoder, "the dog")
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    _, images, audio = finish(model, vae, audio_vae, positive, negative, latent, steps=2)
+    pipe = load_ltx2_pipeline(targets, packed, dtype=torch.float32)
+    reference = pipe.generate("a cat runs", "the dog", 64, 64, 9, 25.0, steps=2, seed=0)
+    compare("LTX-2.5 split", images, audio["waveform"][0], audio["sample_rate"], reference)
+    (gemma3,) = VideoDiTTextEncoderLoader().load(**defaults(VideoDiTTextEncoderLoader, text_encoder=GEMMA))
+    (positive,) = VideoDiTTextEncode().encode(gemma3, "a cat runs")
+    with pytest.raises(InputError, match=rf"text encoder .*{GEMMA} and model .*{names[0]}.* do not pair: .*LTX-2.5"):
+        VideoDiTSampler().sample(model, positive, positive, latent, **defaults(VideoDiTSampler, steps=1))
 
 
 def test_mismatched_pairs_are_named(models, tiny_models):
