@@ -292,6 +292,26 @@ def test_distilled_checkpoint_runs_the_distilled_list_without_guidance_by_defaul
     compare("distilled T2AV", images, audio["waveform"][0], audio["sample_rate"], reference)
 
 
+def test_two_stage_image_to_video_graph_equals_generate_two_stage(models, pipeline):
+    """Keyframes in both stages: Image To Video on the half-size latent, and again after Latent Upsample (which drops
+    the stage-1 keyframes) = generate(two_stage=True, image=...) (stage-1 images at half size, stage-2 at full)."""
+    model, vae, audio_vae, positive, negative = load_nodes()
+    image = torch.rand(1, 70, 90, 3, generator=torch.Generator().manual_seed(4))
+    empty = defaults(VideoDiTEmptyLatentVideo, width=128, height=64, frames=9, vae=vae, two_stage=True)
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**empty)
+    i2v = defaults(VideoDiTImageToVideo)
+    (latent,) = VideoDiTImageToVideo().apply(vae, latent, image, **i2v)
+    (latent,) = VideoDiTSampler().sample(model, positive, negative, latent, **defaults(VideoDiTSampler, steps=3))
+    (latent,) = VideoDiTLatentUpsample().upsample(vae, latent, UPSAMPLER)
+    assert "keyframes" not in latent
+    (latent,) = VideoDiTImageToVideo().apply(vae, latent, image, **i2v)
+    _, images, audio = finish(model, vae, audio_vae, positive, negative, latent, schedule="distilled_stage_2")
+    reference = pipeline.generate(
+        PROMPT, NEGATIVE, 128, 64, 9, 25.0, steps=3, seed=0, two_stage=True, image=image[0], image_crf=i2v["crf"]
+    )
+    compare("two-stage I2AV", images, audio["waveform"][0], audio["sample_rate"], reference)
+
+
 # ---------------------------------------------------------------------------------------------- files and bad input
 
 
