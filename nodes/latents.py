@@ -253,7 +253,8 @@ class VideoDiTImageToVideo:
                     "max": 51,
                     "tooltip": "Compress each image like a video frame (blur + H.264 at this CRF) before "
                     "encoding, as LTX-Video saw in training; this helps the image move. "
-                    "0 = off. 29 is the official default, 35-40 gives more motion.",
+                    "0 = off. 29 is the official default, 35-40 gives more motion "
+                    "(LTX-2's official value: 33 for 2.0/2.3).",
                 },
             ),
         }

@@ -269,6 +269,22 @@ def test_streamed_blocks_give_the_resident_result(models, caplog):
     assert max(diffs) == 0.0, diffs
 
 
+def test_a_plain_video_latent_gets_its_sound_in_the_sampler(models):
+    """A video latent without audio (Empty Latent Video without the vae input makes one; the tiny VAE's 16 channels
+    are not the released 128, so its keys are dropped here): the LTX-2 sampler adds the silent-start audio latent of
+    the video's duration itself; the result equals the joint latent's."""
+    model, vae, audio_vae, positive, negative = load_nodes()
+    sampler = defaults(VideoDiTSampler, steps=2, guidance="custom", stg_blocks="1")
+    (joint,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    plain = {k: v for k, v in joint.items() if not k.startswith("audio_") and k != "family"}
+    outputs = []
+    for latent in (plain, joint):
+        (latent,) = VideoDiTSampler().sample(model, positive, negative, latent, **sampler)
+        outputs.append(latent)
+    assert "audio_samples" in outputs[0] and outputs[0]["family"] == "ltx2"
+    assert max(max_diff(outputs[0][k], outputs[1][k]) for k in ("samples", "audio_samples")) == 0.0
+
+
 def test_distilled_checkpoint_runs_the_distilled_list_without_guidance_by_default(models):
     """A distilled release (its file name says so): schedule auto + guidance default = generate's defaults for it
     (the distilled 8-step list, one pass per step); the node ignores steps."""
