@@ -74,17 +74,28 @@ def _generator(model, latent: dict, seed: int) -> torch.Generator:
     return generator
 
 
-def _counting(denoiser, total_steps: int, passes: int):
-    """The transformer, counting its calls for the progress bar and checking for interrupts between them."""
+def _counting(model, denoiser, total_steps: int, passes: int, grid: tuple[int, int, int]):
+    """The transformer, counting its calls for the progress bar (with a live preview of the first pass's denoised
+    video when ComfyUI shows previews) and checking for interrupts between them. grid: latent (F, H, W)."""
+    from .sampler import fit_preview_factors, latent_to_preview
+
     progress = host.Progress(total_steps, "VideoDiT sampling")
-    calls = [0]
+    want_previews = host.previews_enabled()
+    if want_previews and model.preview_factors is None:
+        model.preview_factors = fit_preview_factors(model.vae)
+    calls, preview = [0], [None]
 
     def run(video, audio, skip):
         host.check_interrupt()
         out = denoiser(video, audio, skip)
+        if want_previews and calls[0] % passes == 0 and video is not None:
+            tokens = grid[0] * grid[1] * grid[2]  # the generated ones (appended keyframe tokens follow)
+            x0 = video.latent[:, :tokens].float() - out[0][:, :tokens].float() * video.timesteps[:, :tokens, None]
+            frames = x0[:1].transpose(1, 2).unflatten(2, grid)  # (1, C, F, H, W)
+            preview[0] = latent_to_preview(frames, *model.preview_factors)
         calls[0] += 1
         if calls[0] % passes == 0:
-            progress.update(min(calls[0] // passes, total_steps))
+            progress.update(min(calls[0] // passes, total_steps), preview[0])
         return out
 
     return run
@@ -125,7 +136,7 @@ def sample_ltx2(model, steps_of_family, positive, negative, latent, seed, steps,
     try:
         with torch.inference_mode():
             video_out, audio_out = steps_of_family.sample(
-                _counting(transformer, sigmas.numel() - 1, passes),
+                _counting(model, transformer, sigmas.numel() - 1, passes, tuple(samples.shape[2:])),
                 video_latent=samples.to(model.device, model.dtype),
                 audio_latent=audio.to(model.device, model.dtype),
                 fps=fps,

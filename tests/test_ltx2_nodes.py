@@ -285,6 +285,36 @@ def test_a_plain_video_latent_gets_its_sound_in_the_sampler(models):
     assert max(max_diff(outputs[0][k], outputs[1][k]) for k in ("samples", "audio_samples")) == 0.0
 
 
+def test_progress_previews_and_interrupt(models, monkeypatch):
+    """One progress update per step with a preview of the denoised video (ComfyUI with previews on); an interrupt
+    stops the run at the next transformer call."""
+    from PIL import Image
+
+    model, vae, audio_vae, positive, negative = load_nodes()
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    sampler = defaults(VideoDiTSampler, steps=3, guidance="custom", stg_blocks="1")
+    updates = []
+    monkeypatch.setattr(host, "previews_enabled", lambda: True)
+    monkeypatch.setattr(host.Progress, "update", lambda self, value, image=None: updates.append((value, image)))
+    VideoDiTSampler().sample(model, positive, negative, latent, **sampler)
+    assert [value for value, _ in updates] == [1, 2, 3]
+    assert all(isinstance(image, Image.Image) and image.size == (16, 16) for _, image in updates)
+
+    class Interrupted(Exception):
+        pass
+
+    calls = []
+
+    def interrupt():
+        calls.append(1)
+        raise Interrupted()
+
+    monkeypatch.setattr(host, "check_interrupt", interrupt)
+    with pytest.raises(Interrupted):
+        VideoDiTSampler().sample(model, positive, negative, latent, **sampler)
+    assert calls == [1] and all(p.device.type == "cpu" for p in model.transformer.parameters())
+
+
 def test_distilled_checkpoint_runs_the_distilled_list_without_guidance_by_default(models):
     """A distilled release (its file name says so): schedule auto + guidance default = generate's defaults for it
     (the distilled 8-step list, one pass per step); the node ignores steps."""
