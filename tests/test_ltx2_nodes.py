@@ -358,6 +358,35 @@ def test_two_stage_image_to_video_graph_equals_generate_two_stage(models, pipeli
     compare("two-stage I2AV", images, audio["waveform"][0], audio["sample_rate"], reference)
 
 
+@pytest.mark.parametrize("name", ["ltx2_3_t2av", "ltx2_3_two_stage"])
+def test_shipped_ltx2_workflows_run_headless_to_a_video_with_sound(models, name):
+    """The shipped LTX-2.3 API workflows, with the tiny files and a small size, run through the headless runner to
+    one MP4 with a video and an audio stream."""
+    import json
+
+    from videodit.cli import run_prompt
+    from videodit.nodes.video_io import read_video
+
+    workflows = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows")
+    with open(os.path.join(workflows, "api", f"{name}_api.json"), encoding="utf-8") as f:
+        prompt = json.load(f)
+    prompt["1"]["inputs"]["checkpoint"] = CHECKPOINT
+    prompt["2"]["inputs"]["text_encoder"] = GEMMA
+    prompt["3"]["inputs"]["text"], prompt["4"]["inputs"]["text"] = PROMPT, NEGATIVE
+    prompt["5"]["inputs"].update(width=128, height=64, frames=9, frame_rate=25.0)
+    prompt["6"]["inputs"]["steps"] = 2
+    prompt["8"]["inputs"]["fps"] = 25.0
+    if "10" in prompt:
+        prompt["10"]["inputs"]["upscale_model"] = UPSAMPLER
+    (ui,) = run_prompt(prompt)
+    (info,) = ui["images"]
+    path = os.path.join(host.HEADLESS.output_dir, info["subfolder"], info["filename"])
+    kinds = [line.split(": ")[1] for line in streams(path)]
+    assert kinds.count("Video") == 1 and kinds.count("Audio") == 1, kinds
+    frames, fps = read_video(path)
+    assert frames.shape == (9, 64, 128, 3) and fps == 25.0
+
+
 # ---------------------------------------------------------------------------------------------- files and bad input
 
 

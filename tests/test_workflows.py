@@ -14,9 +14,15 @@ from videodit.nodes import NODE_CLASS_MAPPINGS
 WORKFLOWS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows")
 UI_FILES = sorted(f for f in glob.glob(os.path.join(WORKFLOWS, "*.json")) if not f.endswith("_api.json"))
 CORE_NODES = {"LoadImage", "Note"}  # core ComfyUI nodes the workflows may use
-OFFICIAL_FILES = {"checkpoint": "ltx-video-2b-v0.9.5.safetensors", "text_encoder": "t5xxl_fp16.safetensors"}
+# combo input -> (folder, the official files the workflows name; the combos list them once they are downloaded)
+OFFICIAL_FILES = {
+    "checkpoint": ("checkpoints", ("ltx-video-2b-v0.9.5.safetensors", "ltx-2.3-22b-dev.safetensors")),
+    "text_encoder": ("text_encoders", ("t5xxl_fp16.safetensors", "gemma_3_12B_it.safetensors")),
+    "upscale_model": ("latent_upscale_models", ("ltx-2.3-spatial-upscaler-x2-1.0.safetensors",)),
+}
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 EXPECTED = {"tiny_t2v", "tiny_i2v", "tiny_first_last", "ltxv_2b_t2v", "ltxv_2b_i2v", "ltxv_2b_first_last"}
+EXPECTED |= {"ltx2_3_t2av", "ltx2_3_two_stage"}
 
 
 def load(path):
@@ -127,7 +133,7 @@ def test_widgets_values_match_widget_order_and_types(path):
             if kind == "FILE":
                 assert os.path.isfile(os.path.join(WORKFLOWS, value)), where
             elif isinstance(kind, list):
-                assert value in kind or value == OFFICIAL_FILES.get(name), where
+                assert value in kind or value in OFFICIAL_FILES.get(name, (None, ()))[1], where
             elif kind == "INT":
                 assert type(value) is int and options["min"] <= value <= options["max"], where
             elif kind == "FLOAT":
@@ -163,9 +169,10 @@ def test_api_variant_agrees_with_ui(path):
 def test_api_workflow_passes_runner_validation(path, tmp_path, monkeypatch):
     from videodit.nodes import host
 
-    for sub, name in (("checkpoints", OFFICIAL_FILES["checkpoint"]), ("text_encoders", OFFICIAL_FILES["text_encoder"])):
+    for sub, names in OFFICIAL_FILES.values():
         (tmp_path / sub).mkdir()
-        (tmp_path / sub / name).write_bytes(b"")  # placeholders: the combos list them
+        for name in names:
+            (tmp_path / sub / name).write_bytes(b"")  # placeholders: the combos list them
     monkeypatch.setattr(host.HEADLESS, "models_dir", str(tmp_path))
     classes = {**NODE_CLASS_MAPPINGS, "LoadImage": LoadImage}
     order = check_prompt(load(path), classes)

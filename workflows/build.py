@@ -315,6 +315,81 @@ def graph(kind: str, official: bool) -> list[dict]:
     return nodes
 
 
+LTX2_FILES = {
+    "checkpoint": "ltx-2.3-22b-dev.safetensors",
+    "text_encoder": "gemma_3_12B_it.safetensors",
+    "upscale_model": "ltx-2.3-spatial-upscaler-x2-1.0.safetensors",
+}
+LTX2_PROMPT = (
+    "A red ball rolls slowly from the left to the right across a dark wooden table and knocks against a glass; the "
+    "glass rings with a clear high tone. The camera is static, the light is soft and warm."
+)
+
+
+def ltx2_graph(kind: str) -> list[dict]:
+    """LTX-2.3 with sound. kind: "t2av" (one stage, the version's guidance) | "two_stage" (stage 1 at half size,
+    the x2 latent upsampler, stage 2 on the distilled stage-2 list: LTX2Pipeline.generate(two_stage=True))."""
+    two = kind == "two_stage"
+    nodes = [
+        {"id": 1, "type": "VideoDiTModelLoader", "title": "Model", "pos": [0, 0],
+         "widgets": {"checkpoint": LTX2_FILES["checkpoint"]}},
+        {"id": 2, "type": "VideoDiTTextEncoderLoader", "title": "Text encoder (Gemma 3)", "pos": [0, 380],
+         "widgets": {"text_encoder": LTX2_FILES["text_encoder"]}},
+        {"id": 3, "type": "VideoDiTTextEncode", "title": "Positive prompt", "pos": [380, 0],
+         "widgets": {"text": LTX2_PROMPT}, "links": {"text_encoder": (2, 0)}},
+        {"id": 4, "type": "VideoDiTTextEncode", "title": "Negative prompt", "pos": [380, 240],
+         "widgets": {"text": OFFICIAL_NEGATIVE}, "links": {"text_encoder": (2, 0)}},
+        {"id": 5, "type": "VideoDiTEmptyLatentVideo", "title": "Empty audio+video latent", "pos": [380, 480],
+         "widgets": {"width": 768, "height": 512, "frames": 121, "frame_rate": 24.0, "two_stage": two},
+         "links": {"vae": (1, 1)}},
+        {"id": 6, "type": "VideoDiTSampler", "title": "Sampler" + (" (stage 1)" if two else ""), "pos": [760, 0],
+         "widgets": {"seed": 42, "steps": 30, "guidance": "default"},
+         "links": {"model": (1, 0), "positive": (3, 0), "negative": (4, 0), "latent": (5, 0)}},
+    ]  # fmt: skip
+    decoded = (6, 0)
+    if two:
+        nodes += [
+            {"id": 10, "type": "VideoDiTLatentUpsample", "title": "Latent upsample x2", "pos": [1140, 0],
+             "widgets": {"upscale_model": LTX2_FILES["upscale_model"]}, "links": {"vae": (1, 1), "latent": (6, 0)}},
+            {"id": 11, "type": "VideoDiTSampler", "title": "Sampler (stage 2)", "pos": [1140, 240],
+             "widgets": {"seed": 42, "steps": 3, "schedule": "distilled_stage_2", "guidance": "default"},
+             "links": {"model": (1, 0), "positive": (3, 0), "negative": (4, 0), "latent": (10, 0)}},
+        ]  # fmt: skip
+        decoded = (11, 0)
+    nodes += [
+        {"id": 7, "type": "VideoDiTVAEDecode", "title": "Decode video", "pos": [1520, 0],
+         "links": {"vae": (1, 1), "latent": decoded}},
+        {"id": 9, "type": "VideoDiTAudioDecode", "title": "Decode audio", "pos": [1520, 260],
+         "links": {"audio_vae": (1, 2), "latent": decoded}},
+        {"id": 8, "type": "VideoDiTSaveVideo", "title": "Save video", "pos": [1900, 0],
+         "widgets": {"fps": 24.0, "filename_prefix": f"VideoDiT/ltx2_3_{kind}"},
+         "links": {"images": (7, 0), "audio": (9, 0)}},
+    ]  # fmt: skip
+    return nodes
+
+
+def ltx2_note(kind: str) -> str:
+    what = {
+        "t2av": "LTX-2.3 text to video with sound, one stage.",
+        "two_stage": "LTX-2.3 two-stage text to video with sound: stage 1 at half the size (Empty Latent Video "
+        "two_stage), the x2 latent upsampler, stage 2 on the distilled stage-2 list (3 steps, no guidance) with the "
+        "same seed: what LTX2Pipeline.generate(two_stage=True) does.",
+    }[kind]
+    files = (
+        f"Models: {LTX2_FILES['checkpoint']} in models/checkpoints, {LTX2_FILES['text_encoder']} (Gemma 3 12B) in "
+        "models/text_encoders"
+    )
+    if kind == "two_stage":
+        files += f", {LTX2_FILES['upscale_model']} in models/latent_upscale_models"
+    return (
+        f"{what}\n\n{files}. LTX-2.5: its transformer from models/diffusion_models, vae_file and audio_vae_file "
+        "from models/vae, its Gemma 4 file as text encoder.\nguidance default = the version's own values (video cfg "
+        "3, audio cfg 7, STG 1 on block 28, rescale 0.7, modality 3; distilled checkpoints: none). Sound lasts "
+        "frames / frame_rate seconds (121 frames at 24 fps = 5.04 s); use the same frame rate in Save Video. "
+        "Frames 8k+1, sides multiples of 32 (two-stage: 64)."
+    )
+
+
 def note_text(kind: str, official: bool) -> str:
     what = {
         "t2v": "Text to video.",
@@ -368,6 +443,13 @@ def main():
                 with open(os.path.join(HERE, filename), "w", encoding="utf-8") as f:
                     json.dump(data, f, indent=1)
                     f.write("\n")
+    for kind in ("t2av", "two_stage"):
+        ui, api = build(ltx2_graph(kind), ltx2_note(kind))
+        name = f"ltx2_3_{kind}"
+        for filename, data in ((f"{name}.json", ui), (os.path.join("api", f"{name}_api.json"), api)):
+            with open(os.path.join(HERE, filename), "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1)
+                f.write("\n")
     write_images()
 
 
