@@ -500,6 +500,26 @@ def test_bad_sizes_name_the_input(models, changes, message):
         VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **dict(SIZE, vae=vae, **changes)))
 
 
+def test_sampler_bad_inputs_name_the_input(models, tiny_models):
+    model, vae, audio_vae, positive, negative = load_nodes()
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    (batch,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae, batch_size=2))
+    cases = [
+        (latent, dict(schedule="linear_quadratic"), "schedule: linear_quadratic is the LTX-Video 0.9.5"),
+        (batch, {}, "latent: LTX-2 samples one video at a time; this latent holds a batch of 2"),
+    ]
+    for value, changes, message in cases:
+        with pytest.raises(InputError, match=message):
+            VideoDiTSampler().sample(model, positive, negative, value, **defaults(VideoDiTSampler, steps=1, **changes))
+    ltxv, _, _ = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader))
+    (t5,) = VideoDiTTextEncoderLoader().load(**defaults(VideoDiTTextEncoderLoader))
+    (t5_prompt,) = VideoDiTTextEncode().encode(t5, "a red circle")
+    (plain,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE))
+    with pytest.raises(InputError, match="schedule: distilled_stage_2 is for LTX-2 two-stage graphs"):
+        VideoDiTSampler().sample(ltxv, t5_prompt, t5_prompt, plain, **defaults(VideoDiTSampler, steps=1,
+                                 stg_blocks="1", schedule="distilled_stage_2"))  # fmt: skip
+
+
 def test_latent_upsample_without_a_file_says_where_to_put_one(models, monkeypatch):
     from videodit.nodes import ltx2_nodes
 
