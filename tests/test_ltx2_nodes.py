@@ -299,6 +299,9 @@ def test_progress_previews_and_interrupt(models, monkeypatch):
     VideoDiTSampler().sample(model, positive, negative, latent, **sampler)
     assert [value for value, _ in updates] == [1, 2, 3]
     assert all(isinstance(image, Image.Image) and image.size == (16, 16) for _, image in updates)
+    updates.clear()  # denoise 0.5: the last half of the schedule, from the input latent re-noised at its sigma
+    (out,) = VideoDiTSampler().sample(model, positive, negative, latent, **dict(sampler, steps=4, denoise=0.5))
+    assert [value for value, _ in updates] == [1, 2] and torch.isfinite(out["samples"]).all()
 
     class Interrupted(Exception):
         pass
