@@ -20,7 +20,7 @@ from ..model.geometry import VideoGeometry
 from . import host
 from .audio import AUDIO_VAE_TYPE
 from .common import CATEGORY, CONDITIONING_TYPE, MODEL_TYPE, TEXT_ENCODER_TYPE, VAE_TYPE, InputError, check_inputs
-from .ltx2_models import MEMORY_MODES, GemmaTextEncoder
+from .ltx2_models import MEMORY_MODES, NoAudioVAE, is_gemma, load_gemma_encoder
 
 logger = logging.getLogger("videodit")
 
@@ -129,13 +129,6 @@ class VideoTextEncoder:
         return Prompt(
             text, self.encode(text, tokens), tokens, self.pinned_tokens is not None, self.encode, self.builtin
         )
-
-
-class NoAudioVAE:
-    """The audio_vae output of an LTX-Video 0.9.x checkpoint, which has no audio: Audio Decode names why."""
-
-    def __init__(self, path: str):
-        self.missing = f"audio_vae: {path} is an LTX-Video 0.9.x checkpoint, which has no audio VAE (LTX-2 has one)"
 
 
 # One cached model per loader kind: a new choice replaces the old one (two 2B models rarely fit together).
@@ -461,30 +454,6 @@ class VideoDiTTextEncoderLoader:
             return VideoTextEncoder(encoder, torch_device, pinned, builtin.is_builtin(path))
 
         return (cached("text_encoder", key, load),)
-
-
-def is_gemma(path: str) -> bool:
-    """True for a Gemma text encoder file (LTX-2), False for T5 and anything else (load_text_encoder says why)."""
-    from ..model.ltx2.gemma import is_gemma_file
-
-    try:
-        from safetensors import safe_open
-
-        with safe_open(path, "pt") as f:
-            return is_gemma_file(f.keys())
-    except Exception:  # noqa: BLE001 - unreadable: the T5 loader reports it
-        return False
-
-
-def load_gemma_encoder(path: str, dtype: torch.dtype, device: torch.device) -> GemmaTextEncoder:
-    """A Gemma file (its tokenizer inside or in a sidecar folder, model/ltx2/gemma.py) -> GemmaTextEncoder."""
-    from ..model.checkpoint import CheckpointError
-    from ..model.ltx2.gemma import load_gemma
-
-    try:
-        return GemmaTextEncoder(load_gemma(path, dtype), device)
-    except CheckpointError as e:
-        raise InputError(f"text_encoder: {e}") from e
 
 
 class VideoDiTTextEncode:

@@ -165,6 +165,37 @@ class LTX2Model:
         return contexts
 
 
+class NoAudioVAE:
+    """The audio_vae output of an LTX-Video 0.9.x checkpoint, which has no audio: Audio Decode names why."""
+
+    def __init__(self, path: str):
+        self.missing = f"audio_vae: {path} is an LTX-Video 0.9.x checkpoint, which has no audio VAE (LTX-2 has one)"
+
+
+def is_gemma(path: str) -> bool:
+    """True for a Gemma text encoder file (LTX-2), False for T5 and anything else (load_text_encoder says why)."""
+    from ..model.ltx2.gemma import is_gemma_file
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(path, "pt") as f:
+            return is_gemma_file(f.keys())
+    except Exception:  # noqa: BLE001 - unreadable: the T5 loader reports it
+        return False
+
+
+def load_gemma_encoder(path: str, dtype: torch.dtype, device: torch.device) -> GemmaTextEncoder:
+    """A Gemma file (its tokenizer inside or in a sidecar folder, model/ltx2/gemma.py) -> GemmaTextEncoder."""
+    from ..model.checkpoint import CheckpointError
+    from ..model.ltx2.gemma import load_gemma
+
+    try:
+        return GemmaTextEncoder(load_gemma(path, dtype), device)
+    except CheckpointError as e:
+        raise InputError(f"text_encoder: {e}") from e
+
+
 def check_prompt(name: str, value, family: str) -> None:
     """InputError when a conditioning was made by the other family's text encoder."""
     is_ltx2 = isinstance(value, LTX2Prompt)
