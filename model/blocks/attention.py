@@ -110,6 +110,9 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(inner_dim, qk_norm_eps)
         self.k_norm = RMSNorm(inner_dim, qk_norm_eps)
         self.to_gate_logits = nn.Linear(dim, heads) if gated else None
+        # Optional replacement of attention(q, k, v, bias) for this module (same signature and shapes), e.g. the
+        # sequence-parallel attention of model/parallel; None: the module-level attention().
+        self.sdpa = None
 
     def project_context(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """context (B, M, C) -> normed keys, values, each (B, M, inner_dim)."""
@@ -143,7 +146,7 @@ class Attention(nn.Module):
         if rope is not None and self.rope_type == "split":
             q = apply_split_rope(q, *rope)
             k = apply_split_rope(k, *key_rope)
-        out = attention(q, k, vh, bias)
+        out = attention(q, k, vh, bias) if self.sdpa is None else self.sdpa(q, k, vh, bias)
         out = out.transpose(1, 2).reshape(batch, -1, inner).to(q.dtype)  # (B, N, inner)
         if skip_mode is not None:
             replacement = v if skip_mode == "attention_values" else x
