@@ -10,6 +10,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from videodit.model.ltx2 import guidance as ltx2_guidance
+from videodit.model.ltx2 import sampling as ltx2_sampling
 from videodit.model.ltx2.config import tiny as ltx2_tiny
 from videodit.model.ltx2.streams import Skip, Stream
 from videodit.model.ltx2.transformer import LTX2Transformer
@@ -19,12 +21,14 @@ from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
 from videodit.model.ltxv.vae_tiling import decode_tiled
 from videodit.model.parallel import (
     ParallelGroup,
+    SplitTransformer,
     decode_distributed,
     dit_batch_split,
     dit_sequence_parallel,
     ltx2_batch_split,
     ltx2_sequence_parallel,
 )
+from videodit.model.sampling import Guidance, TextCondition, sample
 
 TOL = 1e-5
 LATENT = (3, 3, 3)  # 27 video tokens: divisible by neither 2 nor 4
@@ -105,13 +109,38 @@ def test_dit_batch_split_equals_batched_forward():
 
 
 def _heads_case(pg):
-    model, inputs = dit_inputs(1, heads=6)
-    with pytest.raises(ValueError, match="has 6 attention heads, which world size 4 does not divide"):
+    model, inputs = dit_inputs(1, heads=3)
+    with pytest.raises(ValueError, match=r"has 3 attention heads, which world size 2 does not divide.*\[1, 3\]"):
         dit_sequence_parallel(model, *inputs, group=pg)
 
 
 def test_heads_not_divisible_by_world_size_is_refused():
-    spawn(_heads_case, 4)
+    spawn(_heads_case, 2)
+
+
+def _dit_sampling_case(pg):
+    model, _ = dit_inputs(1)
+    gen = torch.Generator().manual_seed(3)
+    positive = TextCondition(torch.randn(1, 5, 12, generator=gen), torch.ones(1, 5))
+    negative = TextCondition(torch.randn(1, 5, 12, generator=gen), torch.tensor([[1.0, 1.0, 1.0, 0.0, 0.0]]))
+    run = dict(
+        latents=torch.zeros(1, 8, *LATENT),
+        positive=positive,
+        negative=negative,
+        timesteps=[1.0, 0.7, 0.4],
+        guidance=Guidance(cfg=3.0, stg=1.0, stg_blocks=(1,), rescale=0.7),
+        seed=4,
+    )
+    reference = sample(model, **run)
+    for mode in ("sequence", "batch"):
+        out = sample(SplitTransformer(model, mode, pg), **run)
+        d = max_diff(out, reference)
+        assert d <= TOL, f"rank {pg.rank}/{pg.size}: 0.9.x sample (CFG + STG, 3 steps) with {mode} split: max diff {d}"
+        print(f"0.9.x sampling W={pg.size} {mode}: max abs diff {d:.3g}")
+
+
+def test_dit_sampling_with_split_transformer_equals_single_process():
+    spawn(_dit_sampling_case, 2)
 
 
 # ------------------------------------------------------------------------------------------------- LTX-2
@@ -201,6 +230,42 @@ def _ltx2_batch_case(pg):
 
 def test_ltx2_batch_split_equals_batched_forward():
     spawn(_ltx2_batch_case, 2)
+
+
+def _ltx2_sampling_case(pg):
+    model, *_ = ltx2_inputs(1)
+    gen = torch.Generator().manual_seed(5)
+    positive, negative = (
+        ltx2_sampling.TextContext(torch.randn(1, 6, 32, generator=gen), torch.randn(1, 6, 16, generator=gen))
+        for _ in range(2)
+    )
+    params = ltx2_guidance.GuiderParams(
+        cfg_scale=3.0, stg_scale=1.0, stg_blocks=(1,), rescale_scale=0.7, modality_scale=2.0
+    )
+    run = dict(
+        video_latent=torch.zeros(1, 8, *LATENT),
+        audio_latent=torch.zeros(1, 2, 17, 3),  # 17 audio tokens of 2 x 3 = audio_in_channels 6
+        fps=25.0,
+        sigmas=torch.tensor([1.0, 0.6, 0.3, 0.0]),
+        positive=positive,
+        negative=negative,
+        guidance=ltx2_guidance.MultiModalGuidance(video=params, audio=params),
+        num_layers=2,
+    )
+    reference = ltx2_sampling.generate(model, generator=torch.Generator().manual_seed(11), **run)
+    out = ltx2_sampling.generate(
+        SplitTransformer(model, "sequence", pg), generator=torch.Generator().manual_seed(11), **run
+    )
+    for modality, a, b in zip(("video", "audio"), out, reference):
+        d = max_diff(a, b)
+        assert a.shape == b.shape and d <= TOL, (
+            f"rank {pg.rank}: LTX-2 sampling (4 passes, 3 steps) {modality} max diff {d}"
+        )
+        print(f"LTX-2 sampling W={pg.size} sequence: {modality} max abs diff {d:.3g}")
+
+
+def test_ltx2_sampling_with_split_transformer_equals_single_process():
+    spawn(_ltx2_sampling_case, 2)
 
 
 # ---------------------------------------------------------------------------------------------------- VAE

@@ -18,6 +18,7 @@ from dataclasses import replace
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from ..ltx2.streams import NO_SKIP, Skip, Stream
 from ..ltx2.transformer import LTX2Transformer, self_attention_bias
@@ -153,3 +154,28 @@ def ltx2_batch_split(
     batch = (video if video is not None else audio).latent.shape[0]
     outputs = model(_stream_chunk(video, pg, batch), _stream_chunk(audio, pg, batch), skip)
     return tuple(None if out is None else _gather_batch(out, pg, batch) for out in outputs)
+
+
+class SplitTransformer(nn.Module):
+    """A transformer of either family run split over the group, called like the model itself: a drop-in for
+    model.sampling.sample (0.9.x: transformer=SplitTransformer(dit)) and for the LTX-2 samplers' denoiser
+    (denoiser=SplitTransformer(ltx2)). mode "sequence": video tokens split (Ulysses); "batch": samples split."""
+
+    def __init__(self, model: LTXVideoTransformer | LTX2Transformer, mode: str = "sequence", group=None):
+        super().__init__()
+        if mode not in ("sequence", "batch"):
+            raise ValueError(f"SplitTransformer: mode must be 'sequence' or 'batch', got {mode!r}")
+        if not isinstance(model, (LTXVideoTransformer, LTX2Transformer)):
+            raise ValueError(f"SplitTransformer: expected an LTXVideoTransformer or LTX2Transformer, got {type(model)}")
+        self.model, self.mode, self.group = model, mode, group
+        self.config = model.config
+
+    def forward(self, *args, **kwargs):
+        dit = isinstance(self.model, LTXVideoTransformer)
+        run = {
+            (True, "sequence"): dit_sequence_parallel,
+            (True, "batch"): dit_batch_split,
+            (False, "sequence"): ltx2_sequence_parallel,
+            (False, "batch"): ltx2_batch_split,
+        }[dit, self.mode]
+        return run(self.model, *args, group=self.group, **kwargs)
