@@ -527,6 +527,27 @@ def test_sampler_bad_inputs_name_the_input(models, tiny_models):
                                  stg_blocks="1", schedule="distilled_stage_2"))  # fmt: skip
 
 
+def test_latent_upsample_temporal_x2(models):
+    """A temporal x2 upsampler (file metadata config): frames 9 -> 17 at twice the frame rate (same duration); the
+    audio stays as it is."""
+    import json
+
+    from safetensors.torch import save_file
+
+    root, _ = models
+    config = UpsamplerConfig(VIDEO_CHANNELS, 32, 1, spatial_upsample=False, temporal_upsample=True)
+    upsampler = randomize(LatentUpsampler(config), 6)
+    name = "tiny-temporal-x2.safetensors"
+    tensors = {k: v.contiguous() for k, v in upsampler.state_dict().items()}
+    metadata = {"config": json.dumps(config.to_metadata())}
+    save_file(tensors, str(root / "latent_upscale_models" / name), metadata=metadata)
+    _, vae, *_ = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader, checkpoint=CHECKPOINT))
+    (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+    (out,) = VideoDiTLatentUpsample().upsample(vae, latent, name)
+    assert (out["width"], out["height"], out["frames"], out["frame_rate"]) == (64, 64, 17, 50.0)
+    assert out["samples"].shape[2:] == (3, 2, 2) and torch.equal(out["audio_samples"], latent["audio_samples"])
+
+
 def test_latent_upsample_without_a_file_says_where_to_put_one(models, monkeypatch):
     from videodit.nodes import ltx2_nodes
 
