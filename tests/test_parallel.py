@@ -10,11 +10,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from videodit.model.frontend import decode_latents
 from videodit.model.ltx2 import guidance as ltx2_guidance
 from videodit.model.ltx2 import sampling as ltx2_sampling
 from videodit.model.ltx2.config import tiny as ltx2_tiny
 from videodit.model.ltx2.streams import Skip, Stream
 from videodit.model.ltx2.transformer import LTX2Transformer
+from videodit.model.ltx2.video_vae import LTX2VideoVAE, ltx2_vae_config
 from videodit.model.ltxv.dit import LTXVideoTransformer, SkipLayers, TransformerConfig
 from videodit.model.ltxv.positions import video_coords
 from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
@@ -23,6 +25,7 @@ from videodit.model.parallel import (
     ParallelGroup,
     SplitTransformer,
     decode_distributed,
+    decode_latents_distributed,
     dit_batch_split,
     dit_sequence_parallel,
     ltx2_batch_split,
@@ -321,3 +324,36 @@ def _decode_case(pg):
 @pytest.mark.parametrize("world", [2, 4])
 def test_distributed_decode_equals_chunked_decode(world):
     spawn(_decode_case, world)
+
+
+def ltx2_vae() -> LTX2VideoVAE:
+    """LTX-2.3 decoder layout (compress_space / compress_time with channel multipliers, group-norm shortcut)."""
+    torch.manual_seed(0)
+    res_up = {"residual": True, "multiplier": 2}
+    config = ltx2_vae_config(
+        {
+            "latent_channels": 16, "patch_size": 4, "decoder_base_channels": 8,
+            "encoder_blocks": [["res_x", 1], ["compress_space_res", {"multiplier": 2}],
+                               ["compress_time_res", {"multiplier": 2}], ["compress_all_res", {"multiplier": 2}]],
+            "decoder_blocks": [["res_x", 1], ["compress_space", {"multiplier": 2}], ["res_x", 1],
+                               ["compress_time", {"multiplier": 2}], ["compress_all", res_up], ["res_x", 1]],
+        }
+    )  # fmt: skip
+    return LTX2VideoVAE(config).eval()
+
+
+def _pipeline_decode_case(pg):
+    latents = torch.randn(1, 16, 20, 2, 2, generator=torch.Generator().manual_seed(3))  # 2 chunks of 16 (overlap 3)
+    for name, vae in (("0.9.1", small_vae()), ("LTX-2.3", ltx2_vae())):
+        reference = decode_latents(vae, latents, seed=5, tiling="on")
+        out = decode_latents_distributed(vae, latents, seed=5, group=pg)
+        if pg.rank != 0:
+            assert out is None
+            continue
+        d = max_diff(out, reference)
+        assert out.shape == reference.shape and d <= TOL, f"W={pg.size} {name}: decode_latents max diff {d}"
+        print(f"decode_latents_distributed W={pg.size} {name}: max abs diff {d:.3g}")
+
+
+def test_distributed_decode_equals_the_pipelines_tiled_decode():
+    spawn(_pipeline_decode_case, 2)

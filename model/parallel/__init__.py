@@ -9,7 +9,7 @@ from .transformers import (
     ltx2_batch_split,
     ltx2_sequence_parallel,
 )
-from .vae import decode_distributed
+from .vae import decode_distributed, decode_latents_distributed
 
 __all__ = [
     "ParallelGroup",
@@ -20,4 +20,5 @@ __all__ = [
     "ltx2_sequence_parallel",
     "ltx2_batch_split",
     "decode_distributed",
+    "decode_latents_distributed",
 ]

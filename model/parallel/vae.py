@@ -123,3 +123,40 @@ def decode_distributed(
         sum_x[x0:x1] += wx
     out /= sum_t[:, None, None] * sum_y[None, :, None] * sum_x[None, None, :]
     return out.to(raw.dtype)
+
+
+@torch.no_grad()
+def decode_latents_distributed(
+    vae: CausalVideoVAE,
+    latents: torch.Tensor,
+    seed: int,
+    decode_timestep: float | None = None,
+    decode_noise_scale: float | None = None,
+    *,
+    temporal_chunk: int = 16,
+    temporal_overlap: int = 3,
+    spatial_tile: int | None = 16,
+    spatial_overlap: int = 4,
+    blend: float = 0.5,
+    out_device=None,
+    group: ParallelGroup | None = None,
+) -> torch.Tensor | None:
+    """model/frontend.decode_latents(vae, latents, seed, ..., tiling="on") over the group (both families): the
+    decode noise mixed from the seed's decode generator on every rank, the pieces decoded by decode_distributed.
+    -> frames (B, F, H, W, 3) float32 in [0, 1] on rank 0, None elsewhere. The defaults are decode_tiled's."""
+    from .. import frontend
+
+    decode_timestep = frontend.DECODE_TIMESTEP if decode_timestep is None else decode_timestep
+    decode_noise_scale = frontend.DECODE_NOISE_SCALE if decode_noise_scale is None else decode_noise_scale
+    generator = frontend.decode_generator(seed)
+    z = latents.float().to(next(vae.parameters()).device)
+    timestep = None
+    if vae.config.timestep_conditioning:
+        z = frontend.mix_decode_noise(z, float(decode_noise_scale), generator)
+        timestep = float(decode_timestep)
+    tiling = dict(temporal_chunk=temporal_chunk, temporal_overlap=temporal_overlap, spatial_tile=spatial_tile)
+    tiling.update(spatial_overlap=spatial_overlap, blend=blend, out_device=out_device, group=group)
+    video = decode_distributed(vae, vae.denormalize(z), timestep, generator=generator, **tiling)
+    if video is None:
+        return None
+    return ((video.float().clamp(-1.0, 1.0) + 1.0) / 2.0).permute(0, 2, 3, 4, 1)
