@@ -1,0 +1,390 @@
+"""Multi-scale generation of LTX-Video 0.9.7 / 0.9.8 (the official LTXMultiScalePipeline of ltx_video 0.1.2).
+
+  1. first pass at the reduced size: each side int(side * downscale_factor) rounded down to a multiple of the VAE's
+     spatial factor (official: downscale_factor 0.6666666 in every multi-scale config);
+  2. the normalized first-pass latent is un-normalized, upsampled x2 in space by the LatentUpsampler, normalized
+     again and AdaIN-matched to the first-pass latent: per sample and channel, (x - mean(x)) / std(x) * std(ref) +
+     mean(ref) (unbiased std over frames, height and width), blended with lerp(x, matched, adain_factor) (the
+     official pipeline fixes the factor at 1);
+  3. second pass at twice the reduced size, started from that latent noised to its first timestep (the official
+     skip_initial_inference_steps / fixed-timestep second pass: sampling.sample with denoise = that timestep);
+  4. decode (the decode timestep and noise of frontend.decode_latents), with the second pass's tone mapping when
+     its recipe has one (0.9.8 13B distilled: 0.6), then bilinear resize of the frames to the size asked for.
+
+Keyframe images are fitted to the target size once (the shared blur + H.264 recipe, preprocess.keyframe_pixels),
+then resized bilinearly to each pass's size and encoded there, as the official pipeline resizes its conditioning
+media to each call's size. The prompt is encoded once for both passes.
+
+Noise: the first pass draws from `seed` (sampling.sample's rule), the second pass from seed + SECOND_PASS_SEED_OFFSET,
+each with a fresh CPU generator; the official pipeline keeps drawing from one generator across both passes.
+
+Recipes are written in the official config layout (first_pass / second_pass dicts of LTXVideoPipeline arguments)
+and parsed by MultiScaleRecipe.from_official; RECIPES holds the released configs (LTX-Video configs/*.yaml).
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from . import frontend
+from .conditioning import Keyframe
+from .preprocess import DEFAULT_CRF, keyframe_pixels
+from .sampling import Guidance, guidance_per_step, sample
+from .schedules import check_allowed
+
+DOWNSCALE_FACTOR = 0.6666666
+SECOND_PASS_SEED_OFFSET = 2_000_003
+PASS_KEYS = {
+    "num_inference_steps",
+    "skip_initial_inference_steps",
+    "skip_final_inference_steps",
+    "timesteps",
+    "guidance_scale",
+    "stg_scale",
+    "rescaling_scale",
+    "guidance_timesteps",
+    "skip_block_list",
+    "cfg_star_rescale",
+    "tone_map_compression_ratio",
+}
+
+
+@dataclass(frozen=True)
+class PassRecipe:
+    """One pass: its schedule (the checkpoint's for `steps`, cut by skip_initial / skip_final, or a fixed list of
+    timesteps) and its guidance table (Guidance j for timesteps <= thresholds[j], sampling.guidance_per_step)."""
+
+    steps: int = 20
+    skip_initial: int = 0
+    skip_final: int = 0
+    timesteps: tuple[float, ...] | None = None
+    thresholds: tuple[float, ...] = (1.0,)
+    guidances: tuple[Guidance, ...] = (Guidance(cfg=1.0, stg=0.0),)
+    tone_map: float = 0.0  # latent tone-mapping compression before the decode (second pass only)
+
+    def __post_init__(self):
+        if self.timesteps is None and not 0 <= self.skip_initial + self.skip_final < self.steps:
+            raise ValueError(
+                f"pass recipe: skip_initial {self.skip_initial} + skip_final {self.skip_final} must be >= 0 and "
+                f"below steps {self.steps}"
+            )
+        if not 0.0 <= self.tone_map <= 1.0:
+            raise ValueError(f"pass recipe: tone_map_compression_ratio must be in [0, 1], got {self.tone_map}")
+        if len(self.thresholds) != len(self.guidances) or not self.guidances:
+            raise ValueError(f"pass recipe: {len(self.thresholds)} thresholds for {len(self.guidances)} guidances")
+
+    @classmethod
+    def from_official(cls, d: dict, where: str = "pass") -> "PassRecipe":
+        """An official first_pass / second_pass dict (LTXVideoPipeline arguments; lists of guidance values are
+        indexed through guidance_timesteps, a list of block lists too, a flat block list holds for every step)."""
+        unknown = set(d) - PASS_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(PASS_KEYS)}")
+        values = {k: d.get(k, default) for k, default in (("guidance_scale", 4.5), ("stg_scale", 1.0))}
+        values["rescaling_scale"] = d.get("rescaling_scale", 0.7)
+        blocks = d.get("skip_block_list") or []
+        per_entry = [k for k, v in values.items() if isinstance(v, (list, tuple))]
+        nested = bool(blocks) and isinstance(blocks[0], (list, tuple))
+        thresholds = tuple(float(t) for t in d.get("guidance_timesteps") or (1.0,))
+        if (per_entry or nested) and not d.get("guidance_timesteps"):
+            raise ValueError(f"{where}: lists of guidance values need guidance_timesteps")
+
+        def entry(name, j):
+            v = values[name]
+            return float(v[j] if isinstance(v, (list, tuple)) else v)
+
+        guidances = tuple(
+            Guidance(
+                cfg=entry("guidance_scale", j),
+                stg=entry("stg_scale", j),
+                stg_blocks=tuple(blocks[j] if nested else blocks),
+                rescale=entry("rescaling_scale", j),
+                cfg_star=bool(d.get("cfg_star_rescale", False)),
+            )
+            for j in range(len(thresholds))
+        )
+        fixed = d.get("timesteps")
+        return cls(
+            steps=len(fixed) if fixed else int(d.get("num_inference_steps", 20)),
+            skip_initial=int(d.get("skip_initial_inference_steps", 0)),
+            skip_final=int(d.get("skip_final_inference_steps", 0)),
+            timesteps=tuple(float(t) for t in fixed) if fixed else None,
+            thresholds=thresholds,
+            guidances=guidances,
+            tone_map=float(d.get("tone_map_compression_ratio", 0.0)),
+        )
+
+    def schedule(self, pipe, width: int, height: int, num_frames: int) -> list[float]:
+        """The pass's timesteps for a video of this size (the checkpoint's scheduler unless fixed)."""
+        if self.timesteps is None:
+            return pipe.schedule(self.steps, width, height, num_frames)[
+                self.skip_initial : self.steps - self.skip_final
+            ]
+        ts = torch.tensor(self.timesteps, dtype=torch.float32).tolist()  # float32, as the official scheduler holds them
+        if pipe.allowed_inference_steps is not None:
+            check_allowed(ts, pipe.allowed_inference_steps)
+        return ts
+
+    def guidance_for(self, ts: Sequence[float]) -> list[Guidance]:
+        return guidance_per_step(ts, self.thresholds, self.guidances)
+
+
+@dataclass(frozen=True)
+class MultiScaleRecipe:
+    first: PassRecipe
+    second: PassRecipe
+    downscale_factor: float = DOWNSCALE_FACTOR
+    adain_factor: float = 1.0
+
+    def __post_init__(self):
+        if not 0.0 < self.downscale_factor <= 1.0:
+            raise ValueError(f"multi-scale recipe: downscale_factor must be in (0, 1], got {self.downscale_factor}")
+
+    @classmethod
+    def from_official(cls, config: dict, adain_factor: float = 1.0) -> "MultiScaleRecipe":
+        """An official multi-scale config (its downscale_factor, first_pass and second_pass)."""
+        return cls(
+            PassRecipe.from_official(config["first_pass"], "first_pass"),
+            PassRecipe.from_official(config["second_pass"], "second_pass"),
+            float(config.get("downscale_factor", DOWNSCALE_FACTOR)),
+            adain_factor,
+        )
+
+
+# The released multi-scale configs (Lightricks/LTX-Video configs/*.yaml; 0.9.7 dev as last changed in 93af686).
+_DEV = {
+    "first_pass": {
+        "guidance_scale": [1, 1, 6, 8, 6, 1, 1],
+        "stg_scale": [0, 0, 4, 4, 4, 2, 1],
+        "rescaling_scale": [1, 1, 0.5, 0.5, 1, 1, 1],
+        "guidance_timesteps": [1.0, 0.996, 0.9933, 0.9850, 0.9767, 0.9008, 0.6180],
+        "skip_block_list": [[], [11, 25, 35, 39], [22, 35, 39], [28], [28], [28], [28]],
+        "num_inference_steps": 30,
+        "skip_final_inference_steps": 3,
+        "cfg_star_rescale": True,
+    },
+    "second_pass": {
+        "guidance_scale": [1],
+        "stg_scale": [1],
+        "rescaling_scale": [1],
+        "guidance_timesteps": [1.0],
+        "skip_block_list": [27],
+        "num_inference_steps": 30,
+        "skip_initial_inference_steps": 17,
+        "cfg_star_rescale": True,
+    },
+}
+_DISTILLED_PASS = {"guidance_scale": 1, "stg_scale": 0, "rescaling_scale": 1, "skip_block_list": [42]}
+_DISTILLED = {
+    "first_pass": {"timesteps": [1.0, 0.9937, 0.9875, 0.9812, 0.9750, 0.9094, 0.7250], **_DISTILLED_PASS},
+    "second_pass": {"timesteps": [0.9094, 0.7250, 0.4219], **_DISTILLED_PASS},
+}
+_DISTILLED_TONE_MAPPED = {**_DISTILLED, "second_pass": {**_DISTILLED["second_pass"], "tone_map_compression_ratio": 0.6}}
+RECIPES = {
+    "13b-0.9.7-dev": MultiScaleRecipe.from_official(_DEV),
+    "13b-0.9.8-dev": MultiScaleRecipe.from_official(_DEV),
+    "13b-0.9.7-distilled": MultiScaleRecipe.from_official(_DISTILLED),
+    "13b-0.9.8-distilled": MultiScaleRecipe.from_official(_DISTILLED_TONE_MAPPED),
+    "2b-0.9.8-distilled": MultiScaleRecipe.from_official(_DISTILLED),
+}
+
+
+def reduced_size(width: int, height: int, factor: float, step: int) -> tuple[int, int]:
+    """The first pass's (width, height): int(side * factor) rounded down to a multiple of `step` (official rule);
+    ValueError naming the side and the smallest valid value when it comes out 0."""
+    sizes = []
+    for name, side in (("width", width), ("height", height)):
+        x = int(side * factor)
+        reduced = x - x % step
+        if reduced < step:
+            smallest = next(v for v in range(step, 100 * step, step) if int(v * factor) >= step)
+            raise ValueError(
+                f"multi-scale: {name} {side} gives a first pass of {reduced} px (int({side} x {factor:g}) rounded down "
+                f"to a multiple of {step}); {name} must be at least {smallest} (valid: {smallest}, "
+                f"{smallest + step}, ...)"
+            )
+        sizes.append(reduced)
+    return sizes[0], sizes[1]
+
+
+def adain(latents: torch.Tensor, reference: torch.Tensor, factor: float = 1.0) -> torch.Tensor:
+    """Match each (sample, channel) of latents (B, C, F, H, W) to the mean and unbiased std of reference's."""
+    x, ref = latents.flatten(2), reference.flatten(2)  # (B, C, N)
+    ref_std, ref_mean = torch.std_mean(ref, dim=2, keepdim=True)
+    std, mean = torch.std_mean(x, dim=2, keepdim=True)
+    matched = ((x - mean) / std * ref_std + ref_mean).view_as(latents)
+    return torch.lerp(latents, matched, factor)
+
+
+def tone_map(latents: torch.Tensor, compression: float) -> torch.Tensor:
+    """Sigmoid range compression of normalized latents: z * (1 - 0.6 c sigmoid(3 c (|z| - 1))), c = compression
+    (0: unchanged). The official tone_map_latents with its constants folded: scale 0.75 c, 4 * 0.75, 0.8 * 0.75."""
+    s = compression * 0.75
+    return latents * (1.0 - 0.8 * s * torch.sigmoid(4.0 * s * (latents.abs() - 1.0)))
+
+
+def upsample_latent(vae, upsampler, latents: torch.Tensor, adain_factor: float = 1.0) -> torch.Tensor:
+    """Normalized latents (B, C, F, h, w) -> normalized (B, C, F, 2h, 2w) for the second pass, AdaIN to latents."""
+    config = upsampler.config
+    if config.temporal_upsample or config.rational_resampler or latents.shape[1] != config.in_channels:
+        raise ValueError(
+            f"multi-scale needs a spatial x2 latent upsampler for {latents.shape[1]} latent channels; got one with "
+            f"{config.in_channels} channels, spatial_scale {config.spatial_scale}, temporal {config.temporal_upsample}"
+        )
+    up = vae.normalize(upsampler(vae.denormalize(latents)).float())
+    return adain(up, latents, adain_factor)
+
+
+def _pass_keyframes(vae, prepared, width: int, height: int) -> list[Keyframe]:
+    """(pixels (1, 3, N, H, W) at the target size, start, strength) -> Keyframes encoded at a pass's size."""
+    out = []
+    for pixels, start, strength in prepared:
+        frames = pixels[0].transpose(0, 1)  # (N, 3, H, W)
+        if frames.shape[-2:] != (height, width):
+            frames = F.interpolate(frames, size=(height, width), mode="bilinear", align_corners=False)
+        out.append(Keyframe(frontend.encode_video(vae, frames.transpose(0, 1)[None]), start, strength))
+    return out
+
+
+@dataclass
+class _Progress:
+    """Step callback across both passes: (step, total steps of both, x0)."""
+
+    callback: Callable | None
+    total: int
+
+    def for_pass(self, offset: int):
+        if self.callback is None:
+            return None
+        return lambda i, n, x0: self.callback(offset + i, self.total, x0)
+
+
+@torch.no_grad()
+def sample_multi_scale(
+    pipe,
+    upsampler,
+    prompt: str,
+    negative_prompt: str = "",
+    width: int = 768,
+    height: int = 512,
+    num_frames: int = 121,
+    frame_rate: float = 25.0,
+    recipe: MultiScaleRecipe | str = "13b-0.9.8-dev",
+    seed: int = 0,
+    keyframes: Sequence = (),
+    image_cond_noise_scale: float = frontend.IMAGE_COND_NOISE_SCALE,
+    image_crf: int = DEFAULT_CRF,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """Both passes -> the second pass's normalized latent (1, C, F, 2h, 2w), (w, h) = reduced_size(width, height).
+
+    pipe: VideoPipeline (LTX-Video 0.9.x); upsampler: LatentUpsampler (spatial x2, e.g. load_latent_upsampler);
+    recipe: a MultiScaleRecipe or a RECIPES name; keyframes: pipeline.ImageKeyframe list at pixel frames of the
+    video; width, height, num_frames: the video asked for (multiples of 32 and 8k+1 frames)."""
+    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    geometry = pipe.geometry
+    geometry.check_size(width, height, num_frames)
+    w1, h1 = reduced_size(width, height, recipe.downscale_factor, geometry.spatial_factor)
+    w2, h2 = 2 * w1, 2 * h1
+    ts1, ts2 = recipe.first.schedule(pipe, w1, h1, num_frames), recipe.second.schedule(pipe, w2, h2, num_frames)
+    if ts2[0] >= 1.0:
+        raise ValueError(
+            f"multi-scale: the second pass starts at timestep {ts2[0]}, which would discard the upsampled latent; "
+            "skip some initial steps or give it timesteps below 1"
+        )
+    g1, g2 = recipe.first.guidance_for(ts1), recipe.second.guidance_for(ts2)
+    use_negative = any(g.cfg > 1.0 for g in g1 + g2)
+    positive, negative = pipe.encode_prompt(prompt, negative_prompt if use_negative else None)
+    prepared = []
+    for i, k in enumerate(keyframes):
+        count = k.images.shape[0] if k.images.ndim == 4 else 1
+        name = f"keyframes[{i}]"
+        start = geometry.keyframe_start(name, f"{name}.pixel_frame", int(k.pixel_frame), count, num_frames)
+        prepared.append((keyframe_pixels(k.images, width, height, image_crf, name), start, float(k.strength)))
+    progress = _Progress(callback, len(ts1) + len(ts2))
+    common = dict(frame_rate=frame_rate, image_cond_noise_scale=image_cond_noise_scale, geometry=geometry)
+
+    start = frontend.empty_latent(geometry, w1, h1, num_frames, device=pipe.device)
+    first = sample(
+        pipe.transformer, start, positive, negative, ts1, g1, seed,
+        keyframes=_pass_keyframes(pipe.vae, prepared, w1, h1), callback=progress.for_pass(0), **common,
+    )  # fmt: skip
+    upsampled = upsample_latent(pipe.vae, upsampler, first, recipe.adain_factor)  # (1, C, F, 2h, 2w)
+    return sample(
+        pipe.transformer, upsampled, positive, negative, ts2, g2, int(seed) + SECOND_PASS_SEED_OFFSET,
+        keyframes=_pass_keyframes(pipe.vae, prepared, w2, h2), denoise=ts2[0],
+        callback=progress.for_pass(len(ts1)), **common,
+    )  # fmt: skip
+
+
+def decode_multi_scale(
+    pipe,
+    latents: torch.Tensor,
+    width: int,
+    height: int,
+    seed: int,
+    tone_map_compression: float = 0.0,
+    decode_timestep: float | None = None,
+    decode_noise_scale: float | None = None,
+) -> torch.Tensor:
+    """Second-pass latents -> frames (B, F, height, width, 3) in [0, 1]: decode noise, tone mapping, VAE decode,
+    bilinear resize. With tone mapping the decode noise is mixed here from the same decode generator and
+    decode_latents gets scale 0 (its own draw of that noise is then unused), so the decoder sees the same noise."""
+    t = pipe.decode_timestep if decode_timestep is None else decode_timestep
+    s = pipe.decode_noise_scale if decode_noise_scale is None else decode_noise_scale
+    if tone_map_compression > 0.0:
+        z = latents.float()
+        if pipe.vae.config.timestep_conditioning:
+            z, s = frontend.mix_decode_noise(z, float(s), frontend.decode_generator(seed)), 0.0
+        latents = tone_map(z, tone_map_compression)
+    frames = pipe.decode(latents, seed, t, s)  # (B, F, H2, W2, 3)
+    b, f = frames.shape[:2]
+    chw = frames.flatten(0, 1).permute(0, 3, 1, 2)
+    chw = F.interpolate(chw, size=(height, width), mode="bilinear", align_corners=False)
+    return chw.permute(0, 2, 3, 1).reshape(b, f, height, width, 3)
+
+
+def generate_multi_scale(
+    pipe,
+    upsampler,
+    prompt: str,
+    negative_prompt: str = "",
+    width: int = 768,
+    height: int = 512,
+    num_frames: int = 121,
+    frame_rate: float = 25.0,
+    recipe: MultiScaleRecipe | str = "13b-0.9.8-dev",
+    seed: int = 0,
+    keyframes: Sequence = (),
+    image_cond_noise_scale: float = frontend.IMAGE_COND_NOISE_SCALE,
+    image_crf: int = DEFAULT_CRF,
+    decode_timestep: float | None = None,
+    decode_noise_scale: float | None = None,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
+    """One video by the multi-scale recipe -> frames (num_frames, height, width, 3) float32 in [0, 1]."""
+    recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
+    latents = sample_multi_scale(
+        pipe, upsampler, prompt, negative_prompt, width, height, num_frames, frame_rate, recipe, seed, keyframes,
+        image_cond_noise_scale, image_crf, callback,
+    )  # fmt: skip
+    return decode_multi_scale(
+        pipe, latents, width, height, seed, recipe.second.tone_map, decode_timestep, decode_noise_scale
+    )[0]
+
+
+__all__ = [
+    "DOWNSCALE_FACTOR",
+    "PassRecipe",
+    "MultiScaleRecipe",
+    "RECIPES",
+    "reduced_size",
+    "adain",
+    "tone_map",
+    "upsample_latent",
+    "sample_multi_scale",
+    "decode_multi_scale",
+    "generate_multi_scale",
+]
