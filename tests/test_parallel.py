@@ -376,3 +376,30 @@ def _pipeline_decode_case(pg):
 
 def test_distributed_decode_equals_the_pipelines_tiled_decode():
     spawn(_pipeline_decode_case, 2)
+
+
+def _subgroup_case(pg):
+    """4 processes as two groups of 2 (e.g. sequence parallel inside, one sample per group): group ranks, the
+    gather destination and the broadcast source are the group's first process, not global rank 0."""
+    groups = [dist.new_group([0, 1]), dist.new_group([2, 3])]
+    sub = ParallelGroup.of(groups[pg.rank // 2])
+    assert (sub.rank, sub.size) == (pg.rank % 2, 2)
+    model, inputs = dit_inputs(2)
+    out = dit_sequence_parallel(model, *inputs, group=sub)
+    d = max_diff(out, model(*inputs))
+    assert d <= TOL, f"rank {pg.rank} (group rank {sub.rank}): DiT sequence parallel in a subgroup max diff {d}"
+    vae = small_vae()
+    raw = torch.randn(1, 16, 5, 3, 3, generator=torch.Generator().manual_seed(2))
+    tiling = dict(temporal_chunk=2, temporal_overlap=1, spatial_tile=4, spatial_overlap=0)
+    reference = decode_tiled(vae, raw, 0.05, generator=torch.Generator().manual_seed(9), **tiling)
+    seed = 9 if sub.rank == 0 else 50 + pg.rank
+    out = decode_distributed(vae, raw, 0.05, generator=torch.Generator().manual_seed(seed), **tiling, group=sub)
+    if sub.rank != 0:
+        assert out is None
+        return
+    d = max_diff(out, reference)
+    assert d <= TOL, f"rank {pg.rank} (group rank 0): distributed decode in a subgroup max diff {d}"
+
+
+def test_subgroups_of_the_default_group():
+    spawn(_subgroup_case, 4)
