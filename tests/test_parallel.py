@@ -185,7 +185,7 @@ def ltx2_inputs(batch: int, version: str = "2.5"):
         sigma=sigma_v,
         timesteps=video_t,
         positions=video_pos[None].expand(batch, -1, -1, -1),
-        context=torch.randn(batch, 6, config.cross_attention_dim, generator=gen),
+        context=torch.randn(batch, 6, config.caption_channels or config.cross_attention_dim, generator=gen),
         context_mask=text_mask,
         attention_mask=weights,
         keyframe_mask=torch.arange(tokens).expand(batch, -1) < h * w,
@@ -195,7 +195,7 @@ def ltx2_inputs(batch: int, version: str = "2.5"):
         sigma=sigma_a,
         timesteps=audio_t,
         positions=audio_pos.expand(batch, -1, -1, -1),
-        context=torch.randn(batch, 6, config.audio_cross_attention_dim, generator=gen),
+        context=torch.randn(batch, 6, config.caption_channels or config.audio_cross_attention_dim, generator=gen),
         context_mask=text_mask,
     )
     skip = Skip(video_self_attention=frozenset({1}), video_to_audio=frozenset({0}))
@@ -220,13 +220,16 @@ def _short_sequence_attention(pg):
 def _ltx2_sequence_case(pg):
     _short_sequence_attention(pg)
     model, video, audio, skip = ltx2_inputs(2)
-    for name, streams, run_skip in (
-        ("audio+video", (video, audio), skip),
-        ("audio+video, all A<->V on", (video, audio), Skip()),
-        ("video only", (video, None), Skip()),
+    model_2_0, video_2_0, audio_2_0, _ = ltx2_inputs(2, version="2.0")
+    for name, run_model, streams, run_skip in (
+        ("2.5 audio+video", model, (video, audio), skip),
+        ("2.5 audio+video, all A<->V on", model, (video, audio), Skip()),
+        ("2.5 video only", model, (video, None), Skip()),
+        ("2.5 audio only", model, (None, audio), Skip()),
+        ("2.0 audio+video", model_2_0, (video_2_0, audio_2_0), skip),
     ):
-        reference = model(*streams, run_skip)
-        out = ltx2_sequence_parallel(model, *streams, run_skip, group=pg)
+        reference = run_model(*streams, run_skip)
+        out = ltx2_sequence_parallel(run_model, *streams, run_skip, group=pg)
         for modality, a, b in zip(("video", "audio"), out, reference):
             if b is None:
                 assert a is None
