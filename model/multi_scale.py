@@ -36,19 +36,10 @@ from .schedules import check_allowed
 
 DOWNSCALE_FACTOR = 0.6666666
 SECOND_PASS_SEED_OFFSET = 2_000_003
-PASS_KEYS = {
-    "num_inference_steps",
-    "skip_initial_inference_steps",
-    "skip_final_inference_steps",
-    "timesteps",
-    "guidance_scale",
-    "stg_scale",
-    "rescaling_scale",
-    "guidance_timesteps",
-    "skip_block_list",
-    "cfg_star_rescale",
-    "tone_map_compression_ratio",
-}
+PASS_KEYS = frozenset(
+    "num_inference_steps skip_initial_inference_steps skip_final_inference_steps timesteps guidance_scale stg_scale "
+    "rescaling_scale guidance_timesteps skip_block_list cfg_star_rescale tone_map_compression_ratio".split()
+)
 
 
 @dataclass(frozen=True)
@@ -225,14 +216,19 @@ def tone_map(latents: torch.Tensor, compression: float) -> torch.Tensor:
     return latents * (1.0 - 0.8 * s * torch.sigmoid(4.0 * s * (latents.abs() - 1.0)))
 
 
-def upsample_latent(vae, upsampler, latents: torch.Tensor, adain_factor: float = 1.0) -> torch.Tensor:
-    """Normalized latents (B, C, F, h, w) -> normalized (B, C, F, 2h, 2w) for the second pass, AdaIN to latents."""
+def check_upsampler(upsampler, latent_channels: int) -> None:
+    """ValueError unless upsampler is a spatial x2 LatentUpsampler for latent_channels channels."""
     config = upsampler.config
-    if config.temporal_upsample or config.rational_resampler or latents.shape[1] != config.in_channels:
+    if config.temporal_upsample or config.rational_resampler or latent_channels != config.in_channels:
         raise ValueError(
-            f"multi-scale needs a spatial x2 latent upsampler for {latents.shape[1]} latent channels; got one with "
+            f"multi-scale needs a spatial x2 latent upsampler for {latent_channels} latent channels; got one with "
             f"{config.in_channels} channels, spatial_scale {config.spatial_scale}, temporal {config.temporal_upsample}"
         )
+
+
+def upsample_latent(vae, upsampler, latents: torch.Tensor, adain_factor: float = 1.0) -> torch.Tensor:
+    """Normalized latents (B, C, F, h, w) -> normalized (B, C, F, 2h, 2w) for the second pass, AdaIN to latents."""
+    check_upsampler(upsampler, latents.shape[1])
     up = vae.normalize(upsampler(vae.denormalize(latents)).float())
     return adain(up, latents, adain_factor)
 
@@ -248,17 +244,9 @@ def _pass_keyframes(vae, prepared, width: int, height: int) -> list[Keyframe]:
     return out
 
 
-@dataclass
-class _Progress:
-    """Step callback across both passes: (step, total steps of both, x0)."""
-
-    callback: Callable | None
-    total: int
-
-    def for_pass(self, offset: int):
-        if self.callback is None:
-            return None
-        return lambda i, n, x0: self.callback(offset + i, self.total, x0)
+def _offset_callback(callback, offset: int, total: int):
+    """A pass's step callback (i, n, x0) -> callback(offset + i, total steps of both passes, x0)."""
+    return None if callback is None else lambda i, n, x0: callback(offset + i, total, x0)
 
 
 @torch.no_grad()
@@ -286,6 +274,7 @@ def sample_multi_scale(
     recipe = RECIPES[recipe] if isinstance(recipe, str) else recipe
     geometry = pipe.geometry
     geometry.check_size(width, height, num_frames)
+    check_upsampler(upsampler, geometry.latent_channels)
     w1, h1 = reduced_size(width, height, recipe.downscale_factor, geometry.spatial_factor)
     w2, h2 = 2 * w1, 2 * h1
     ts1, ts2 = recipe.first.schedule(pipe, w1, h1, num_frames), recipe.second.schedule(pipe, w2, h2, num_frames)
@@ -301,21 +290,21 @@ def sample_multi_scale(
     for i, k in enumerate(keyframes):
         count = k.images.shape[0] if k.images.ndim == 4 else 1
         name = f"keyframes[{i}]"
-        start = geometry.keyframe_start(name, f"{name}.pixel_frame", int(k.pixel_frame), count, num_frames)
-        prepared.append((keyframe_pixels(k.images, width, height, image_crf, name), start, float(k.strength)))
-    progress = _Progress(callback, len(ts1) + len(ts2))
+        at = geometry.keyframe_start(name, f"{name}.pixel_frame", int(k.pixel_frame), count, num_frames)
+        prepared.append((keyframe_pixels(k.images, width, height, image_crf, name), at, float(k.strength)))
+    total = len(ts1) + len(ts2)
     common = dict(frame_rate=frame_rate, image_cond_noise_scale=image_cond_noise_scale, geometry=geometry)
 
     start = frontend.empty_latent(geometry, w1, h1, num_frames, device=pipe.device)
     first = sample(
         pipe.transformer, start, positive, negative, ts1, g1, seed,
-        keyframes=_pass_keyframes(pipe.vae, prepared, w1, h1), callback=progress.for_pass(0), **common,
+        keyframes=_pass_keyframes(pipe.vae, prepared, w1, h1), callback=_offset_callback(callback, 0, total), **common,
     )  # fmt: skip
     upsampled = upsample_latent(pipe.vae, upsampler, first, recipe.adain_factor)  # (1, C, F, 2h, 2w)
     return sample(
         pipe.transformer, upsampled, positive, negative, ts2, g2, int(seed) + SECOND_PASS_SEED_OFFSET,
         keyframes=_pass_keyframes(pipe.vae, prepared, w2, h2), denoise=ts2[0],
-        callback=progress.for_pass(len(ts1)), **common,
+        callback=_offset_callback(callback, len(ts1), total), **common,
     )  # fmt: skip
 
 
@@ -383,6 +372,7 @@ __all__ = [
     "reduced_size",
     "adain",
     "tone_map",
+    "check_upsampler",
     "upsample_latent",
     "sample_multi_scale",
     "decode_multi_scale",

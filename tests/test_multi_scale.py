@@ -19,6 +19,7 @@ from videodit.model.multi_scale import (
     SECOND_PASS_SEED_OFFSET,
     MultiScaleRecipe,
     adain,
+    decode_multi_scale,
     generate_multi_scale,
     reduced_size,
     sample_multi_scale,
@@ -289,7 +290,12 @@ def test_image_condition_and_recipe_change_the_result(models):
     with_image = sample_multi_scale(
         pipe, up, "p", "", recipe=MultiScaleRecipe.from_official(DISTILLED_LIKE), keyframes=image, **args
     )
-    dev = sample_multi_scale(pipe, up, "p", "", recipe=MultiScaleRecipe.from_official(DEV_LIKE), **args)
+    steps = []
+    dev = sample_multi_scale(
+        pipe, up, "p", "", recipe=MultiScaleRecipe.from_official(DEV_LIKE), callback=lambda *a: steps.append(a), **args
+    )
+    assert [(i, n) for i, n, _ in steps] == [(i, 9) for i in range(9)]  # 8 - 2 first-pass steps, 8 - 5 second
+    assert steps[0][2].shape == (1, CHANNELS, 2, 1, 3) and steps[-1][2].shape == dev.shape
     assert (plain - with_image).abs().max() > 1e-2 and (plain - dev).abs().max() > 1e-2
 
 
@@ -325,3 +331,44 @@ def test_released_recipes():
     assert dev.second.guidances[0].stg_blocks == (27,) and dev.second.tone_map == 0.0
     assert distilled.second.tone_map == 0.6 and RECIPES["13b-0.9.7-distilled"].second.tone_map == 0.0
     assert all(r.downscale_factor == 0.6666666 and r.adain_factor == 1.0 for r in RECIPES.values())
+
+
+def test_tone_mapped_decode_keeps_the_decode_noise(models):
+    """With decode noise on, tone mapping goes between the noise mix and the VAE (official order) and the decoder
+    sees the same generator state as the plain decode: equal to the steps written out by hand."""
+    from videodit.model import frontend
+
+    pipe, _, _, _ = models
+    latent = torch.randn(1, CHANNELS, 2, 2, 6, generator=torch.Generator().manual_seed(4))
+    got = decode_multi_scale(pipe, latent, WIDTH, HEIGHT, SEED, 0.6, decode_noise_scale=0.025)
+    generator = frontend.decode_generator(SEED)
+    z = frontend.mix_decode_noise(latent, 0.025, generator)
+    z = pipeline_module.LTXVideoPipeline.tone_map_latents(z, 0.6)
+    video = pipe.vae.decode(pipe.vae.denormalize(z), DECODE_TIMESTEP, generator)  # (1, 3, F, 64, 192)
+    video = (video.clamp(-1, 1) + 1) / 2
+    expected = torch.nn.functional.interpolate(video[0].transpose(0, 1), size=(HEIGHT, WIDTH), mode="bilinear")
+    d = (got[0] - expected.permute(0, 2, 3, 1)).abs().max().item()
+    print(f"\ntone-mapped decode with noise: max diff vs by hand {d:.3e}")
+    assert d <= 1e-6, f"max diff {d:.3e}"
+    plain = decode_multi_scale(pipe, latent, WIDTH, HEIGHT, SEED, 0.0, decode_noise_scale=0.025)
+    assert (plain - got).abs().max() > 1e-3  # the tone mapping does something
+
+
+def test_recipe_checks(models):
+    from dataclasses import replace
+
+    pipe, up, _, _ = models
+    args = dict(width=WIDTH, height=HEIGHT, num_frames=FRAMES)
+    distilled_only_first = replace(pipe, allowed_inference_steps=list(DISTILLED_LIKE["first_pass"]["timesteps"]))
+    with pytest.raises(ValueError, match=r"timesteps \[0.4219\] are not allowed"):
+        sample_multi_scale(distilled_only_first, up, "p", recipe=MultiScaleRecipe.from_official(DISTILLED_LIKE), **args)
+    no_skip = {**DEV_LIKE, "second_pass": {**DEV_LIKE["second_pass"], "skip_initial_inference_steps": 0}}
+    with pytest.raises(ValueError, match="second pass starts at timestep 1.0"):
+        sample_multi_scale(pipe, up, "p", recipe=MultiScaleRecipe.from_official(no_skip), **args)
+    with pytest.raises(ValueError, match="lists of guidance values need guidance_timesteps"):
+        MultiScaleRecipe.from_official({"first_pass": {"guidance_scale": [1, 3]}, "second_pass": {}})
+    with pytest.raises(ValueError, match="unknown keys"):
+        MultiScaleRecipe.from_official({"first_pass": {"strength": 0.85}, "second_pass": {}})
+    temporal = LatentUpsampler(UpsamplerConfig.from_metadata({**UPSAMPLER, "temporal_upsample": True}))
+    with pytest.raises(ValueError, match="spatial x2 latent upsampler"):
+        sample_multi_scale(pipe, temporal, "p", recipe=MultiScaleRecipe.from_official(DISTILLED_LIKE), **args)
