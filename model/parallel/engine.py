@@ -12,7 +12,8 @@ runs on the shard unchanged. Why this and not a library (checked here, torch 2.1
   - torch.distributed.tensor.experimental.context_parallel (ring attention): runs on the CPU with gloo for a plain
     SDPA call (max abs diff 2.4e-7 against one process, with its load-balanced token order), but it rewrites the
     buffers in place into its own token order, replaces SDPA globally inside its context (text and cross-modal
-    attention would be sharded too), and takes no attention bias (the conditioning mask, the padded-token mask).
+    attention would be sharded too), and a call with attn_mask (the conditioning mask, the padded-token mask)
+    gave no result in the probe (the workers ended without output).
   A hand-written all-to-all needs only all_to_all_single / all_gather (NCCL and gloo both have them), keeps the
   token order, and masks the padding by dropping it after the exchange. Heads must divide by the world size.
 
