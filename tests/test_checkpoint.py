@@ -465,12 +465,21 @@ def test_diffusers_vae_mapping_full_size(generation):
 
 
 @pytest.mark.parametrize("with_metadata", [True, False])
-def test_latent_upsampler_file(tmp_path, with_metadata):
-    config = UpsamplerConfig(in_channels=LATENT, mid_channels=32, num_blocks_per_stage=2)
+@pytest.mark.parametrize(
+    "kind",
+    [{}, {"rational_resampler": True, "spatial_scale": 1.5}, {"spatial_upsample": False, "temporal_upsample": True}],
+)
+def test_latent_upsampler_file(tmp_path, with_metadata, kind):
+    """x2 spatial, x1.5 spatial (rational resampler: upsampler.conv keys) and x2 temporal files."""
+    config = UpsamplerConfig(in_channels=LATENT, mid_channels=32, num_blocks_per_stage=2, **kind)
     source = randomize(LatentUpsampler(config), 5)
     path = tmp_path / "upsampler.safetensors"
     meta = {"config": json.dumps(config.to_metadata())} if with_metadata else {}
     save_safetensors(path, source.state_dict(), meta)
+    if config.rational_resampler and not with_metadata:  # x1.5 and x0.75 have the same weights: metadata tells
+        with pytest.raises(CheckpointError, match="cannot be told from the shapes alone.*needs its metadata config"):
+            load_latent_upsampler(path, dtype=torch.float32)
+        return
     loaded = load_latent_upsampler(path, dtype=torch.float32)
     assert loaded.config == config
     for key, value in source.state_dict().items():

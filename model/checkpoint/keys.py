@@ -115,13 +115,13 @@ def classify(keys: list[str], metadata: dict, where: str) -> _Kind:
             f"this is a Gemma text encoder file{projection} (the LTX-2 text encoder), not a checkpoint; "
             "put it in models/text_encoders"
         )
-    if has(r"^initial_conv\.weight$") and has(r"^upsampler\.0\.weight$"):
+    if has(r"^initial_conv\.weight$") and has(r"^upsampler\.(0|conv)\.weight$"):
         return _Kind(
-            "this is an LTX latent upsampler file, not a checkpoint; no VideoDiT node loads it yet: from Python, "
-            "videodit.model.checkpoint.load_latent_upsampler(path) reads it"
+            "this is an LTX latent upsampler file, not a checkpoint; put it in models/latent_upscale_models for the "
+            "VideoDiT Latent Upsample node (from Python: videodit.model.checkpoint.load_latent_upsampler(path))"
         )
-    if has(r"\.(lora_A|lora_B|lora_down|lora_up)\.weight$"):
-        return _Kind("this is a LoRA file (lora_A/lora_B or lora_down/lora_up keys), not a checkpoint")
+    if has(r"\.(lora_A|lora_B|lora_down|lora_up)\.weight$") or has(r"\.(lokr_w1|lokr_w1_a|hada_w1_a)$"):
+        return _Kind("this is a LoRA file (lora_A/lora_B, lora_down/lora_up or LyCORIS keys), not a checkpoint")
     ltx2 = _ltx2_kind(keys, metadata, has, where)
     if ltx2 is not None:
         return ltx2
