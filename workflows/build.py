@@ -40,6 +40,18 @@ OFFICIAL_MODELS = {
         "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors",
         "text_encoders",
     ),
+    "ltx-2.3-22b-dev.safetensors": (
+        "https://huggingface.co/Lightricks/LTX-2.3/resolve/main/ltx-2.3-22b-dev.safetensors",
+        "checkpoints",
+    ),
+    "gemma_3_12B_it.safetensors": (
+        "https://huggingface.co/Comfy-Org/ltx-2/resolve/main/split_files/text_encoders/gemma_3_12B_it.safetensors",
+        "text_encoders",
+    ),
+    "ltx-2.3-spatial-upscaler-x2-1.0.safetensors": (
+        "https://huggingface.co/Lightricks/LTX-2.3/resolve/main/ltx-2.3-spatial-upscaler-x2-1.0.safetensors",
+        "latent_upscale_models",
+    ),
 }
 
 # Images in the tiny model's world: a red circle (half-size 14 px) on black, 128x128, at the start (x=40) and the
