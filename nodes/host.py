@@ -21,6 +21,7 @@ FOLDER_KEYS = {
     "text_encoders": ("text_encoders", "clip"),
     "vae": ("vae",),  # LTX-2.5 split files: video VAE, audio VAE + vocoder
     "latent_upscale_models": ("latent_upscale_models",),  # LTX-2 latent upsamplers (two-stage)
+    "loras": ("loras",),  # LoRA Loader
 }
 # Sub-folders of a headless --models-dir, per ComfyUI folder key (ComfyUI's default layout, incl. legacy names).
 HEADLESS_SUBDIRS = {
@@ -30,6 +31,7 @@ HEADLESS_SUBDIRS = {
     "clip": ("clip",),
     "vae": ("vae",),
     "latent_upscale_models": ("latent_upscale_models",),
+    "loras": ("loras",),
 }
 
 

@@ -1,0 +1,149 @@
+"""VideoDiT LoRA Loader (nodes/lora.py) on the built-in tiny model: listing, chain = LoraMerger by hand, strength
+changes = a fresh load, the upstream model untouched (a branch without the node = the base result bit for bit),
+stacks, the other family's LoRA named. Run `pytest -s tests/test_lora_node.py` to see the numbers."""
+
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from videodit.model.lora import LoraMerger, LoraStrength, load_lora
+from videodit.model.lora.targets import linear_layers
+from videodit.nodes import loaders
+from videodit.nodes.common import InputError
+from videodit.nodes.latents import VideoDiTEmptyLatentVideo
+from videodit.nodes.loaders import VideoDiTModelLoader
+from videodit.nodes.lora import LoraModel, VideoDiTLoraLoader
+from videodit.nodes.sampler import VideoDiTSampler
+
+TOL = 1e-6
+RANK = 2
+
+
+def lora_file(path, transformer, seed: int, pattern: str = "attn1.to_q") -> str:
+    """A random ComfyUI-format LoRA (lora_A / lora_B, alpha = rank) on every layer whose name contains pattern."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, layer in linear_layers(transformer).items():
+        if pattern in name:
+            state[f"diffusion_model.{name}.lora_A.weight"] = 0.3 * torch.randn(RANK, layer.in_features, generator=gen)
+            state[f"diffusion_model.{name}.lora_B.weight"] = 0.3 * torch.randn(layer.out_features, RANK, generator=gen)
+            state[f"diffusion_model.{name}.alpha"] = torch.tensor(float(RANK))
+    assert state, f"no layer matches {pattern}"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    save_file(state, path)
+    return path
+
+
+def condition(seed):
+    from videodit.model.sampling import TextCondition
+
+    g = torch.Generator().manual_seed(seed)
+    return TextCondition(embeddings=torch.randn(1, 12, 256, generator=g), mask=torch.ones(1, 12))
+
+
+def run(model):
+    """One Sampler run: 64 x 64 x 9, 3 steps, CFG 3 + STG on block 1."""
+    (latent,) = VideoDiTEmptyLatentVideo().generate(64, 64, 9, 25.0, 1)
+    args = (condition(1), condition(2), latent, 7, 3, 3.0, 1.0, "1", 0.7, "auto", 1.0, 0.0)
+    (out,) = VideoDiTSampler().sample(model, *args)
+    return out["samples"]
+
+
+def max_diff(a, b) -> float:
+    return (a - b).abs().max().item()
+
+
+@pytest.fixture
+def setup(headless, tiny_models):
+    loaders._CACHE.clear()
+    model, _, _ = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
+    loras = os.path.join(tiny_models.models_dir, "loras")
+    style = lora_file(os.path.join(loras, "style.safetensors"), model.transformer, 1)
+    motion = lora_file(os.path.join(loras, "sub", "motion.safetensors"), model.transformer, 2, "ff.net")
+    yield model, style, motion
+    loaders._CACHE.clear()
+
+
+def weights(transformer) -> dict:
+    return {k: v.clone() for k, v in transformer.state_dict().items()}
+
+
+def test_lora_files_are_listed(setup):
+    choices = VideoDiTLoraLoader.INPUT_TYPES()["required"]["lora_name"][0]
+    assert choices == ["style.safetensors", "sub/motion.safetensors"]
+
+
+def test_chain_equals_merger_by_hand_and_leaves_the_model_alone(setup):
+    model, style, _ = setup
+    base_weights = weights(model.transformer)
+    base = run(model)
+    (with_lora,) = VideoDiTLoraLoader().load(model, "style.safetensors", 0.7)
+    assert isinstance(with_lora, LoraModel) and with_lora.base is model
+    got = run(with_lora)
+    # the upstream model: the same weights bit for bit, and a branch without the node gives the base result
+    assert all(torch.equal(v, model.transformer.state_dict()[k]) for k, v in base_weights.items())
+    again = run(model)
+    assert torch.equal(again, base)
+
+    merger = LoraMerger(model.transformer)
+    merger.apply([LoraStrength(load_lora(style), 0.7)])
+    by_hand = run(model)
+    merger.remove()
+    d, effect = max_diff(got, by_hand), max_diff(got, base)
+    print(f"\nLoRA node chain vs LoraMerger by hand: max diff {d:.3e} (LoRA effect {effect:.3e})")
+    assert d <= TOL and effect > 1e-3
+
+
+def test_strength_change_equals_a_fresh_load(setup, tiny_models):
+    model, _, _ = setup
+    (strong,) = VideoDiTLoraLoader().load(model, "style.safetensors", 0.9)
+    run(strong)
+    (weak,) = VideoDiTLoraLoader().load(model, "style.safetensors", 0.3)
+    changed = run(weak)
+
+    loaders._CACHE.clear()  # a fresh Model Loader output: new weights from the file
+    fresh_model, _, _ = VideoDiTModelLoader().load(tiny_models.checkpoint, "fp32", "gpu")
+    assert fresh_model is not model
+    (fresh_weak,) = VideoDiTLoraLoader().load(fresh_model, "style.safetensors", 0.3)
+    fresh = run(fresh_weak)
+    d = max_diff(changed, fresh)
+    print(f"\nstrength 0.9 -> 0.3 vs a fresh load at 0.3: max diff {d:.3e}")
+    assert d <= TOL and max_diff(changed, run(strong)) > 1e-3
+
+
+def test_chained_nodes_stack(setup):
+    model, style, motion = setup
+    (one,) = VideoDiTLoraLoader().load(model, "style.safetensors", 0.5)
+    (two,) = VideoDiTLoraLoader().load(one, "sub/motion.safetensors", -0.8)
+    assert two.base is model and len(two.loras) == 2 and len(one.loras) == 1  # the first node's output unchanged
+    got = run(two)
+    merger = LoraMerger(model.transformer)
+    merger.apply([LoraStrength(load_lora(style), 0.5), LoraStrength(load_lora(motion), -0.8)])
+    by_hand = run(model)
+    merger.remove()
+    d = max_diff(got, by_hand)
+    print(f"\ntwo chained LoRA nodes vs the stack merged by hand: max diff {d:.3e}")
+    assert d <= TOL and max_diff(got, run(one)) > 1e-3
+
+
+def test_strength_zero_is_the_base_result(setup):
+    model, _, _ = setup
+    (off,) = VideoDiTLoraLoader().load(model, "style.safetensors", 0.0)
+    assert torch.equal(run(off), run(model))
+
+
+def test_other_family_and_bad_inputs(setup, tiny_models):
+    model, _, _ = setup
+    name = "transformer_blocks.0.audio_attn1.to_q"  # a layer only LTX-2 has
+    ltx2 = {
+        f"diffusion_model.{name}.lora_A.weight": torch.randn(RANK, 64),
+        f"diffusion_model.{name}.lora_B.weight": torch.randn(64, RANK),
+    }
+    save_file(ltx2, os.path.join(tiny_models.models_dir, "loras", "ltx2_audio.safetensors"))
+    with pytest.raises(InputError, match=r"lora_name: .*ltx2_audio.safetensors: this is an LTX-2 LoRA"):
+        VideoDiTLoraLoader().load(model, "ltx2_audio.safetensors", 1.0)
+    with pytest.raises(InputError, match="lora_name: 'missing.safetensors' is not one of"):
+        VideoDiTLoraLoader().load(model, "missing.safetensors", 1.0)
+    with pytest.raises(InputError, match="strength must be between -10.0 and 10.0"):
+        VideoDiTLoraLoader().load(model, "style.safetensors", 11.0)
