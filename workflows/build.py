@@ -19,7 +19,7 @@ from videodit.nodes.common import input_spec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-PACK = {"cnr_id": "comfyui-videodit", "ver": "0.1.0"}
+PACK = {"cnr_id": "videodit", "ver": "0.2.0"}  # the registry name and version of pyproject.toml
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN")
 NODE_WIDTH = 330
 
