@@ -18,13 +18,14 @@ from . import host
 from .common import CATEGORY, MODEL_TYPE, InputError, check_inputs
 
 FOLDER = "loras"
+NO_LORA = "none"  # passes the model through unchanged (and keeps the combo non-empty without LoRA files)
 MERGER_ATTRIBUTE = "videodit_lora_merger"  # the one LoraMerger of a transformer, kept on the transformer object
 _FILES: dict[tuple, object] = {}  # (real path, mtime) -> LoraFile (opened once; a few LoRAs per graph)
 MAX_FILES = 16
 
 
 def lora_choices() -> list[str]:
-    return host.list_models(FOLDER)
+    return [NO_LORA, *host.list_models(FOLDER)]
 
 
 def read_lora(path: str):
@@ -98,10 +99,17 @@ class VideoDiTLoraLoader:
     @classmethod
     def INPUT_TYPES(cls):
         strength = {"min": -10.0, "max": 10.0, "step": 0.01}
+        choices = lora_choices()
         return {
             "required": {
                 "model": (MODEL_TYPE, {"tooltip": "The model from the Model Loader or another LoRA Loader."}),
-                "lora_name": (lora_choices(), {"tooltip": "LoRA file from models/loras."}),
+                "lora_name": (
+                    choices,
+                    {
+                        "default": choices[min(1, len(choices) - 1)],
+                        "tooltip": "LoRA file from models/loras; none passes the model through unchanged.",
+                    },
+                ),
                 "strength": (
                     "FLOAT",
                     {**strength, "default": 1.0, "tooltip": "How strongly the LoRA acts (0: not at all)."},
@@ -124,6 +132,8 @@ class VideoDiTLoraLoader:
         check_inputs(type(self), dict(lora_name=lora_name, strength=strength, audio_strength=audio_strength))
         from ..model.lora import LoraStrength, match_layers
 
+        if lora_name == NO_LORA:
+            return (model,)
         base = model.base if isinstance(model, LoraModel) else model
         earlier = model.loras if isinstance(model, LoraModel) else ()
         path = host.model_path(FOLDER, lora_name)

@@ -70,8 +70,11 @@ def weights(transformer) -> dict:
 
 
 def test_lora_files_are_listed(setup):
-    choices = VideoDiTLoraLoader.INPUT_TYPES()["required"]["lora_name"][0]
-    assert choices == ["style.safetensors", "sub/motion.safetensors"]
+    choices, options = VideoDiTLoraLoader.INPUT_TYPES()["required"]["lora_name"]
+    assert choices == ["none", "style.safetensors", "sub/motion.safetensors"]
+    assert options["default"] == "style.safetensors"
+    model, _, _ = setup
+    assert VideoDiTLoraLoader().load(model, "none", 1.0) == (model,)
 
 
 def test_chain_equals_merger_by_hand_and_leaves_the_model_alone(setup):
@@ -147,3 +150,50 @@ def test_other_family_and_bad_inputs(setup, tiny_models):
         VideoDiTLoraLoader().load(model, "missing.safetensors", 1.0)
     with pytest.raises(InputError, match="strength must be between -10.0 and 10.0"):
         VideoDiTLoraLoader().load(model, "style.safetensors", 11.0)
+
+
+class FakeLTX2Model:
+    """What the LoRA node and LoraModel use of an LTX2Model: the transformer, the family, acquire/release."""
+
+    family = "ltx2"
+
+    def __init__(self, transformer):
+        self.transformer, self.calls = transformer, []
+
+    def acquire(self):
+        self.calls.append("acquire")
+        return self.transformer
+
+    def release(self):
+        self.calls.append("release")
+
+
+def test_ltx2_audio_strength_reaches_the_merger(headless, tiny_models):
+    """LTX-2: strength on the video layers, audio_strength on the audio layers, merged only while acquired."""
+    import copy
+
+    from videodit.model.lora.targets import is_audio_layer
+    from videodit.model.ltx2 import config as cfgs
+    from videodit.model.ltx2.transformer import LTX2Transformer
+
+    transformer = LTX2Transformer(cfgs.tiny("2.3")).eval().requires_grad_(False)
+    reference = copy.deepcopy(transformer)
+    base_weights = weights(transformer)
+    loras = os.path.join(tiny_models.models_dir, "loras")
+    path = lora_file(os.path.join(loras, "av.safetensors"), transformer, 3, "attn1.to_q")  # video + audio attn1
+    assert any(is_audio_layer(n) for n in linear_layers(transformer) if "attn1.to_q" in n)
+    model = FakeLTX2Model(transformer)
+    (with_lora,) = VideoDiTLoraLoader().load(model, "av.safetensors", 0.6, 0.2)
+    assert with_lora.loras[0].audio_strength == 0.2 and model.calls == []  # nothing merged at load
+
+    LoraMerger(reference).apply([LoraStrength(load_lora(path), 0.6, 0.2)])
+    acquired = with_lora.acquire()
+    assert acquired is transformer and model.calls == ["acquire"]
+    d = max(max_diff(v, reference.state_dict()[k]) for k, v in transformer.state_dict().items())
+    print(f"\nLTX-2 LoRA node, video 0.6 / audio 0.2, acquired vs LoraMerger by hand: max weight diff {d:.3e}")
+    assert d <= TOL
+    changed = {k for k, v in base_weights.items() if not torch.equal(v, transformer.state_dict()[k])}
+    assert any("audio_attn1" in k for k in changed) and any(".attn1.to_q" in k for k in changed)
+    with_lora.release()
+    assert model.calls == ["acquire", "release"]
+    assert all(torch.equal(v, transformer.state_dict()[k]) for k, v in base_weights.items())
