@@ -19,6 +19,7 @@ size asked for.
 from .audio import VideoDiTAudioDecode
 from .latents import VideoDiTEmptyLatentVideo, VideoDiTImageToVideo, VideoDiTVAEDecode, VideoDiTVAEEncode
 from .loaders import VideoDiTModelLoader, VideoDiTTextEncode, VideoDiTTextEncoderLoader
+from .lora import VideoDiTLoraLoader
 from .ltx2_nodes import VideoDiTAudioToVideo, VideoDiTLatentUpsample
 from .sampler import VideoDiTSampler
 from .save import VideoDiTSaveVideo
@@ -36,6 +37,7 @@ NODE_CLASS_MAPPINGS = {
     "VideoDiTAudioDecode": VideoDiTAudioDecode,
     "VideoDiTAudioToVideo": VideoDiTAudioToVideo,
     "VideoDiTLatentUpsample": VideoDiTLatentUpsample,
+    "VideoDiTLoraLoader": VideoDiTLoraLoader,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -51,4 +53,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "VideoDiTAudioDecode": "VideoDiT Audio Decode",
     "VideoDiTAudioToVideo": "VideoDiT Audio To Video",
     "VideoDiTLatentUpsample": "VideoDiT Latent Upsample",
+    "VideoDiTLoraLoader": "VideoDiT LoRA Loader",
 }
