@@ -1,14 +1,15 @@
-"""Pure-PyTorch LTX-Video: DiT, causal video VAE, T5 text encoder, schedules, sampling, checkpoint loading.
-Nothing in this package imports ComfyUI.
+"""Pure-PyTorch LTX-Video 0.9.x and LTX-2: transformers, VAEs, text encoders, schedules, sampling, checkpoint
+loading. Nothing in this package imports ComfyUI.
 
 Public API (imported lazily on first use, so a missing or broken submodule only fails the names it provides):
     load_pipeline, VideoPipeline, ImageKeyframe, check_video_size, latent_shape   (pipeline.py)
     sample, Guidance, TextCondition, Keyframe                                      (sampling.py)
     timesteps, SchedulerConfig                                                     (schedules.py)
-    load_checkpoint, LoadedCheckpoint, CheckpointError, load_latent_upsampler      (checkpoint.py)
+    load_checkpoint, LoadedCheckpoint, CheckpointError, load_latent_upsampler      (checkpoint/)
     load_text_encoder, TextEncoder                                                 (text_encoder.py)
     LTXVideoTransformer, TransformerConfig, SkipLayers                             (ltxv/dit.py)
-    CausalVideoVAE, VAEConfig                                                      (vae.py)
+    CausalVideoVAE, VAEConfig                                                      (ltxv/vae.py, vae_config.py)
+    LTX2Pipeline, LTX2Result, load_ltx2_checkpoint                                 (ltx2/pipeline.py, checkpoint/)
 """
 
 import importlib
@@ -35,7 +36,10 @@ _EXPORTS = {
     "TransformerConfig": "ltxv.dit",
     "SkipLayers": "ltxv.dit",
     "CausalVideoVAE": "ltxv.vae",
-    "VAEConfig": "ltxv.vae",
+    "VAEConfig": "ltxv.vae_config",
+    "LTX2Pipeline": "ltx2.pipeline",
+    "LTX2Result": "ltx2.pipeline",
+    "load_ltx2_checkpoint": "checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)

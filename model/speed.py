@@ -189,7 +189,7 @@ def apply_vae_speed_options(vae: nn.Module, options: SpeedOptions) -> nn.Module:
     H100, at about 8% more time; benchmarks/results). Falls back like the DiT's compile. Same function, same
     state-dict keys. (Channels-last convolution weights and cuDNN autotuning were measured too and were not faster.)
     """
-    from .ltxv.vae import ResnetBlock3D
+    from .ltxv.vae_layers import ResnetBlock3D
 
     for handle in getattr(vae, "_speed_hooks", ()):
         handle.remove()

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks.attention import attention
-from ..ltxv.vae import pixel_norm
+from ..ltxv.vae_layers import pixel_norm
 from .audio_patchify import LATENT_DOWNSAMPLE, patchify_audio, unpatchify_audio
 from .mel import MelConfig, waveform_to_log_mel
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .vae import depth_to_space
+from .vae_layers import depth_to_space
 
 RATIONAL_SCALES = {0.75: (3, 4), 1.5: (3, 2), 2.0: (2, 1), 4.0: (4, 1)}  # scale -> (up, down)
 BLUR_KERNEL_SIZE = 5

@@ -39,7 +39,9 @@ import os
 
 import torch
 
-from .vae import CausalVideoVAE, DecoderNoise, DepthToSpaceUpsample, ResnetBlock3D, VAEConfig, compress_stride
+from .vae import CausalVideoVAE
+from .vae_config import VAEConfig, compress_stride
+from .vae_layers import DecoderNoise, DepthToSpaceUpsample, ResnetBlock3D
 
 
 def decoder_reach(config: VAEConfig) -> tuple[int, int]:
