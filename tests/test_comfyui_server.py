@@ -218,7 +218,7 @@ def test_object_info_lists_every_node(server):
 def test_template_browser_lists_only_ui_workflows(server):
     status, templates = server.request("/workflow_templates")
     expected = sorted(f[:-5] for f in os.listdir(WORKFLOWS) if f.endswith(".json"))
-    assert status == 200 and sorted(templates["ComfyUI-VideoDiT"]) == expected and len(expected) == 6
+    assert status == 200 and sorted(templates["ComfyUI-VideoDiT"]) == expected and len(expected) == 8
 
 
 @pytest.mark.parametrize("name", TINY)
