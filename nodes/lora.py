@@ -59,8 +59,18 @@ class LoraModel:
         self._base = base  # the model as the Model Loader made it, never a LoraModel
         self.loras = loras  # (LoraStrength, ...) in node order
 
-    def __getattr__(self, name):
+    OWN = ("_base", "loras")
+
+    def __getattr__(self, name):  # only called for attributes the wrapper does not have itself
+        if name in LoraModel.OWN:  # not set yet (copy.copy): no recursion into _base
+            raise AttributeError(name)
         return getattr(self._base, name)
+
+    def __setattr__(self, name, value):  # e.g. the sampler's preview_factors cache: kept on the base model
+        if name in LoraModel.OWN:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._base, name, value)
 
     @property
     def base(self):

@@ -130,6 +130,19 @@ def test_chained_nodes_stack(setup):
     assert d <= TOL and max_diff(got, run(one)) > 1e-3
 
 
+def test_wrapper_reads_and_writes_through_to_the_base(setup):
+    import copy
+
+    model, _, _ = setup
+    (with_lora,) = VideoDiTLoraLoader().load(model, "style.safetensors", 0.5)
+    assert with_lora.family == model.family and with_lora.vae is model.vae and with_lora.version == model.version
+    with_lora.preview_factors = ("fitted",)  # the sampler's preview cache lands on the shared model
+    assert model.preview_factors == ("fitted",)
+    model.preview_factors = None
+    clone = copy.copy(with_lora)
+    assert clone.base is model and clone.loras == with_lora.loras
+
+
 def test_strength_zero_is_the_base_result(setup):
     model, _, _ = setup
     (off,) = VideoDiTLoraLoader().load(model, "style.safetensors", 0.0)
