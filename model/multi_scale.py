@@ -81,6 +81,10 @@ class PassRecipe:
         thresholds = tuple(float(t) for t in d.get("guidance_timesteps") or (1.0,))
         if (per_entry or nested) and not d.get("guidance_timesteps"):
             raise ValueError(f"{where}: lists of guidance values need guidance_timesteps")
+        lists = {k: values[k] for k in per_entry} | ({"skip_block_list": blocks} if nested else {})
+        short = {k: len(v) for k, v in lists.items() if len(v) != len(thresholds)}
+        if short:
+            raise ValueError(f"{where}: {short} entries for {len(thresholds)} guidance_timesteps; need one per entry")
 
         def entry(name, j):
             v = values[name]

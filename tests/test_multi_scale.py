@@ -367,6 +367,10 @@ def test_recipe_checks(models):
         sample_multi_scale(pipe, up, "p", recipe=MultiScaleRecipe.from_official(no_skip), **args)
     with pytest.raises(ValueError, match="lists of guidance values need guidance_timesteps"):
         MultiScaleRecipe.from_official({"first_pass": {"guidance_scale": [1, 3]}, "second_pass": {}})
+    with pytest.raises(ValueError, match=r"\{'stg_scale': 2\} entries for 3 guidance_timesteps"):
+        MultiScaleRecipe.from_official(
+            {"first_pass": {**DEV_LIKE["first_pass"], "stg_scale": [0, 1]}, "second_pass": {}}
+        )
     with pytest.raises(ValueError, match="unknown keys"):
         MultiScaleRecipe.from_official({"first_pass": {"strength": 0.85}, "second_pass": {}})
     temporal = LatentUpsampler(UpsamplerConfig.from_metadata({**UPSAMPLER, "temporal_upsample": True}))
