@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_ltx2_nodes import files  # noqa: F401 - its tiny LTX-2 files, a module fixture
 from videodit.model.lora import LoraMerger, LoraStrength, load_lora
 from videodit.model.lora.targets import linear_layers
 from videodit.nodes import loaders
@@ -65,8 +66,26 @@ def setup(headless, tiny_models):
     loaders._CACHE.clear()
 
 
+@pytest.fixture
+def ltx2_models(files, tmp_path):  # noqa: F811 - the imported fixture, requested by name
+    """test_ltx2_nodes' tiny LTX-2 models folder (its `files` fixture), with loras/, as the headless folder."""
+    from videodit.nodes import host
+
+    root, names = files
+    os.makedirs(os.path.join(root, "loras"), exist_ok=True)
+    saved = dict(models_dir=host.HEADLESS.models_dir, output_dir=host.HEADLESS.output_dir)
+    host.configure_headless(models_dir=str(root), output_dir=str(tmp_path / "output"), show_progress=False)
+    yield root, names
+    host.configure_headless(**saved)
+
+
 def weights(transformer) -> dict:
     return {k: v.clone() for k, v in transformer.state_dict().items()}
+
+
+def same_weights(saved: dict, transformer) -> bool:
+    now = transformer.state_dict()
+    return saved.keys() == now.keys() and all(torch.equal(v, now[k]) for k, v in saved.items())
 
 
 def test_lora_files_are_listed(setup):
@@ -85,7 +104,7 @@ def test_chain_equals_merger_by_hand_and_leaves_the_model_alone(setup):
     assert isinstance(with_lora, LoraModel) and with_lora.base is model
     got = run(with_lora)
     # the upstream model: the same weights bit for bit, and a branch without the node gives the base result
-    assert all(torch.equal(v, model.transformer.state_dict()[k]) for k, v in base_weights.items())
+    assert same_weights(base_weights, model.transformer)
     again = run(model)
     assert torch.equal(again, base)
 
@@ -200,13 +219,63 @@ def test_ltx2_audio_strength_reaches_the_merger(headless, tiny_models):
     assert with_lora.loras[0].audio_strength == 0.2 and model.calls == []  # nothing merged at load
 
     LoraMerger(reference).apply([LoraStrength(load_lora(path), 0.6, 0.2)])
+    reference_state = reference.state_dict()
     acquired = with_lora.acquire()
     assert acquired is transformer and model.calls == ["acquire"]
-    d = max(max_diff(v, reference.state_dict()[k]) for k, v in transformer.state_dict().items())
+    d = max(max_diff(v, reference_state[k]) for k, v in transformer.state_dict().items())
     print(f"\nLTX-2 LoRA node, video 0.6 / audio 0.2, acquired vs LoraMerger by hand: max weight diff {d:.3e}")
     assert d <= TOL
-    changed = {k for k, v in base_weights.items() if not torch.equal(v, transformer.state_dict()[k])}
+    now = transformer.state_dict()
+    changed = {k for k, v in base_weights.items() if not torch.equal(v, now[k])}
     assert any("audio_attn1" in k for k in changed) and any(".attn1.to_q" in k for k in changed)
     with_lora.release()
     assert model.calls == ["acquire", "release"]
-    assert all(torch.equal(v, transformer.state_dict()[k]) for k, v in base_weights.items())
+    assert same_weights(base_weights, transformer)
+
+
+def test_ltx2_chain_with_streamed_blocks_equals_the_merge_by_hand(ltx2_models, caplog):
+    """LTX-2 through the nodes, memory "stream blocks" (the blocks are copied to device buffers while sampling):
+    the LoRA node (video 0.6, audio 0.3) = the same stack merged by hand into a resident model; base restored."""
+    from test_ltx2_nodes import CHECKPOINT, GEMMA, PROMPT, SIZE, defaults
+    from videodit.nodes.loaders import VideoDiTTextEncode, VideoDiTTextEncoderLoader
+
+    import logging
+
+    caplog.set_level(logging.INFO, logger="videodit")
+    root, _ = ltx2_models
+
+    def chain(memory, lora=None):
+        model, vae, _ = VideoDiTModelLoader().load(
+            **defaults(VideoDiTModelLoader, checkpoint=CHECKPOINT, memory=memory)
+        )
+        (encoder,) = VideoDiTTextEncoderLoader().load(**defaults(VideoDiTTextEncoderLoader, text_encoder=GEMMA))
+        (positive,) = VideoDiTTextEncode().encode(encoder, PROMPT)
+        (latent,) = VideoDiTEmptyLatentVideo().generate(**defaults(VideoDiTEmptyLatentVideo, **SIZE, vae=vae))
+        sampler = defaults(VideoDiTSampler, steps=2, guidance="custom", cfg=1.0, stg=0.0, audio_cfg=1.0)
+        used = model if lora is None else lora(model)
+        (out,) = VideoDiTSampler().sample(used, positive, positive, latent, **sampler)
+        return model, out
+
+    loaders._CACHE.clear()
+    probe, _, _ = VideoDiTModelLoader().load(**defaults(VideoDiTModelLoader, checkpoint=CHECKPOINT))
+    path = lora_file(os.path.join(root, "loras", "ltx2_av.safetensors"), probe.transformer, 4, "attn1.to_q")
+    loaders._CACHE.clear()
+    streamed, got = chain("stream blocks", lambda m: VideoDiTLoraLoader().load(m, "ltx2_av.safetensors", 0.6, 0.3)[0])
+    assert streamed._streamer is None and "streaming 15 of 29 LTX-2 blocks" in caplog.text
+    base = weights(streamed.transformer)
+
+    loaders._CACHE.clear()
+    stack = [LoraStrength(load_lora(path), 0.6, 0.3)]
+
+    def by_hand(model):
+        LoraMerger(model.transformer).apply(stack)
+        return model
+
+    _, expected = chain("resident", by_hand)
+    diffs = [max_diff(got[k], expected[k]) for k in ("samples", "audio_samples")]
+    print(
+        f"\nLTX-2 LoRA node, streamed blocks vs merged by hand, resident: max diffs video {diffs[0]}, audio {diffs[1]}"
+    )
+    assert max(diffs) <= TOL
+    assert same_weights(base, streamed.transformer)
+    loaders._CACHE.clear()
