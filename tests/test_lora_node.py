@@ -236,10 +236,10 @@ def test_ltx2_audio_strength_reaches_the_merger(headless, tiny_models):
 def test_ltx2_chain_with_streamed_blocks_equals_the_merge_by_hand(ltx2_models, caplog):
     """LTX-2 through the nodes, memory "stream blocks" (the blocks are copied to device buffers while sampling):
     the LoRA node (video 0.6, audio 0.3) = the same stack merged by hand into a resident model; base restored."""
+    import logging
+
     from test_ltx2_nodes import CHECKPOINT, GEMMA, PROMPT, SIZE, defaults
     from videodit.nodes.loaders import VideoDiTTextEncode, VideoDiTTextEncoderLoader
-
-    import logging
 
     caplog.set_level(logging.INFO, logger="videodit")
     root, _ = ltx2_models
