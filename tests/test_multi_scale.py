@@ -13,7 +13,8 @@ import pytest
 import torch
 from videodit.model.ltxv.dit import LTXVideoTransformer, TransformerConfig
 from videodit.model.ltxv.upsampler import LatentUpsampler, UpsamplerConfig
-from videodit.model.ltxv.vae import CausalVideoVAE, VAEConfig
+from videodit.model.ltxv.vae import CausalVideoVAE
+from videodit.model.ltxv.vae_config import VAEConfig
 from videodit.model.multi_scale import (
     RECIPES,
     SECOND_PASS_SEED_OFFSET,
