@@ -10,6 +10,7 @@ Public API (imported lazily on first use, so a missing or broken submodule only 
     LTXVideoTransformer, TransformerConfig, SkipLayers                             (ltxv/dit.py)
     CausalVideoVAE, VAEConfig                                                      (ltxv/vae.py, vae_config.py)
     LTX2Pipeline, LTX2Result, load_ltx2_checkpoint                                 (ltx2/pipeline.py, checkpoint/)
+    generate_multi_scale, MultiScaleRecipe                                         (multi_scale.py, _recipes.py)
 """
 
 import importlib
@@ -40,6 +41,8 @@ _EXPORTS = {
     "LTX2Pipeline": "ltx2.pipeline",
     "LTX2Result": "ltx2.pipeline",
     "load_ltx2_checkpoint": "checkpoint",
+    "generate_multi_scale": "multi_scale",
+    "MultiScaleRecipe": "multi_scale_recipes",
 }
 
 __all__ = sorted(_EXPORTS)
