@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -119,7 +120,7 @@ def _axis_weights(spans: list[tuple[int, int]], blend: float, device) -> list[to
     return weights
 
 
-class _TiledNoise(DecoderNoise):
+class TiledNoise(DecoderNoise):
     """Decoder noise for tiles: full-size maps drawn in the plain decode's order, cropped to the current tile."""
 
     def __init__(self, generator: torch.Generator | None, latent_height: int, latent_width: int):
@@ -140,6 +141,92 @@ class _TiledNoise(DecoderNoise):
         full = self.maps[self.index]
         self.index += 1
         return full[y0 * sy : y0 * sy + height, x0 * sx : x0 * sx + width]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The pieces of a tiled decode: per axis (time, height, width) the latent start of each piece, the piece size
+    in latents, the pixel span it decodes to and its blending weights over that span."""
+
+    starts: tuple[list[int], list[int], list[int]]
+    sizes: tuple[int, int, int]
+    spans: tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]
+    weights: tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]
+
+    @property
+    def pieces(self) -> list[tuple[int, int, int]]:
+        """(i, j, k) piece indices in the plain decode's order (time, then rows, then columns)."""
+        n_t, n_y, n_x = (len(axis) for axis in self.starts)
+        return [(i, j, k) for i in range(n_t) for j in range(n_y) for k in range(n_x)]
+
+    def latent(self, raw: torch.Tensor, i: int, j: int, k: int) -> torch.Tensor:
+        (st, sy, sx), (nt, ny, nx) = (self.starts[0][i], self.starts[1][j], self.starts[2][k]), self.sizes
+        return raw[:, :, st : st + nt, sy : sy + ny, sx : sx + nx]
+
+    def add(self, out: torch.Tensor, video: torch.Tensor, i: int, j: int, k: int) -> None:
+        """out[span] += the piece's video times its weights."""
+        (t0, t1), (y0, y1), (x0, x1) = self.spans[0][i], self.spans[1][j], self.spans[2][k]
+        wt, wy, wx = self.weights[0][i], self.weights[1][j], self.weights[2][k]
+        out[:, :, t0:t1, y0:y1, x0:x1] += video * (wt[:, None, None] * wy[None, :, None] * wx[None, None, :])
+
+    def normalize(self, out: torch.Tensor) -> torch.Tensor:
+        """Divide the accumulated video by the summed weights (1 away from overlaps)."""
+        sums = []
+        for spans, weights in zip(self.spans, self.weights):
+            total = torch.zeros(spans[-1][1], device=out.device)
+            for (a, b), w in zip(spans, weights):
+                total[a:b] += w
+            sums.append(total)
+        return out / (sums[0][:, None, None] * sums[1][None, :, None] * sums[2][None, None, :])
+
+    def output_shape(self, batch: int, channels: int) -> tuple[int, ...]:
+        return (batch, channels, self.spans[0][-1][1], self.spans[1][-1][1], self.spans[2][-1][1])
+
+
+def plan_tiles(
+    vae: CausalVideoVAE,
+    raw_shape,
+    temporal_chunk: int,
+    temporal_overlap: int,
+    spatial_tile: int,
+    spatial_overlap: int,
+    blend: float,
+    device,
+    caller: str = "decode_tiled",
+) -> TilePlan:
+    """The TilePlan of a raw latent of shape (B, C, f, h, w); ValueError naming `caller` for bad arguments."""
+    if not (1 <= temporal_overlap < temporal_chunk):
+        raise ValueError(
+            f"{caller}: need 1 <= temporal_overlap < temporal_chunk, "
+            f"got overlap {temporal_overlap}, chunk {temporal_chunk}"
+        )
+    if not (0 <= spatial_overlap < spatial_tile):
+        raise ValueError(
+            f"{caller}: need 0 <= spatial_overlap < spatial_tile, got overlap {spatial_overlap}, tile {spatial_tile}"
+        )
+    if not 0.0 <= blend <= 1.0:
+        raise ValueError(f"{caller}: blend must be in [0, 1], got {blend}")
+    _, _, frames, height, width = raw_shape
+    tf, sf = vae.config.temporal_factor, vae.config.spatial_factor
+    starts = (
+        _starts(frames, temporal_chunk, temporal_overlap),
+        _starts(height, spatial_tile, spatial_overlap),
+        _starts(width, spatial_tile, spatial_overlap),
+    )
+    size_t, size_y, size_x = min(temporal_chunk, frames), min(spatial_tile, height), min(spatial_tile, width)
+    spans = (
+        [(tf * s, tf * (s + size_t - 1) + 1) for s in starts[0]],
+        [(sf * s, sf * (s + size_y)) for s in starts[1]],
+        [(sf * s, sf * (s + size_x)) for s in starts[2]],
+    )
+    weights = tuple(_axis_weights(axis, blend, device) for axis in spans)
+    return TilePlan(starts, (size_t, size_y, size_x), spans, weights)
+
+
+def decode_piece(vae: CausalVideoVAE, raw: torch.Tensor, plan: TilePlan, timestep, noise: TiledNoise, i, j, k):
+    """Piece (i, j, k) of the plan decoded -> float32 video (B, 3, t1 - t0, y1 - y0, x1 - x0) on raw's device."""
+    noise.start_tile(plan.starts[1][j], plan.starts[2][k], plan.sizes[1], plan.sizes[2])
+    return vae.decoder(plan.latent(raw, i, j, k).to(vae.dtype), timestep, noise).float()
 
 
 @torch.no_grad()
@@ -165,59 +252,16 @@ def decode_tiled(
     Tolerance versus vae.decode: see the module docstring (exact to float rounding with `exact_overlap`).
     """
     vae._check_latent(raw)
-    if not (1 <= temporal_overlap < temporal_chunk):
-        raise ValueError(
-            f"decode_tiled: need 1 <= temporal_overlap < temporal_chunk, "
-            f"got overlap {temporal_overlap}, chunk {temporal_chunk}"
-        )
-    if not (0 <= spatial_overlap < spatial_tile):
-        raise ValueError(
-            f"decode_tiled: need 0 <= spatial_overlap < spatial_tile, "
-            f"got overlap {spatial_overlap}, tile {spatial_tile}"
-        )
-    if not 0.0 <= blend <= 1.0:
-        raise ValueError(f"decode_tiled: blend must be in [0, 1], got {blend}")
-    batch, _, frames, height, width = raw.shape
-    tf, sf = vae.config.temporal_factor, vae.config.spatial_factor
     out_device = torch.device(out_device) if out_device is not None else raw.device
+    tiling = (temporal_chunk, temporal_overlap, spatial_tile, spatial_overlap, blend)
+    plan = plan_tiles(vae, raw.shape, *tiling, out_device)
+    batch, _, _, height, width = raw.shape
     t = vae.decoder_timestep(timestep, batch, raw.device)
-    noise = _TiledNoise(generator, height, width)
-
-    starts_t = _starts(frames, temporal_chunk, temporal_overlap)
-    starts_y = _starts(height, spatial_tile, spatial_overlap)
-    starts_x = _starts(width, spatial_tile, spatial_overlap)
-    size_t, size_y, size_x = min(temporal_chunk, frames), min(spatial_tile, height), min(spatial_tile, width)
-    spans_t = [(tf * s, tf * (s + size_t - 1) + 1) for s in starts_t]
-    spans_y = [(sf * s, sf * (s + size_y)) for s in starts_y]
-    spans_x = [(sf * s, sf * (s + size_x)) for s in starts_x]
-    weights_t, weights_y, weights_x = (_axis_weights(spans, blend, out_device) for spans in (spans_t, spans_y, spans_x))
-
-    out = torch.zeros(
-        batch,
-        vae.config.out_channels,
-        spans_t[-1][1],
-        spans_y[-1][1],
-        spans_x[-1][1],
-        device=out_device,
-        dtype=torch.float32,
-    )
-    sum_t, sum_y, sum_x = (torch.zeros(spans[-1][1], device=out_device) for spans in (spans_t, spans_y, spans_x))
-    for (t0, t1), wt, st in zip(spans_t, weights_t, starts_t):
-        sum_t[t0:t1] += wt
-        for (y0, y1), wy, sy in zip(spans_y, weights_y, starts_y):
-            for (x0, x1), wx, sx in zip(spans_x, weights_x, starts_x):
-                piece = raw[:, :, st : st + size_t, sy : sy + size_y, sx : sx + size_x].to(vae.dtype)
-                noise.start_tile(sy, sx, size_y, size_x)
-                video = vae.decoder(piece, t, noise).to(out_device, torch.float32)  # (B, 3, t1-t0, y1-y0, x1-x0)
-                weight = wt[:, None, None] * wy[None, :, None] * wx[None, None, :]
-                out[:, :, t0:t1, y0:y1, x0:x1] += video * weight
-                del video
-    for (y0, y1), wy in zip(spans_y, weights_y):
-        sum_y[y0:y1] += wy
-    for (x0, x1), wx in zip(spans_x, weights_x):
-        sum_x[x0:x1] += wx
-    out /= sum_t[:, None, None] * sum_y[None, :, None] * sum_x[None, None, :]
-    return out.to(raw.dtype)
+    noise = TiledNoise(generator, height, width)
+    out = torch.zeros(plan.output_shape(batch, vae.config.out_channels), device=out_device, dtype=torch.float32)
+    for i, j, k in plan.pieces:
+        plan.add(out, decode_piece(vae, raw, plan, t, noise, i, j, k).to(out_device), i, j, k)
+    return plan.normalize(out).to(raw.dtype)
 
 
 def estimate_decode_bytes(

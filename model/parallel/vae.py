@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 
 from ..ltxv.vae import CausalVideoVAE, ResnetBlock3D
-from ..ltxv.vae_tiling import _axis_weights, _starts, _TiledNoise
+from ..ltxv.vae_tiling import TiledNoise, decode_piece, plan_tiles
 from .engine import ParallelGroup
 
 
@@ -55,16 +55,12 @@ def decode_distributed(
     """
     pg = group or ParallelGroup.of()
     vae._check_latent(raw)
-    batch, _, frames, height, width = raw.shape
+    batch, _, _, height, width = raw.shape
     if spatial_tile is None:  # whole frames: one tile, no spatial overlap
         spatial_tile, spatial_overlap = max(height, width), 0
-    if not (1 <= temporal_overlap < temporal_chunk) or not (0 <= spatial_overlap < spatial_tile):
-        raise ValueError(
-            f"decode_distributed: need 1 <= temporal_overlap < temporal_chunk and 0 <= spatial_overlap < "
-            f"spatial_tile, got {temporal_overlap}/{temporal_chunk} and {spatial_overlap}/{spatial_tile}"
-        )
-    if not 0.0 <= blend <= 1.0:
-        raise ValueError(f"decode_distributed: blend must be in [0, 1], got {blend}")
+    out_device = torch.device(out_device) if out_device is not None else raw.device
+    tiling = (temporal_chunk, temporal_overlap, spatial_tile, spatial_overlap, blend)
+    plan = plan_tiles(vae, raw.shape, *tiling, out_device, caller="decode_distributed")
     if _injects_noise(vae) and pg.size > 1:
         if generator is None:
             raise ValueError(
@@ -72,57 +68,34 @@ def decode_distributed(
                 "draws the noise maps the single-process decode would"
             )
         _share_generator(generator, pg, raw.device)
-    tf, sf = vae.config.temporal_factor, vae.config.spatial_factor
-    out_device = torch.device(out_device) if out_device is not None else raw.device
     t = vae.decoder_timestep(timestep, batch, raw.device)
-    noise = _TiledNoise(generator, height, width)
-
-    starts_t = _starts(frames, temporal_chunk, temporal_overlap)
-    starts_y = _starts(height, spatial_tile, spatial_overlap)
-    starts_x = _starts(width, spatial_tile, spatial_overlap)
-    size_t, size_y, size_x = min(temporal_chunk, frames), min(spatial_tile, height), min(spatial_tile, width)
-    spans_t = [(tf * s, tf * (s + size_t - 1) + 1) for s in starts_t]
-    spans_y = [(sf * s, sf * (s + size_y)) for s in starts_y]
-    spans_x = [(sf * s, sf * (s + size_x)) for s in starts_x]
-    weights_t, weights_y, weights_x = (_axis_weights(spans, blend, out_device) for spans in (spans_t, spans_y, spans_x))
-    pieces = [(i, j, k) for i in range(len(starts_t)) for j in range(len(starts_y)) for k in range(len(starts_x))]
-
-    def decode_piece(i: int, j: int, k: int) -> torch.Tensor:
-        st, sy, sx = starts_t[i], starts_y[j], starts_x[k]
-        piece = raw[:, :, st : st + size_t, sy : sy + size_y, sx : sx + size_x].to(vae.dtype)
-        noise.start_tile(sy, sx, size_y, size_x)
-        return vae.decoder(piece, t, noise).float()  # (B, 3, t1 - t0, y1 - y0, x1 - x0)
-
+    noise = TiledNoise(generator, height, width)
+    pieces = plan.pieces
     out = None
     if pg.rank == 0:
-        out = torch.zeros(
-            batch, vae.config.out_channels, spans_t[-1][1], spans_y[-1][1], spans_x[-1][1], device=out_device
-        )
+        out = torch.zeros(plan.output_shape(batch, vae.config.out_channels), device=out_device)
     for first in range(0, len(pieces), pg.size):
         mine = first + pg.rank
-        video = decode_piece(*pieces[mine]) if mine < len(pieces) else None
-        if video is None:  # past the last piece: a placeholder of the common shape
-            video = torch.zeros(batch, vae.config.out_channels, spans_t[0][1], spans_y[0][1], spans_x[0][1])
+        if mine < len(pieces):
+            video = decode_piece(vae, raw, plan, t, noise, *pieces[mine])
+        else:  # past the last piece: a placeholder of the first piece's shape
+            video = torch.zeros(plan.output_shape(batch, vae.config.out_channels)[:2] + _piece_shape(plan))
             video = video.to(raw.device)
         received = [torch.empty_like(video) for _ in range(pg.size)] if pg.rank == 0 else None
         dist.gather(video, received, dst=dist.get_global_rank(pg.group, 0) if pg.group else 0, group=pg.group)
         if pg.rank != 0:
             continue
         for (i, j, k), piece_video in zip(pieces[first : first + pg.size], received):
-            (t0, t1), (y0, y1), (x0, x1) = spans_t[i], spans_y[j], spans_x[k]
-            weight = weights_t[i][:, None, None] * weights_y[j][None, :, None] * weights_x[k][None, None, :]
-            out[:, :, t0:t1, y0:y1, x0:x1] += piece_video.to(out_device) * weight
+            plan.add(out, piece_video.to(out_device), i, j, k)
     if pg.rank != 0:
         return None
-    sum_t, sum_y, sum_x = (torch.zeros(spans[-1][1], device=out_device) for spans in (spans_t, spans_y, spans_x))
-    for (t0, t1), wt in zip(spans_t, weights_t):
-        sum_t[t0:t1] += wt
-    for (y0, y1), wy in zip(spans_y, weights_y):
-        sum_y[y0:y1] += wy
-    for (x0, x1), wx in zip(spans_x, weights_x):
-        sum_x[x0:x1] += wx
-    out /= sum_t[:, None, None] * sum_y[None, :, None] * sum_x[None, None, :]
-    return out.to(raw.dtype)
+    return plan.normalize(out).to(raw.dtype)
+
+
+def _piece_shape(plan) -> tuple[int, int, int]:
+    """Pixel (frames, height, width) of the first piece; every piece has this shape (the pieces overlap instead of
+    shrinking at the edges)."""
+    return tuple(axis[0][1] - axis[0][0] for axis in plan.spans)
 
 
 @torch.no_grad()
