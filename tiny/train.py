@@ -80,25 +80,33 @@ class Budget:
     `first`, re-estimated from the step time since the previous estimate at steps 2x, 4x, 8x ... `first` while
     less than 3/4 of the steps are done (the first steps are slow: cudnn autotuning, allocator warm-up)."""
 
-    def __init__(self, start: float, budget_s: float, first: int, max_steps: int):
+    def __init__(self, start: float, budget_s: float, first: int, max_steps: int, schedule: Schedule):
         self.start, self.budget_s, self.next, self.max_steps = start, budget_s, first, max_steps
+        self.schedule = schedule  # its total follows every new estimate (the cosine decay ends with the budget)
         self.mark = (time.time(), 0)
         self.total = None
 
-    def update(self, step: int) -> bool:
-        """Call after each step; True when the estimate changed."""
+    def update(self, step: int) -> None:
+        """Call after each step."""
         if self.total is None and step >= self.max_steps:
-            self.total = self.max_steps
-            return True
+            self.total = self.schedule.total = self.max_steps
+            return
         if step != self.next or (self.total is not None and step > 0.75 * self.total):
-            return False
+            return
         now = time.time()
         per_step = (now - self.mark[0]) / max(1, step - self.mark[1])
         self.mark, self.next = (now, step), 2 * step
         left = self.budget_s - (now - self.start)
-        self.total = int(min(self.max_steps, step + max(0.0, left) / per_step))
+        self.total = self.schedule.total = int(min(self.max_steps, step + max(0.0, left) / per_step))
         print(f"{per_step * 1000:.0f} ms/step -> {self.total} steps", flush=True)
-        return True
+
+
+def clipped_step(optimizer, loss: torch.Tensor, params) -> None:
+    """One optimizer step on `loss` with the gradients clipped to norm 1."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
 
 
 def autocast(device):
@@ -138,7 +146,7 @@ def train_vae(args, device) -> tuple[CausalVideoVAE, dict]:
     optimizer = torch.optim.AdamW(params, lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     schedule = Schedule(optimizer, args.vae_lr, warmup=args.warmup)
     t0, step, log = time.time(), 0, []
-    budget = Budget(args.start, args.minutes * 60, args.warmup, args.max_steps or 10**9)
+    budget = Budget(args.start, args.minutes * 60, args.warmup, args.max_steps or 10**9, schedule)
     while budget.total is None or step < budget.total:
         schedule.set(step)
         _, video, coverage = render_batch(args.vae_batch, SEED + step, args.frames, args.size, device)
@@ -152,13 +160,9 @@ def train_vae(args, device) -> tuple[CausalVideoVAE, dict]:
         rec = (weight * error.pow(2)).mean() + 0.1 * (weight * error.abs()).mean()
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         loss = rec + args.kl_weight * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        clipped_step(optimizer, loss, params)
         step += 1
-        if budget.update(step):
-            schedule.total = budget.total
+        budget.update(step)
         if step % args.log_every == 0 or step == budget.total:
             p = psnr_db(recon.detach(), video)
             log.append({"step": step, "loss": loss.item(), "rec": rec.item(), "kl": kl.item(), "psnr": p})
@@ -437,7 +441,7 @@ def train_dit(args, vae: CausalVideoVAE, device):
     # to compile falls back to eager at the first step.
     step_dit, step_t5 = (torch.compile(dit, dynamic=False), torch.compile(t5)) if args.compile else (dit, t5)
     t0, step, log, running = time.time(), 0, [], []
-    budget = Budget(args.start, args.minutes * 60, args.warmup, args.max_steps or 10**9)
+    budget = Budget(args.start, args.minutes * 60, args.warmup, args.max_steps or 10**9, schedule)
     n = len(bank)
     while budget.total is None or step < budget.total:
         schedule.set(step)
@@ -470,8 +474,7 @@ def train_dit(args, vae: CausalVideoVAE, device):
         step += 1
         if step % 10 == 0 or args.smoke:
             running.append((flow.item(), aux.item()))
-        if budget.update(step):
-            schedule.total = budget.total
+        budget.update(step)
         if step % args.log_every == 0 or step == budget.total:
             mean_flow, mean_aux = np.mean(running, axis=0) if running else (flow.item(), aux.item())
             running = []

@@ -50,6 +50,7 @@ from .train import (
     Budget,
     Schedule,
     autocast,
+    clipped_step,
     evaluate_vae,
     psnr_db,
     render_batch,
@@ -68,7 +69,7 @@ def train_video_vae(args, device):
     vae = parts["video_vae"].to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, betas=(0.9, 0.99), weight_decay=0.0)
     schedule = Schedule(optimizer, args.vae_lr, args.warmup)
-    budget = Budget(time.time(), args.video_minutes * 60, args.warmup, args.max_steps or 10**9)
+    budget = Budget(time.time(), args.video_minutes * 60, args.warmup, args.max_steps or 10**9, schedule)
     t0, step = time.time(), 0
     while budget.total is None or step < budget.total:
         schedule.set(step)
@@ -81,13 +82,9 @@ def train_video_vae(args, device):
         error = recon - video
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
         loss = (weight * error.pow(2)).mean() + 0.1 * (weight * error.abs()).mean() + args.kl_weight * kl
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        optimizer.step()
+        clipped_step(optimizer, loss, vae.parameters())
         step += 1
-        if budget.update(step):
-            schedule.total = budget.total
+        budget.update(step)
         if step % args.log_every == 0 or step == budget.total:
             log(f"video vae step {step}: loss {loss.item():.5f} psnr {psnr_db(recon.detach(), video):.2f} dB", t0)
     vae.eval()
@@ -104,7 +101,7 @@ def train_audio(args, device):
     params = list(vae.parameters()) + list(vocoder.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.audio_lr, betas=(0.8, 0.99), weight_decay=0.0)
     schedule = Schedule(optimizer, args.audio_lr, args.warmup)
-    budget = Budget(time.time(), args.audio_minutes * 60, args.warmup, args.max_steps or 10**9)
+    budget = Budget(time.time(), args.audio_minutes * 60, args.warmup, args.max_steps or 10**9, schedule)
     t0, step = time.time(), 0
     while budget.total is None or step < budget.total:
         schedule.set(step)
@@ -123,13 +120,9 @@ def train_audio(args, device):
             voice = vocoder(source).float()[..., : wave.shape[-1]]
         stft = av_audio.stft_loss(voice, wave)
         loss = mel_loss + args.kl_weight * kl + stft
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        clipped_step(optimizer, loss, params)
         step += 1
-        if budget.update(step):
-            schedule.total = budget.total
+        budget.update(step)
         if step % args.log_every == 0 or step == budget.total:
             log(f"audio step {step}: mel L1 {mel_loss.item():.4f} kl {kl.item():.2f} stft {stft.item():.4f}", t0)
     vae.eval(), vocoder.eval()
@@ -151,7 +144,7 @@ def pretrain_gemma(gemma, head, bank: Bank, args, device) -> dict:
     optimizer = torch.optim.AdamW(params, lr=args.gemma_lr, betas=(0.9, 0.99), weight_decay=0.01)
     schedule = Schedule(optimizer, args.gemma_lr, args.warmup)
     generator = torch.Generator().manual_seed(args.seed + 5)
-    budget = Budget(time.time(), args.gemma_minutes * 60, args.warmup, args.max_steps or 10**9)
+    budget = Budget(time.time(), args.gemma_minutes * 60, args.warmup, args.max_steps or 10**9, schedule)
     t0, step = time.time(), 0
     while budget.total is None or step < budget.total:
         schedule.set(step)
@@ -161,13 +154,9 @@ def pretrain_gemma(gemma, head, bank: Bank, args, device) -> dict:
         with autocast(device):
             last = gemma(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
         loss, accuracy = attribute_loss(head, last, mask, bank.combos[clips], no_drop)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        clipped_step(optimizer, loss, params)
         step += 1
-        if budget.update(step):
-            schedule.total = budget.total
+        budget.update(step)
         if step % args.log_every == 0 or step == budget.total:
             log(
                 f"gemma step {step}: attribute loss {loss.item():.4f}, all four right {100 * accuracy.item():.1f} %", t0
@@ -196,7 +185,7 @@ def train_dit(args, video_vae, audio_vae, device):
     generator = torch.Generator().manual_seed(args.seed)
     noise_generator = torch.Generator(device).manual_seed(args.seed)
     compiled = [torch.compile(m) for m in trained] if args.compile else trained
-    budget = Budget(time.time(), args.dit_minutes * 60, args.warmup, args.max_steps or 10**9)
+    budget = Budget(time.time(), args.dit_minutes * 60, args.warmup, args.max_steps or 10**9, schedule)
     t0, step, running = time.time(), 0, []
     while budget.total is None or step < budget.total:
         schedule.set(step)
@@ -225,8 +214,7 @@ def train_dit(args, video_vae, audio_vae, device):
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
         step += 1
         running.append(torch.stack([loss_v.detach(), loss_a.detach(), aux.detach()]))
-        if budget.update(step):
-            schedule.total = budget.total
+        budget.update(step)
         if step % args.log_every == 0 or step == budget.total:
             v, a, x = torch.stack(running).mean(0).tolist()
             running = []
